@@ -1,0 +1,3 @@
+"""Spektron: oscillatory state-space models for vibrational spectroscopy."""
+
+__version__ = "0.1.0"
