@@ -111,3 +111,27 @@ class SpectrumRecord:
     stick_raman: np.ndarray = field(default_factory=lambda: np.zeros(0))
     n_atoms: int = 0
     charge_model: str = ""
+
+
+NORMALIZATIONS: tuple[str, ...] = ("max", "area", "l2", "none")
+
+
+def normalize_spectra(x: np.ndarray, rule: str, eps: float = 1e-12) -> np.ndarray:
+    """Per-spectrum normalisation along the last axis, one named rule used everywhere.
+
+    ``max``: divide by the maximum (peak height 1); ``area``: divide by the sum of values (unit
+    area in grid units); ``l2``: divide by the Euclidean norm; ``none``: unchanged. All-zero
+    spectra stay zero (the divisor is floored at ``eps``).
+    """
+    x = np.asarray(x)
+    if rule == "none":
+        return x
+    if rule == "max":
+        d = np.max(np.abs(x), axis=-1, keepdims=True)
+    elif rule == "area":
+        d = np.sum(np.abs(x), axis=-1, keepdims=True)
+    elif rule == "l2":
+        d = np.linalg.norm(x, axis=-1, keepdims=True)
+    else:
+        raise ConfigError(f"normalisation must be one of {NORMALIZATIONS}, got {rule!r}")
+    return x / np.maximum(d, eps)

@@ -1,0 +1,218 @@
+"""``spektron`` command line. Thin: parses arguments and calls library functions.
+
+Errors raised on purpose (:class:`spektron.errors.SpektronError`) become one line on stderr
+and exit code 2; an interrupt exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from spektron import __version__
+from spektron.errors import ConfigError, SpektronError
+from spektron.utils import setup_logging
+
+log = logging.getLogger("spektron")
+
+
+def _add_experiment_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="quick", help="smoke | quick | paper (default: quick)")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="results folder (default runs/)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default from the preset)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda[:i]")
+    p.add_argument("--workers", type=int, default=None, help="processes for simulation (0 = all)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set data.n_molecules=500 (repeatable)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="spektron", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"spektron {__version__}")
+    ap.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    ap.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    data = sub.add_parser("data", help="simulate, convert, merge and inspect spectral stores")
+    dsub = data.add_subparsers(dest="data_cmd", required=True)
+
+    sim = dsub.add_parser(
+        "simulate", help="simulate IR/Raman spectra (MMFF94 physics) into a store"
+    )
+    src = sim.add_mutually_exclusive_group()
+    src.add_argument("--n", type=int, default=None,
+                     help="number of QM9 molecules (seeded selection; default 3000)")  # fmt: skip
+    src.add_argument("--all", action="store_true", help="every valid QM9 molecule")
+    src.add_argument("--smiles", default=None,
+                     help="comma-separated SMILES or a file with one SMILES per line")  # fmt: skip
+    sim.add_argument("--out", type=Path, required=True, help="output store (.h5)")
+    sim.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
+    sim.add_argument("--shard", default="0/1", help="i/N: simulate shard i of N (default 0/1)")
+    sim.add_argument("--seed", type=int, default=0, help="selection seed for --n (default 0)")
+    sim.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="dataset config override, e.g. --set physics.ir_fwhm=12")  # fmt: skip
+    sim.add_argument("--report", type=Path, default=None,
+                     help="write the generation report JSON here (default: <out>.report.json)")  # fmt: skip
+
+    mg = dsub.add_parser("merge", help="merge shard stores into one")
+    mg.add_argument("inputs", nargs="+", type=Path)
+    mg.add_argument("--out", type=Path, required=True)
+
+    cv = dsub.add_parser("convert-qm9s", help="convert the real QM9S files into a store")
+    cv.add_argument("--out", type=Path, required=True)
+    cv.add_argument("--ir-csv", type=Path, default=None, help="ir_boraden.csv")
+    cv.add_argument("--raman-csv", type=Path, default=None, help="raman_boraden.csv")
+    cv.add_argument("--zip", dest="zip_path", type=Path, default=None, help="qm9s_csv.zip")
+    cv.add_argument("--pt", dest="pt_path", type=Path, default=None, help="qm9s.pt")
+    cv.add_argument("--trust-pickle", action="store_true",
+                    help="allow full unpickling of qm9s.pt (only for files you trust)")  # fmt: skip
+    cv.add_argument("--limit", type=int, default=None, help="convert only the first N entries")
+
+    info = dsub.add_parser("info", help="summarise a store")
+    info.add_argument("file", type=Path)
+    info.add_argument("--json", action="store_true", help="print JSON")
+
+    nir = dsub.add_parser("nir", help="summarise the real NIR transfer datasets (corn, tablet)")
+    nir.add_argument("--json", action="store_true")
+
+    ra = sub.add_parser("run-all", help="the main job: every stage of the study that exists")
+    _add_experiment_args(ra)
+    return ap
+
+
+def _cmd_simulate(a: argparse.Namespace) -> int:
+    from spektron.config import DatasetConfig, apply_overrides
+    from spektron.data.generate import generate_dataset, parse_shard
+    from spektron.utils import write_json_atomic
+
+    base = DatasetConfig(
+        source="smiles" if a.smiles else "qm9",
+        n_molecules=None if a.all else (a.n if a.n is not None else 3000),
+        selection_seed=a.seed,
+        smiles=a.smiles,
+    )
+    cfg = apply_overrides(base, a.overrides)
+    shard = parse_shard(a.shard)
+    what = (f"SMILES list {cfg.smiles!r}" if cfg.source == "smiles" else
+            f"{'all' if cfg.n_molecules is None else cfg.n_molecules} QM9 molecules "
+            f"(seed {cfg.selection_seed})")  # fmt: skip
+    log.info("simulating %s, shard %d/%d, level %s -> %s", what, *shard, cfg.physics.level, a.out)
+    rep = generate_dataset(cfg, a.out, workers=a.workers, shard=shard, progress=not a.quiet)
+    rpath = a.report or a.out.with_name(a.out.name + ".report.json")
+    write_json_atomic(rpath, rep.to_dict(max_failures=10_000))
+    print(f"wrote {a.out}: {rep.n_ok} molecules simulated, {rep.n_failed} failed "
+          f"({rep.failures_by_reason or 'none'}); {rep.wall_s:.1f} s wall, "
+          f"{1000 * rep.cpu_s_per_molecule:.0f} ms CPU/molecule; report {rpath}")  # fmt: skip
+    if rep.input_rejects:
+        print(f"QM9 rows rejected by validation: {rep.input_rejects}")
+    return 0
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    from spektron.data.store import open_store
+
+    with open_store(a.file) as s:
+        summ = s.summary()
+        summ["attrs"] = {k: v for k, v in s.attrs.items() if k in ("label", "source", "created")}
+    if a.json:
+        print(json.dumps(summ, indent=2))
+        return 0
+    g = summ["grid"]
+    lines = [
+        f"file         {summ['file']}",
+        f"source       {summ['source']}" + ("  (SIMULATED)" if summ["simulated"] else ""),
+        f"records      {summ['n_records']}  (IR {summ['has_ir']}, Raman {summ['has_raman']})",
+        f"grid         {g['n_points']} points, {g['lo']:.1f}–{g['hi']:.1f} cm⁻¹",
+        "splits       " + ", ".join(f"{k} {v}" for k, v in summ["splits"].items()),
+        "centrosym.   " + ", ".join(f"{k} {v}" for k, v in summ["centrosymmetric"].items()),
+        "point groups " + ", ".join(f"{k} {v}" for k, v in list(summ["point_groups"].items())[:10]),
+        "func. groups " + ", ".join(f"{k} {v}" for k, v in summ["functional_groups"].items() if v),
+        f"sticks       {summ['n_sticks']}",
+        f"config hash  {summ['config_hash']}   spektron {summ['spektron_version']}",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def _cmd_convert(a: argparse.Namespace) -> int:
+    from spektron.data.qm9s import convert_qm9s
+
+    if not any((a.ir_csv, a.raman_csv, a.zip_path, a.pt_path)):
+        raise ConfigError("convert-qm9s needs at least one of --ir-csv, --raman-csv, --zip, --pt")
+    path = convert_qm9s(a.out, ir_csv=a.ir_csv, raman_csv=a.raman_csv, zip_path=a.zip_path,
+                        pt_path=a.pt_path, trust_pickle=a.trust_pickle, limit=a.limit,
+                        progress=not a.quiet)  # fmt: skip
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_nir(a: argparse.Namespace) -> int:
+    from spektron.data import nir
+
+    rows = []
+    for name in nir.list_nir_datasets():
+        ds = nir.load_nir(name)
+        rows.append(ds.describe())
+    print(json.dumps(rows, indent=2) if a.json else "\n".join(json.dumps(r) for r in rows))
+    return 0
+
+
+def _cmd_run_all(a: argparse.Namespace) -> int:
+    from spektron.config import preset_config, to_dict
+    from spektron.experiments.run_all import STAGES, run_all
+
+    cfg = preset_config(a.preset, a.overrides, seed=a.seed, device=a.device, workers=a.workers)
+    print(f"spektron run-all: preset {cfg.preset}, stages {', '.join(STAGES)}, out {a.out}")
+    print("config: " + json.dumps(to_dict(cfg)))
+    res = run_all(cfg, a.out, progress=not a.quiet)
+    d = res["data"]
+    print(f"\ndataset ({d['source']}, SIMULATED): {d['n_records']} molecules, "
+          f"splits {d['splits']}, centrosymmetric {d['centrosymmetric']['yes']}")  # fmt: skip
+    if "generation" in d:
+        g = d["generation"]
+        print(f"generation: {g['n_ok']} ok, {g['n_failed']} failed {g['failures_by_reason']}, "
+              f"{g['wall_s']:.0f} s wall, {1000 * g['cpu_s_per_molecule']:.0f} ms CPU/molecule")  # fmt: skip
+    print("figures: " + ", ".join(d["figures"]))
+    print(f"summary: {a.out / 'data' / 'data_summary.json'}")
+    return 0
+
+
+COMMANDS = {
+    ("data", "simulate"): _cmd_simulate,
+    ("data", "info"): _cmd_info,
+    ("data", "convert-qm9s"): _cmd_convert,
+    ("data", "nir"): _cmd_nir,
+    ("run-all", None): _cmd_run_all,
+}
+
+
+def _cmd_merge(a: argparse.Namespace) -> int:
+    from spektron.data.store import merge_stores
+
+    merge_stores(a.inputs, a.out)
+    print(f"wrote {a.out}")
+    return 0
+
+
+COMMANDS[("data", "merge")] = _cmd_merge
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(-1 if args.quiet else args.verbose)
+    handler = COMMANDS[(args.cmd, getattr(args, "data_cmd", None))]
+    try:
+        return handler(args)
+    except SpektronError as e:
+        print(f"spektron: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spektron: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

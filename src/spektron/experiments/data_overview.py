@@ -1,0 +1,91 @@
+"""The data stage of ``run-all``: build (or reuse) the default dataset, summarise it, plot pairs.
+
+Everything here is on SIMULATED spectra (see ``spektron.data.generate.SIMULATED_LABEL``), and
+the figure and summary say so.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spektron.config import RunConfig, to_dict
+from spektron.data.generate import SIMULATED_LABEL, ensure_dataset
+from spektron.data.spectra import make_grid, normalize_spectra
+from spektron.data.store import SpectralStore, open_store
+from spektron.utils import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def pick_pairs(store: SpectralStore, n: int, seed: int = 0) -> list[int]:
+    """Rows with both spectra: a centrosymmetric one first when present, then a seeded sample."""
+    both = np.flatnonzero(store.column("has_ir") & store.column("has_raman"))
+    if len(both) == 0:
+        return []
+    cs = both[store.column("centrosymmetric")[both] == 1]
+    rng = np.random.default_rng(seed)
+    chosen = [int(cs[0])] if len(cs) else []
+    rest = [int(i) for i in rng.permutation(both) if int(i) not in chosen]
+    return (chosen + rest)[:n]
+
+
+def plot_pairs(store: SpectralStore, rows: list[int], path_stem: Path, title: str) -> list[Path]:
+    """IR above, Raman below (each max-normalised) for each row; writes PNG and PDF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wn = store.wavenumber
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.1 * len(rows) + 0.6), sharex=True,
+                             squeeze=False)  # fmt: skip
+    for ax, i in zip(axes[:, 0], rows, strict=True):
+        rec = store.record(i)
+        ir = normalize_spectra(rec.ir, "max")
+        ra = normalize_spectra(rec.raman, "max")
+        ax.fill_between(wn, 0, ir, color="tab:red", alpha=0.75, lw=0, label="IR")
+        ax.fill_between(wn, 0, -ra, color="tab:blue", alpha=0.75, lw=0, label="Raman (activity)")
+        ax.axhline(0, color="k", lw=0.5)
+        cs = {1: "centrosymmetric", 0: "", -1: "symmetry unknown"}[rec.centrosymmetric]
+        label = f"{rec.smiles}   {rec.point_group or ''} {cs}".strip()
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.set_ylim(-1.1, 1.1)
+        ax.set_yticks([-1, 0, 1], ["1", "0", "1"])
+    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
+    axes[-1, 0].set_xlabel("wavenumber (cm$^{-1}$)")
+    axes[-1, 0].set_xlim(wn[0], wn[-1])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = []
+    for ext in ("png", "pdf"):
+        p = path_stem.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=130)
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def run_data_overview(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Ensure the dataset, write its summary (JSON) and a pairs figure under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    path, report = ensure_dataset(cfg.data, workers=cfg.workers, progress=progress)
+    grid = make_grid(cfg.data.grid.n_points, cfg.data.grid.lo, cfg.data.grid.hi)
+    with open_store(path, expected_grid=grid) as store:
+        summary = store.summary()
+        summary["label"] = SIMULATED_LABEL
+        if report is not None:
+            summary["generation"] = report.to_dict(max_failures=20)
+        rows = pick_pairs(store, cfg.n_figure_pairs, cfg.seed)
+        fig_dir = out / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        figs = plot_pairs(store, rows, fig_dir / "ir_raman_pairs",
+                          f"Simulated IR / Raman pairs ({SIMULATED_LABEL.split('(')[0].strip()}, "
+                          "MMFF94 + fixed charges + bond polarizability)")  # fmt: skip
+    summary["figures"] = [str(p) for p in figs]
+    write_json_atomic(out / "data_summary.json", summary)
+    write_json_atomic(out / "config.json", to_dict(cfg))
+    return summary
