@@ -25,8 +25,14 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed (default from the preset)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda[:i]")
     p.add_argument("--workers", type=int, default=None, help="processes for simulation (0 = all)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set data.n_molecules=500 (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. --set data.n_molecules=500 (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,19 +49,37 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="simulate IR/Raman spectra (MMFF94 physics) into a store"
     )
     src = sim.add_mutually_exclusive_group()
-    src.add_argument("--n", type=int, default=None,
-                     help="number of QM9 molecules (seeded selection; default 3000)")  # fmt: skip
+    src.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="number of QM9 molecules (seeded selection; default 3000)",
+    )
     src.add_argument("--all", action="store_true", help="every valid QM9 molecule")
-    src.add_argument("--smiles", default=None,
-                     help="comma-separated SMILES or a file with one SMILES per line")  # fmt: skip
+    src.add_argument(
+        "--smiles", default=None, help="comma-separated SMILES or a file with one SMILES per line"
+    )
     sim.add_argument("--out", type=Path, required=True, help="output store (.h5)")
     sim.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
     sim.add_argument("--shard", default="0/1", help="i/N: simulate shard i of N (default 0/1)")
+    sim.add_argument(
+        "--chunk-size", type=int, default=32, help="molecules per resumable chunk (default 32)"
+    )
     sim.add_argument("--seed", type=int, default=0, help="selection seed for --n (default 0)")
-    sim.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="dataset config override, e.g. --set physics.ir_fwhm=12")  # fmt: skip
-    sim.add_argument("--report", type=Path, default=None,
-                     help="write the generation report JSON here (default: <out>.report.json)")  # fmt: skip
+    sim.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset config override, e.g. --set physics.ir_fwhm=12",
+    )
+    sim.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="write the generation report JSON here (default: <out>.report.json)",
+    )
 
     mg = dsub.add_parser("merge", help="merge shard stores into one")
     mg.add_argument("inputs", nargs="+", type=Path)
@@ -67,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--raman-csv", type=Path, default=None, help="raman_boraden.csv")
     cv.add_argument("--zip", dest="zip_path", type=Path, default=None, help="qm9s_csv.zip")
     cv.add_argument("--pt", dest="pt_path", type=Path, default=None, help="qm9s.pt")
-    cv.add_argument("--trust-pickle", action="store_true",
-                    help="allow full unpickling of qm9s.pt (only for files you trust)")  # fmt: skip
+    cv.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow full unpickling of qm9s.pt (only for files you trust)",
+    )
     cv.add_argument("--limit", type=int, default=None, help="convert only the first N entries")
 
     info = dsub.add_parser("info", help="summarise a store")
@@ -96,16 +123,23 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
     )
     cfg = apply_overrides(base, a.overrides)
     shard = parse_shard(a.shard)
-    what = (f"SMILES list {cfg.smiles!r}" if cfg.source == "smiles" else
-            f"{'all' if cfg.n_molecules is None else cfg.n_molecules} QM9 molecules "
-            f"(seed {cfg.selection_seed})")  # fmt: skip
+    what = (
+        f"SMILES list {cfg.smiles!r}"
+        if cfg.source == "smiles"
+        else f"{'all' if cfg.n_molecules is None else cfg.n_molecules} QM9 molecules "
+        f"(seed {cfg.selection_seed})"
+    )
     log.info("simulating %s, shard %d/%d, level %s -> %s", what, *shard, cfg.physics.level, a.out)
-    rep = generate_dataset(cfg, a.out, workers=a.workers, shard=shard, progress=not a.quiet)
+    rep = generate_dataset(
+        cfg, a.out, workers=a.workers, shard=shard, chunk_size=a.chunk_size, progress=not a.quiet
+    )
     rpath = a.report or a.out.with_name(a.out.name + ".report.json")
     write_json_atomic(rpath, rep.to_dict(max_failures=10_000))
-    print(f"wrote {a.out}: {rep.n_ok} molecules simulated, {rep.n_failed} failed "
-          f"({rep.failures_by_reason or 'none'}); {rep.wall_s:.1f} s wall, "
-          f"{1000 * rep.cpu_s_per_molecule:.0f} ms CPU/molecule; report {rpath}")  # fmt: skip
+    print(
+        f"wrote {a.out}: {rep.n_ok} molecules simulated, {rep.n_failed} failed "
+        f"({rep.failures_by_reason or 'none'}); {rep.wall_s:.1f} s wall, "
+        f"{1000 * rep.cpu_s_per_molecule:.0f} ms CPU/molecule; report {rpath}"
+    )
     if rep.input_rejects:
         print(f"QM9 rows rejected by validation: {rep.input_rejects}")
     return 0
@@ -142,9 +176,16 @@ def _cmd_convert(a: argparse.Namespace) -> int:
 
     if not any((a.ir_csv, a.raman_csv, a.zip_path, a.pt_path)):
         raise ConfigError("convert-qm9s needs at least one of --ir-csv, --raman-csv, --zip, --pt")
-    path = convert_qm9s(a.out, ir_csv=a.ir_csv, raman_csv=a.raman_csv, zip_path=a.zip_path,
-                        pt_path=a.pt_path, trust_pickle=a.trust_pickle, limit=a.limit,
-                        progress=not a.quiet)  # fmt: skip
+    path = convert_qm9s(
+        a.out,
+        ir_csv=a.ir_csv,
+        raman_csv=a.raman_csv,
+        zip_path=a.zip_path,
+        pt_path=a.pt_path,
+        trust_pickle=a.trust_pickle,
+        limit=a.limit,
+        progress=not a.quiet,
+    )
     print(f"wrote {path}")
     return 0
 
@@ -169,24 +210,19 @@ def _cmd_run_all(a: argparse.Namespace) -> int:
     print("config: " + json.dumps(to_dict(cfg)))
     res = run_all(cfg, a.out, progress=not a.quiet)
     d = res["data"]
-    print(f"\ndataset ({d['source']}, SIMULATED): {d['n_records']} molecules, "
-          f"splits {d['splits']}, centrosymmetric {d['centrosymmetric']['yes']}")  # fmt: skip
+    print(
+        f"\ndataset ({d['source']}, SIMULATED): {d['n_records']} molecules, "
+        f"splits {d['splits']}, centrosymmetric {d['centrosymmetric']['yes']}"
+    )
     if "generation" in d:
         g = d["generation"]
-        print(f"generation: {g['n_ok']} ok, {g['n_failed']} failed {g['failures_by_reason']}, "
-              f"{g['wall_s']:.0f} s wall, {1000 * g['cpu_s_per_molecule']:.0f} ms CPU/molecule")  # fmt: skip
+        print(
+            f"generation: {g['n_ok']} ok, {g['n_failed']} failed {g['failures_by_reason']}, "
+            f"{g['wall_s']:.0f} s wall, {1000 * g['cpu_s_per_molecule']:.0f} ms CPU/molecule"
+        )
     print("figures: " + ", ".join(d["figures"]))
     print(f"summary: {a.out / 'data' / 'data_summary.json'}")
     return 0
-
-
-COMMANDS = {
-    ("data", "simulate"): _cmd_simulate,
-    ("data", "info"): _cmd_info,
-    ("data", "convert-qm9s"): _cmd_convert,
-    ("data", "nir"): _cmd_nir,
-    ("run-all", None): _cmd_run_all,
-}
 
 
 def _cmd_merge(a: argparse.Namespace) -> int:
@@ -197,7 +233,14 @@ def _cmd_merge(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS[("data", "merge")] = _cmd_merge
+COMMANDS = {
+    ("data", "merge"): _cmd_merge,
+    ("data", "simulate"): _cmd_simulate,
+    ("data", "info"): _cmd_info,
+    ("data", "convert-qm9s"): _cmd_convert,
+    ("data", "nir"): _cmd_nir,
+    ("run-all", None): _cmd_run_all,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

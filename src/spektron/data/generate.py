@@ -163,11 +163,17 @@ def simulate_to_store(
     report.n_resumed_chunks = len(done)
     if done:
         log.info("resuming: %d of %d chunks already done in %s", len(done), len(chunks), parts)
-    todo = [(k, c, physics, grid_dict, str(parts), attrs) for k, c in enumerate(chunks)
-            if k not in done]  # fmt: skip
+    todo = [
+        (k, c, physics, grid_dict, str(parts), attrs) for k, c in enumerate(chunks) if k not in done
+    ]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(mine), initial=sum(len(chunks[k]) for k in done), unit="mol",
-               desc=f"simulate {out.name}", disable=not progress)  # fmt: skip
+    bar = tqdm(
+        total=len(mine),
+        initial=sum(len(chunks[k]) for k in done),
+        unit="mol",
+        desc=f"simulate {out.name}",
+        disable=not progress,
+    )
     try:
         if workers == 1 or len(todo) <= 1:
             for a in todo:
@@ -194,8 +200,9 @@ def simulate_to_store(
     report.failures_by_reason = dict(Counter(f["reason"] for f in report.failures).most_common())
     report.cpu_s_per_molecule = cpu_total / max(1, len(mine))
     if not chunk_stores:
-        raise StoreError(f"{out}: every molecule failed; first reasons: "
-                         f"{list(report.failures_by_reason)[:3]}")  # fmt: skip
+        raise StoreError(
+            f"{out}: every molecule failed; first reasons: {list(report.failures_by_reason)[:3]}"
+        )
     merge_stores(chunk_stores, out, attrs={"generation_report": json.dumps(report.to_dict())})
     if not keep_parts:
         shutil.rmtree(parts, ignore_errors=True)
@@ -231,12 +238,22 @@ def generate_dataset(
     *,
     workers: int = 1,
     shard: tuple[int, int] = (0, 1),
+    chunk_size: int = 32,
     progress: bool = True,
 ) -> GenerationReport:
     """Select molecules per ``cfg`` and simulate them into ``out``."""
     inputs, rejects = dataset_inputs(cfg)
-    report = simulate_to_store(inputs, out, cfg.physics, cfg.grid, workers=workers, shard=shard,
-                               attrs=dataset_attrs(cfg), progress=progress)  # fmt: skip
+    report = simulate_to_store(
+        inputs,
+        out,
+        cfg.physics,
+        cfg.grid,
+        workers=workers,
+        shard=shard,
+        chunk_size=chunk_size,
+        attrs=dataset_attrs(cfg),
+        progress=progress,
+    )
     report.input_rejects = rejects
     return report
 
@@ -262,7 +279,10 @@ def ensure_dataset(
         except StoreError as e:
             log.warning("cached dataset unusable (%s); regenerating", e)
             path.unlink()
-    log.info("simulating dataset into %s (%s)", path, "all QM9" if cfg.n_molecules is None
-             else f"{cfg.n_molecules} molecules")  # fmt: skip
+    log.info(
+        "simulating dataset into %s (%s)",
+        path,
+        "all QM9" if cfg.n_molecules is None else f"{cfg.n_molecules} molecules",
+    )
     report = generate_dataset(cfg, path, workers=workers, progress=progress)
     return path, report
