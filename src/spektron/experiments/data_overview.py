@@ -41,8 +41,9 @@ def plot_pairs(store: SpectralStore, rows: list[int], path_stem: Path, title: st
     import matplotlib.pyplot as plt
 
     wn = store.wavenumber
-    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.1 * len(rows) + 0.6), sharex=True,
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(9, 2.1 * len(rows) + 0.6), sharex=True, squeeze=False
+    )
     for ax, i in zip(axes[:, 0], rows, strict=True):
         rec = store.record(i)
         ir = normalize_spectra(rec.ir, "max")
@@ -82,9 +83,13 @@ def run_data_overview(cfg: RunConfig, out: Path, progress: bool = True) -> dict[
         rows = pick_pairs(store, cfg.n_figure_pairs, cfg.seed)
         fig_dir = out / "figures"
         fig_dir.mkdir(exist_ok=True)
-        figs = plot_pairs(store, rows, fig_dir / "ir_raman_pairs",
-                          f"Simulated IR / Raman pairs ({SIMULATED_LABEL.split('(')[0].strip()}, "
-                          "MMFF94 + fixed charges + bond polarizability)")  # fmt: skip
+        figs = plot_pairs(
+            store,
+            rows,
+            fig_dir / "ir_raman_pairs",
+            f"Simulated IR / Raman pairs ({SIMULATED_LABEL.split('(')[0].strip()}, "
+            "MMFF94 + fixed charges + bond polarizability)",
+        )
     summary["figures"] = [str(p) for p in figs]
     write_json_atomic(out / "data_summary.json", summary)
     write_json_atomic(out / "config.json", to_dict(cfg))
