@@ -172,10 +172,10 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
 
 def _cmd_convert(a: argparse.Namespace) -> int:
-    from spektron.data.qm9s import convert_qm9s
-
     if not any((a.ir_csv, a.raman_csv, a.zip_path, a.pt_path)):
         raise ConfigError("convert-qm9s needs at least one of --ir-csv, --raman-csv, --zip, --pt")
+    from spektron.data.qm9s import convert_qm9s
+
     path = convert_qm9s(
         a.out,
         ir_csv=a.ir_csv,

@@ -1,0 +1,65 @@
+"""CLI: one-line errors with exit code 2 on bad input; info on a real store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from spektron.cli import main
+from spektron.data.store import StoreWriter
+from tests.conftest import fake_record
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_info_on_store(tmp_path, capsys, small_grid):
+    rng = np.random.default_rng(0)
+    with StoreWriter(
+        tmp_path / "s.h5", small_grid, attrs={"source": "test"}, fg_names=["a", "b"]
+    ) as w:
+        w.extend(fake_record(i, small_grid, rng) for i in range(12))
+    code, out, _ = run_cli(capsys, "data", "info", str(tmp_path / "s.h5"))
+    assert code == 0 and "records      12" in out and "64 points" in out
+
+
+@pytest.mark.parametrize(
+    "argv, pattern",
+    [
+        (["data", "info", "{tmp}/missing.h5"], "missing.h5: file does not exist"),
+        (["data", "info", "{tmp}/junk.h5"], "junk.h5: not a readable HDF5"),
+        (["data", "simulate", "--n", "5", "--out", "{tmp}/x.h5", "--shard", "3/2"], "--shard"),
+        (
+            ["data", "simulate", "--n", "5", "--out", "{tmp}/x.h5", "--set", "physics.fd_step=5"],
+            "fd_step",
+        ),
+        (
+            ["run-all", "--preset", "smoke", "--out", "{tmp}/r", "--set", "data.n_molecules=-4"],
+            "n_molecules",
+        ),
+        (["run-all", "--preset", "gigantic", "--out", "{tmp}/r"], "unknown preset"),
+        (["data", "convert-qm9s", "--out", "{tmp}/q.h5"], "at least one of"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, pattern):
+    (tmp_path / "junk.h5").write_bytes(b"garbage" * 50)
+    code, _, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("spektron: error: ")
+    assert pattern in err
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_console_exit_code(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "spektron.cli", "data", "info", str(tmp_path / "nope.h5")],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2 and "nope.h5: file does not exist" in p.stderr
