@@ -15,8 +15,9 @@ from tests.conftest import fake_record
 def write(path, grid, n=50, seed=0, start=0):
     rng = np.random.default_rng(seed)
     recs = [fake_record(start + i, grid, rng) for i in range(n)]
-    with StoreWriter(path, grid, attrs={"source": "test", "config": {"n": n}},
-                     fg_names=["a", "b"], flush_rows=7) as w:  # fmt: skip
+    with StoreWriter(
+        path, grid, attrs={"source": "test", "config": {"n": n}}, fg_names=["a", "b"], flush_rows=7
+    ) as w:
         w.extend(recs)
     return recs
 
@@ -34,7 +35,10 @@ def test_round_trip_preserves_every_field(tmp_path, small_grid):
                 np.testing.assert_allclose(got.raman, r.raman.astype(np.float32))
             assert (got.smiles, got.inchikey, got.source_index) == (r.smiles, r.inchikey, i)
             assert (got.centrosymmetric, got.point_group, got.n_atoms) == (
-                r.centrosymmetric, r.point_group, r.n_atoms)  # fmt: skip
+                r.centrosymmetric,
+                r.point_group,
+                r.n_atoms,
+            )
             np.testing.assert_array_equal(got.fg_flags, r.fg_flags)
             np.testing.assert_allclose(got.stick_freq, r.stick_freq)
             np.testing.assert_allclose(got.stick_raman, r.stick_raman)
@@ -47,8 +51,11 @@ def test_splits_disjoint_cover_and_proportions(tmp_path):
     write(tmp_path / "big.h5", grid, n=4000)
     with open_store(tmp_path / "big.h5") as s:
         parts = {k: set(s.split_indices(k)) for k in ("train", "val", "test")}
-        assert not (parts["train"] & parts["val"] or parts["train"] & parts["test"]
-                    or parts["val"] & parts["test"])  # fmt: skip
+        assert not (
+            parts["train"] & parts["val"]
+            or parts["train"] & parts["test"]
+            or parts["val"] & parts["test"]
+        )
         assert sum(map(len, parts.values())) == s.n
         frac = {k: len(v) / s.n for k, v in parts.items()}
         # Binomial sd at n=4000: ~0.0056 (train), ~0.0033 (val), ~0.0047 (test); 4 sd bounds.
