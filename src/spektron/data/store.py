@@ -271,6 +271,8 @@ class StoreWriter:
             h.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             h.attrs["n_records"] = self._n
             for k, v in self.attrs.items():
+                if isinstance(v, np.generic):  # attributes read back from another store
+                    v = v.item()
                 h.attrs[k] = v if isinstance(v, (str, int, float, bool)) else json.dumps(v)
             h.attrs["config_hash"] = self.attrs.get("config_hash", config_hash(cfg))
             h.attrs["complete"] = True
