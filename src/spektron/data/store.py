@@ -440,25 +440,42 @@ class SpectralStore:
             raise ValueError(f"split scheme must be 'inchikey' or 'scaffold', got {scheme!r}")
         return np.flatnonzero(self.h5[key][:] == SPLIT_NAMES.index(split))
 
-    def record(self, i: int) -> SpectrumRecord:
-        """Row ``i`` as a :class:`SpectrumRecord` (used for merging and inspection)."""
+    def records(self, start: int = 0, stop: int | None = None) -> list[SpectrumRecord]:
+        """Rows ``start:stop`` as :class:`SpectrumRecord` s, read as one block per column."""
         h = self.h5
-        a, b = h["sticks/offsets"][i : i + 2]
-        return SpectrumRecord(
-            smiles=_dec(h["smiles"][i : i + 1])[0],
-            inchikey=_dec(h["inchikey"][i : i + 1])[0],
-            source_index=int(h["source_index"][i]),
-            ir=h["ir"][i] if h["has_ir"][i] else None,
-            raman=h["raman"][i] if h["has_raman"][i] else None,
-            centrosymmetric=int(h["centrosymmetric"][i]),
-            point_group=_dec(h["point_group"][i : i + 1])[0],
-            fg_flags=h["fg_flags"][i] if self.fg_names else np.zeros(0, dtype=bool),
-            stick_freq=h["sticks/freq"][a:b],
-            stick_ir=h["sticks/ir"][a:b],
-            stick_raman=h["sticks/raman"][a:b],
-            n_atoms=int(h["n_atoms"][i]),
-            charge_model=_dec(h["charge_model"][i : i + 1])[0],
-        )
+        stop = self.n if stop is None else min(stop, self.n)
+        if not 0 <= start <= stop:
+            raise IndexError(f"rows {start}:{stop} out of range for {self.n} records")
+        cols = {k: h[k][start:stop] for k in PER_ROW_KEYS if k not in ("split", "split_scaffold")}
+        off = h["sticks/offsets"][start : stop + 1]
+        st = {k: h[f"sticks/{k}"][off[0] : off[-1]] for k in ("freq", "ir", "raman")}
+        ir, raman = h["ir"][start:stop], h["raman"][start:stop]
+        strs = {k: _dec(cols[k]) for k in ("smiles", "inchikey", "point_group", "charge_model")}
+        out = []
+        for j in range(stop - start):
+            a, b = off[j] - off[0], off[j + 1] - off[0]
+            out.append(
+                SpectrumRecord(
+                    smiles=strs["smiles"][j],
+                    inchikey=strs["inchikey"][j],
+                    source_index=int(cols["source_index"][j]),
+                    ir=ir[j] if cols["has_ir"][j] else None,
+                    raman=raman[j] if cols["has_raman"][j] else None,
+                    centrosymmetric=int(cols["centrosymmetric"][j]),
+                    point_group=strs["point_group"][j],
+                    fg_flags=cols["fg_flags"][j] if self.fg_names else np.zeros(0, dtype=bool),
+                    stick_freq=st["freq"][a:b],
+                    stick_ir=st["ir"][a:b],
+                    stick_raman=st["raman"][a:b],
+                    n_atoms=int(cols["n_atoms"][j]),
+                    charge_model=strs["charge_model"][j],
+                )
+            )
+        return out
+
+    def record(self, i: int) -> SpectrumRecord:
+        """Row ``i`` as a :class:`SpectrumRecord`."""
+        return self.records(i, i + 1)[0]
 
     def sticks(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(freq cm⁻¹, IR km/mol, Raman activity Å⁴/amu) of molecule ``i``."""
@@ -513,7 +530,10 @@ def open_store(
 
 
 def merge_stores(
-    inputs: Sequence[str | os.PathLike], out: str | os.PathLike, attrs: dict[str, Any] | None = None
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    attrs: dict[str, Any] | None = None,
+    block_rows: int = 1024,
 ) -> Path:
     """Merge stores with the same grid (e.g. shards) into one; duplicate source rows dropped.
 
@@ -536,14 +556,15 @@ def merge_stores(
     }
     merged_attrs.update(attrs or {})
     merged_attrs["merged_from"] = json.dumps([str(s.path) for s in stores])
-    seen: set[int] = set()
+    seen: set[tuple[str, int]] = set()
     with StoreWriter(out, wn, attrs=merged_attrs, fg_names=stores[0].fg_names) as w:
         for s in stores:
-            for i in range(s.n):
-                r = s.record(i)
-                if r.source_index in seen:
-                    continue
-                seen.add(r.source_index)
-                w.append(r)
+            source = str(s.attrs.get("source", ""))
+            for block in range(0, s.n, block_rows):
+                for r in s.records(block, block + block_rows):
+                    if (source, r.source_index) in seen:
+                        continue
+                    seen.add((source, r.source_index))
+                    w.append(r)
             s.close()
     return Path(out)

@@ -87,8 +87,8 @@ def run_data_overview(cfg: RunConfig, out: Path, progress: bool = True) -> dict[
             store,
             rows,
             fig_dir / "ir_raman_pairs",
-            f"Simulated IR / Raman pairs ({SIMULATED_LABEL.split('(')[0].strip()}, "
-            "MMFF94 + fixed charges + bond polarizability)",
+            "SIMULATED IR / Raman pairs of real QM9 molecules (MMFF94 normal modes, "
+            "fixed-charge IR, bond-polarizability Raman activity)",
         )
     summary["figures"] = [str(p) for p in figs]
     write_json_atomic(out / "data_summary.json", summary)
