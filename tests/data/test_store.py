@@ -192,3 +192,17 @@ def test_required_keys_written(tmp_path, small_grid):
     with h5py.File(tmp_path / "s.h5") as h:
         assert all(k in h for k in REQUIRED_KEYS)
         assert h["ir"].compression == "gzip" and h["ir"].chunks is not None
+
+
+def test_unknown_molecules_without_flags(tmp_path, small_grid):
+    rng = np.random.default_rng(0)
+    recs = [fake_record(i, small_grid, rng) for i in range(4)]
+    recs[1].fg_flags = np.zeros(0, dtype=bool)  # molecule unknown: flags unknown, not "absent"
+    with StoreWriter(tmp_path / "a.h5", small_grid, fg_names=["a", "b"]) as w:
+        w.extend(recs)
+    with StoreWriter(tmp_path / "b.h5", small_grid, fg_names=()) as w:  # no flags at all
+        w.extend(fake_record(i, small_grid, rng, n_fg=0) for i in range(3))
+    with open_store(tmp_path / "a.h5") as a, open_store(tmp_path / "b.h5") as b:
+        assert a.record(1).fg_flags.size == 0 and a.record(0).fg_flags.size == 2
+        assert a.summary()["functional_groups_known"] == 3
+        assert b.fg_names == [] and b.record(0).fg_flags.size == 0

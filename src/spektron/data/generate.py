@@ -32,7 +32,7 @@ from spektron.data.molecules import MoleculeInput
 from spektron.data.spectra import make_grid
 from spektron.data.store import StoreWriter, merge_stores, open_store
 from spektron.errors import ConfigError, SpektronError, StoreError
-from spektron.utils import cache_dir, write_json_atomic
+from spektron.utils import cache_dir, single_threaded_blas, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +92,19 @@ def _simulate_chunk(args: tuple) -> tuple[int, int, list[dict], float]:
     t0 = time.process_time()
     grid = make_grid(grid_cfg["n_points"], grid_cfg["lo"], grid_cfg["hi"])
     records, failures = [], []
-    for inp in inputs:
-        try:
-            records.append(simulate_molecule(inp, physics, grid))
-        except Exception as e:  # noqa: BLE001 - every failure is counted with its reason
-            failures.append(
-                {
-                    "source_index": inp.source_index,
-                    "smiles": inp.smiles,
-                    "reason": failure_reason(e),
-                    "message": f"{type(e).__name__}: {e}",
-                }
-            )
+    with single_threaded_blas():
+        for inp in inputs:
+            try:
+                records.append(simulate_molecule(inp, physics, grid))
+            except Exception as e:  # noqa: BLE001 - every failure is counted with its reason
+                failures.append(
+                    {
+                        "source_index": inp.source_index,
+                        "smiles": inp.smiles,
+                        "reason": failure_reason(e),
+                        "message": f"{type(e).__name__}: {e}",
+                    }
+                )
     parts = Path(parts)
     if records:
         with StoreWriter(parts / f"chunk_{k:06d}.h5", grid, attrs, FUNCTIONAL_GROUP_NAMES) as w:
@@ -115,10 +116,6 @@ def _simulate_chunk(args: tuple) -> tuple[int, int, list[dict], float]:
 
 
 def _worker_init() -> None:
-    # One BLAS thread per process: the 3N×3N eigenproblems are small and processes already
-    # use every core.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
     from spektron.utils import setup_logging
 
     setup_logging(-1)

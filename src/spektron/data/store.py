@@ -12,6 +12,7 @@ Layout (N molecules, L grid points, F functional-group flags, K stick modes in a
     centrosymmetric (N,)   int8     1 / 0, −1 unknown
     point_group     (N,)   str      "" unknown
     fg_flags        (N, F) bool     attrs["names"] lists the F groups
+    fg_known        (N,)   bool     False where the molecule is unknown (flags then all False)
     n_atoms         (N,)   int16    0 unknown
     charge_model    (N,)   str      charges used for IR intensities ("" when not simulated)
     sticks/offsets  (N+1,) int64    molecule i owns sticks offsets[i]:offsets[i+1]
@@ -56,6 +57,7 @@ REQUIRED_KEYS = (
     "centrosymmetric",
     "point_group",
     "fg_flags",
+    "fg_known",
     "n_atoms",
     "charge_model",
     "sticks/offsets",
@@ -141,6 +143,7 @@ class StoreWriter:
         for name, dt in (
             ("has_ir", bool),
             ("has_raman", bool),
+            ("fg_known", bool),
             ("source_index", np.int64),
             ("centrosymmetric", np.int8),
             ("n_atoms", np.int16),
@@ -151,7 +154,11 @@ class StoreWriter:
         ):
             h.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(4096,))
         fg = h.create_dataset(
-            "fg_flags", shape=(0, F), maxshape=(None, F), dtype=bool, chunks=(4096, max(F, 1))
+            "fg_flags",
+            shape=(0, F),
+            maxshape=(None, max(F, 1)),
+            dtype=bool,
+            chunks=(4096, max(F, 1)),
         )
         fg.attrs["names"] = json.dumps(self.fg_names)
         g = h.create_group("sticks")
@@ -229,6 +236,7 @@ class StoreWriter:
             if len(r.fg_flags):
                 fg[i] = r.fg_flags
         grow("fg_flags", fg)
+        grow("fg_known", np.array([len(r.fg_flags) > 0 for r in b]))
         counts = np.array([len(r.stick_freq) for r in b], dtype=np.int64)
         k1 = self._k + int(counts.sum())
         off = h["sticks/offsets"]
@@ -463,7 +471,7 @@ class SpectralStore:
                     raman=raman[j] if cols["has_raman"][j] else None,
                     centrosymmetric=int(cols["centrosymmetric"][j]),
                     point_group=strs["point_group"][j],
-                    fg_flags=cols["fg_flags"][j] if self.fg_names else np.zeros(0, dtype=bool),
+                    fg_flags=cols["fg_flags"][j] if cols["fg_known"][j] else np.zeros(0, bool),
                     stick_freq=st["freq"][a:b],
                     stick_ir=st["ir"][a:b],
                     stick_raman=st["raman"][a:b],
@@ -515,6 +523,7 @@ class SpectralStore:
                 "unknown": int((cs < 0).sum()),
             },
             "point_groups": dict(sorted(pg_counts.items(), key=lambda kv: -kv[1])),
+            "functional_groups_known": int(h["fg_known"][:].sum()),
             "functional_groups": {n: int(fg[:, j].sum()) for j, n in enumerate(self.fg_names)},
             "n_sticks": int(h["sticks/offsets"][-1]),
             "config_hash": self.attrs.get("config_hash", ""),
