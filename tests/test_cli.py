@@ -63,3 +63,34 @@ def test_console_exit_code(tmp_path):
         text=True,
     )
     assert p.returncode == 2 and "nope.h5: file does not exist" in p.stderr
+
+
+def test_convert_qm9s_wide_csvs_end_to_end(tmp_path, capsys):
+    from tests.data.qm9s_fixtures import wide_csv_lines, write_analytic_csv, write_lines
+
+    ir = write_analytic_csv(tmp_path / "ir_boraden.csv", range(5), "ir")
+    ra = write_analytic_csv(tmp_path / "raman_boraden.csv", range(5), "raman")
+    code, out, err = run_cli(
+        capsys,
+        "-q",
+        "data",
+        "convert-qm9s",
+        "--ir-csv",
+        str(ir),
+        "--raman-csv",
+        str(ra),
+        "--out",
+        str(tmp_path / "q.h5"),
+    )
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, "data", "info", str(tmp_path / "q.h5"))
+    assert code == 0 and "records      5  (IR 5, Raman 5)" in out and "SIMULATED" not in out
+    # a wide CSV with a broken header is refused with the file named, and nothing is written
+    bad = write_lines(
+        tmp_path / "bad.csv", wide_csv_lines([0], np.ones((1, 3)), grid=np.array([1.0, 2.0, 3.0]))
+    )
+    code, _, err = run_cli(
+        capsys, "data", "convert-qm9s", "--ir-csv", str(bad), "--out", str(tmp_path / "b.h5")
+    )
+    assert code == 2 and "bad.csv" in err and err.count("\n") == 1
+    assert not (tmp_path / "b.h5").exists()
