@@ -90,7 +90,7 @@ def test_convert_qm9s_wide_csvs_end_to_end(tmp_path, capsys):
         tmp_path / "bad.csv", wide_csv_lines([0], np.ones((1, 3)), grid=np.array([1.0, 2.0, 3.0]))
     )
     code, _, err = run_cli(
-        capsys, "data", "convert-qm9s", "--ir-csv", str(bad), "--out", str(tmp_path / "b.h5")
+        capsys, "-q", "data", "convert-qm9s", "--ir-csv", str(bad), "--out", str(tmp_path / "b.h5")
     )
     assert code == 2 and "bad.csv" in err and err.count("\n") == 1
     assert not (tmp_path / "b.h5").exists()
