@@ -1,0 +1,1 @@
+"""Sequence backbones: each maps (B, L, d_model) → (B, L, d_model); see ``registry``."""
