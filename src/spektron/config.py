@@ -47,8 +47,12 @@ class PhysicsConfig:
     opt_grad_tol: float = 1e-4
     # Central finite-difference step of the Hessian (Å).
     fd_step: float = 1e-3
-    # Frequencies below −imag_tol_cm count as imaginary (the molecule is rejected).
+    # Frequencies below −imag_tol_cm count as imaginary: the geometry is pushed along that mode
+    # (largest atom displacement saddle_step Å) and re-optimised, at most saddle_escapes times,
+    # then the molecule is rejected.
     imag_tol_cm: float = 10.0
+    saddle_escapes: int = 2
+    saddle_step: float = 0.1
     # Modes closer than this (cm⁻¹) form a near-degenerate block for symmetry adaptation.
     degeneracy_tol_cm: float = 1.0
     # Distance tolerance (Å) for symmetry detection on the simulated geometry.
@@ -58,6 +62,13 @@ class PhysicsConfig:
     # Lorentzian FWHM (cm⁻¹), as QM9S.
     ir_fwhm: float = 15.0
     raman_fwhm: float = 10.0
+    # Seed of the ETKDG embedding of user SMILES (one conformer, then MMFF94).
+    embed_seed: int = 42
+    # Largest |Σ Mulliken − molecular charge| (e) accepted; QM9 rows sum to within 5e-6.
+    mulliken_sum_tol: float = 1e-3
+    # Scale α∥ per bond type (element pair and order) in the bond-polarizability Raman model
+    # (spektron.data.simulate.RAMAN_BOND_FACTOR, calibrated); False gives the raw model.
+    raman_bond_correction: bool = True
 
     def __post_init__(self) -> None:
         _check(self.level in ("mmff",), f"physics.level must be 'mmff', got {self.level!r}")
@@ -65,6 +76,8 @@ class PhysicsConfig:
         _check(self.opt_grad_tol > 0, "physics.opt_grad_tol must be > 0")
         _check(0 < self.fd_step < 0.1, f"physics.fd_step must be in (0, 0.1) Å, got {self.fd_step}")
         _check(self.imag_tol_cm >= 0, "physics.imag_tol_cm must be >= 0")
+        _check(self.saddle_escapes >= 0, "physics.saddle_escapes must be >= 0")
+        _check(0 < self.saddle_step <= 1, "physics.saddle_step must be in (0, 1] Å")
         _check(self.degeneracy_tol_cm >= 0, "physics.degeneracy_tol_cm must be >= 0")
         _check(self.symmetry_tol > 0, "physics.symmetry_tol must be > 0")
         _check(
@@ -72,6 +85,11 @@ class PhysicsConfig:
             f"physics.charges must be auto|gasteiger|mmff, got {self.charges!r}",
         )
         _check(self.ir_fwhm > 0 and self.raman_fwhm > 0, "physics FWHMs must be > 0")
+        _check(
+            0 <= self.embed_seed < 2**31,
+            f"physics.embed_seed must be in [0, 2**31), got {self.embed_seed}",
+        )
+        _check(self.mulliken_sum_tol > 0, "physics.mulliken_sum_tol must be > 0")
 
 
 @dataclass
