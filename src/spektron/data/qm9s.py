@@ -80,6 +80,7 @@ from spektron.analysis.symmetry import has_inversion_centre, point_group
 from spektron.config import GridConfig
 from spektron.data.spectra import SpectrumRecord, lorentzian_broaden, make_grid
 from spektron.data.store import StoreWriter
+from spektron.data.vibrations import IR_TO_KM_MOL, harmonic_modes, ir_intensity, raman_activity
 from spektron.errors import ConfigError, DataError
 from spektron.utils import single_threaded_blas
 
@@ -96,8 +97,6 @@ _AMU_KG = 1.66053906660e-27
 _C_CM_S = 2.99792458e10
 #: √(eV/Å²/amu) → cm⁻¹ (= 521.47).
 HESSIAN_TO_CM = math.sqrt(_EV_J / (1e-20 * _AMU_KG)) / (2.0 * math.pi * _C_CM_S)
-#: IR intensity, (D/Å)²/amu → km/mol (Gaussian's constant, as used by QM9S/DetaNet).
-IR_TO_KM_MOL = 42.2561
 #: Raman activity, Bohr⁶/Å²/amu → Å⁴/amu (= a₀⁶ in Å⁶, with the a₀ = 0.529177249 Å of QM9S/DetaNet).
 RAMAN_BOHR6_TO_A4 = 0.021958718449
 
@@ -166,29 +165,6 @@ def atomic_masses(atomic_numbers: Sequence[int], kind: str = "isotopic") -> np.n
     return np.array([get(int(a)) for a in z], dtype=np.float64)
 
 
-def _rigid_motions(masses: np.ndarray, coords: np.ndarray, linear_tol: float) -> np.ndarray:
-    """Orthonormal translations and rotations in mass-weighted coordinates, (3N, 6 or 5 or 3)."""
-    n = len(masses)
-    sm = np.sqrt(masses)
-    r = coords - (masses[:, None] * coords).sum(0) / masses.sum()  # (N, 3) about the COM
-    inertia = np.einsum("i,ij,ik->jk", masses, r, r)
-    inertia = np.trace(inertia) * np.eye(3) - inertia
-    moments, axes = np.linalg.eigh(inertia)  # ascending
-    vecs = []
-    for a in range(3):
-        t = np.zeros((n, 3))
-        t[:, a] = sm
-        vecs.append(t.reshape(-1))
-    for k in range(3):
-        # A rotation about a principal axis with (near-)zero moment moves no atom: linear molecule
-        # (or a single atom). Rotations about principal axes are mutually orthogonal and
-        # orthogonal to the translations in mass-weighted space.
-        if moments[k] > linear_tol * max(moments[-1], 1e-12):
-            vecs.append((np.cross(axes[:, k], r) * sm[:, None]).reshape(-1))
-    d = np.array(vecs).T  # (3N, K)
-    return d / np.linalg.norm(d, axis=0)
-
-
 def normal_modes_from_hessian(
     hessian_ev_A2: np.ndarray,
     masses_amu: np.ndarray,
@@ -225,32 +201,24 @@ def normal_modes_from_hessian(
         )
     if np.any(m <= 0):
         raise ValueError("masses must be > 0")
-    inv_sqrt = np.repeat(1.0 / np.sqrt(m), 3)  # (3N,)
-    hmw = 0.5 * (h + h.T) * inv_sqrt[:, None] * inv_sqrt[None, :]  # (3N, 3N)
-    rigid = _rigid_motions(m, x, linear_tol)  # (3N, R)
-    q, _ = np.linalg.qr(rigid, mode="complete")
-    basis = q[:, rigid.shape[1] :]  # (3N, K) orthonormal complement
-    lam, vec = np.linalg.eigh(basis.T @ hmw @ basis)
-    l_mw = basis @ vec  # (3N, K) mass-weighted modes
-    freqs = np.sign(lam) * np.sqrt(np.abs(lam)) * HESSIAN_TO_CM
-    return freqs, l_mw * inv_sqrt[:, None]
+    r = x - (m[:, None] * x).sum(0) / m.sum()
+    inertia = np.einsum("i,ij,ik->jk", m, r, r)
+    moments = np.linalg.eigvalsh(np.trace(inertia) * np.eye(3) - inertia)  # ascending
+    # A rotation about a principal axis with (near-)zero moment moves no atom: linear molecule.
+    linear = bool(moments[0] <= linear_tol * max(moments[-1], 1e-12))
+    freqs, _, cart = harmonic_modes(h, m, x, linear, HESSIAN_TO_CM)
+    return freqs, cart
 
 
 def ir_intensities(dipole_deriv: np.ndarray, modes: np.ndarray) -> np.ndarray:
     """IR intensities (km/mol) from dμ/dR (3N, 3) in D/Å and cartesian modes (3N, K)."""
-    dmu_dq = modes.T @ np.asarray(dipole_deriv, dtype=np.float64)  # (K, 3) D/(Å·amu^½)
-    return IR_TO_KM_MOL * np.einsum("kc,kc->k", dmu_dq, dmu_dq)
+    return ir_intensity(modes.T @ np.asarray(dipole_deriv, dtype=np.float64))  # dμ/dQ (K, 3)
 
 
 def raman_activities(polar_deriv: np.ndarray, modes: np.ndarray) -> np.ndarray:
     """Raman activities (Å⁴/amu) from dα/dR (3N, 6: xx, xy, yy, xz, yz, zz) in Bohr³/Å."""
     da = modes.T @ np.asarray(polar_deriv, dtype=np.float64)  # (K, 6) Bohr³/(Å·amu^½)
-    xx, xy, yy, xz, yz, zz = da.T
-    mean = (xx + yy + zz) / 3.0
-    gamma2 = 0.5 * ((xx - yy) ** 2 + (yy - zz) ** 2 + (zz - xx) ** 2) + 3.0 * (
-        xy**2 + xz**2 + yz**2
-    )
-    return RAMAN_BOHR6_TO_A4 * (45.0 * mean**2 + 7.0 * gamma2)
+    return RAMAN_BOHR6_TO_A4 * raman_activity(*da.T)
 
 
 def sticks_from_hessian(

@@ -62,6 +62,7 @@ from spektron.analysis.symmetry import inversion_permutation, is_linear, point_g
 from spektron.config import PhysicsConfig
 from spektron.data.molecules import MoleculeInput
 from spektron.data.spectra import SpectrumRecord, lorentzian_broaden
+from spektron.data.vibrations import harmonic_modes, ir_intensity, raman_activity
 from spektron.errors import MoleculeError, SimulationError, SpektronError
 
 # ----------------------------------------------------------------------------- constants
@@ -72,7 +73,6 @@ _AMU_KG = 1.66053906660e-27
 _C_CM_S = 2.99792458e10
 HESSIAN_TO_CM = float(np.sqrt(4184.0 / _N_A / (1e-20 * _AMU_KG)) / (2 * np.pi * _C_CM_S))  # 108.59
 E_ANGSTROM_TO_DEBYE = 4.80320
-IR_TO_KM_MOL = 42.2561  # (D/Å)²/amu → km/mol
 
 # Lippincott–Stuttman parameters as in ASE's LippincottStuttman model: atomic polarizabilities
 # (Å³) and reduced electronegativities of Lippincott & Stuttman (1964), Table I, for H, C, N, O
@@ -399,43 +399,12 @@ class NormalModes:
     linear: bool
 
 
-def _rigid_motions(x: np.ndarray, masses: np.ndarray, linear: bool) -> np.ndarray:
-    """(3N, 5 or 6) orthonormal basis of mass-weighted translations and rotations."""
-    n = len(x)
-    sm = np.sqrt(masses)
-    com = (masses[:, None] * x).sum(0) / masses.sum()
-    r = x - com
-    inertia = (
-        masses[:, None, None]
-        * (np.einsum("ni,ni->n", r, r)[:, None, None] * np.eye(3) - r[:, :, None] * r[:, None, :])
-    ).sum(0)
-    _, axes = np.linalg.eigh(inertia)  # ascending: axes[:, 0] is the axis of a linear molecule
-    vecs = []
-    for k in range(3):
-        t = np.zeros((n, 3))
-        t[:, k] = 1.0
-        vecs.append((sm[:, None] * t).reshape(-1))
-    for k in range(1 if linear else 0, 3):
-        vecs.append((sm[:, None] * np.cross(axes[:, k], r)).reshape(-1))
-    q, _ = np.linalg.qr(np.array(vecs).T)
-    return q
-
-
 def normal_modes(
     hessian: np.ndarray, masses: np.ndarray, coords: np.ndarray, linear: bool
 ) -> NormalModes:
     """Vibrational modes of a Cartesian Hessian (kcal/mol/Å²), rigid motions projected out."""
-    x = np.asarray(coords, dtype=np.float64).reshape(-1, 3)
-    m3 = np.repeat(masses, 3)
-    inv_sm = 1.0 / np.sqrt(m3)
-    h_mw = hessian * inv_sm[:, None] * inv_sm[None, :]
-    d = _rigid_motions(x, masses, linear)
-    u, _, _ = np.linalg.svd(d, full_matrices=True)
-    b = u[:, d.shape[1] :]  # (3N, K) orthonormal complement: internal motions
-    lam, v = np.linalg.eigh(b.T @ h_mw @ b)
-    l_mw = b @ v
-    freqs = np.sign(lam) * np.sqrt(np.abs(lam)) * HESSIAN_TO_CM
-    return NormalModes(freqs=freqs, l_mw=l_mw, cart=l_mw * inv_sm[:, None], linear=linear)
+    freqs, l_mw, cart = harmonic_modes(hessian, masses, coords, linear, HESSIAN_TO_CM)
+    return NormalModes(freqs=freqs, l_mw=l_mw, cart=cart, linear=linear)
 
 
 def symmetry_adapt(
@@ -557,8 +526,7 @@ def dipole_derivatives(charges: np.ndarray, modes: NormalModes) -> np.ndarray:
 
 def ir_intensities(charges: np.ndarray, modes: NormalModes) -> np.ndarray:
     """(K,) IR intensities in km/mol."""
-    dmu = dipole_derivatives(charges, modes) * E_ANGSTROM_TO_DEBYE  # (K, 3) D/(Å·√amu)
-    return IR_TO_KM_MOL * np.einsum("kc,kc->k", dmu, dmu)
+    return ir_intensity(dipole_derivatives(charges, modes) * E_ANGSTROM_TO_DEBYE)
 
 
 # ----------------------------------------------------------------------------- Raman
@@ -671,11 +639,9 @@ def polarizability_gradient(bonds: BondTable, coords: np.ndarray) -> np.ndarray:
 def raman_activities(dalpha_dx: np.ndarray, modes: NormalModes) -> np.ndarray:
     """(K,) Raman activities 45 a'² + 7 γ'² (Å⁴/amu) from ∂α/∂x (3N, 3, 3)."""
     da = np.einsum("mab,mk->kab", dalpha_dx, modes.cart)  # (K, 3, 3) Å²/√amu
-    a = np.trace(da, axis1=1, axis2=2) / 3.0
-    xx, yy, zz = da[:, 0, 0], da[:, 1, 1], da[:, 2, 2]
-    xy, yz, zx = da[:, 0, 1], da[:, 1, 2], da[:, 2, 0]
-    g2 = 0.5 * ((xx - yy) ** 2 + (yy - zz) ** 2 + (zz - xx) ** 2) + 3.0 * (xy**2 + yz**2 + zx**2)
-    return 45.0 * a**2 + 7.0 * g2
+    return raman_activity(
+        da[:, 0, 0], da[:, 0, 1], da[:, 1, 1], da[:, 0, 2], da[:, 1, 2], da[:, 2, 2]
+    )
 
 
 # ----------------------------------------------------------------------------- driver
