@@ -23,3 +23,7 @@ class SimulationError(SpektronError):
 
 class MoleculeError(DataError):
     """A molecule (SMILES, geometry, QM9 row) is invalid."""
+
+
+class CheckpointError(DataError):
+    """A model checkpoint is missing, unreadable or does not match its config."""
