@@ -45,11 +45,13 @@ def test_info_on_store(tmp_path, capsys, small_grid):
         ),
         (["run-all", "--preset", "gigantic", "--out", "{tmp}/r"], "unknown preset"),
         (["data", "convert-qm9s", "--out", "{tmp}/q.h5"], "at least one of"),
+        (["data", "simulate", "--smiles", "CCO,C1CC(,C", "--out", "{tmp}/x.h5"], "C1CC("),
+        (["data", "simulate", "--smiles", "{tmp}/none.smi", "--out", "{tmp}/x.h5"], "none.smi"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, pattern):
     (tmp_path / "junk.h5").write_bytes(b"garbage" * 50)
-    code, _, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    code, _, err = run_cli(capsys, "-q", *[a.format(tmp=tmp_path) for a in argv])
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("spektron: error: ")
     assert pattern in err

@@ -87,7 +87,7 @@ def run_data_overview(cfg: RunConfig, out: Path, progress: bool = True) -> dict[
             store,
             rows,
             fig_dir / "ir_raman_pairs",
-            "SIMULATED IR / Raman pairs of real QM9 molecules (MMFF94 normal modes, "
+            "SIMULATED IR / Raman pairs of real QM9 molecules\n(MMFF94 normal modes, "
             "fixed-charge IR, bond-polarizability Raman activity)",
         )
     summary["figures"] = [str(p) for p in figs]
