@@ -105,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     nir = dsub.add_parser("nir", help="summarise the real NIR transfer datasets (corn, tablet)")
     nir.add_argument("--json", action="store_true")
 
+    bench = sub.add_parser("bench", help="measured benchmarks (printed and written as JSON)")
+    bsub = bench.add_subparsers(dest="bench_cmd", required=True)
+    bb = bsub.add_parser("backbones", help="throughput, peak memory and FLOPs per backbone")
+    bb.add_argument("--backbones", default=None, help="comma-separated names (default: all)")
+    bb.add_argument("--batch", type=int, default=16)
+    bb.add_argument("--length", type=int, default=2048)
+    bb.add_argument("--d-model", type=int, default=128)
+    bb.add_argument("--budget", type=int, default=1_000_000, help="backbone parameters")
+    bb.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    bb.add_argument("--repeats", type=int, default=3)
+    bb.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    bb.add_argument("--out", type=Path, default=Path("runs/bench/backbones.json"))
+
     ra = sub.add_parser("run-all", help="the main job: every stage of the study that exists")
     _add_experiment_args(ra)
     return ap
@@ -233,7 +246,29 @@ def _cmd_merge(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_backbones(a: argparse.Namespace) -> int:
+    from spektron.experiments.bench import bench_backbones, format_table
+    from spektron.utils import write_json_atomic
+
+    names = [n.strip() for n in a.backbones.split(",")] if a.backbones else None
+    rep = bench_backbones(
+        names,
+        batch=a.batch,
+        length=a.length,
+        d_model=a.d_model,
+        budget=a.budget,
+        device=a.device,
+        repeats=a.repeats,
+        threads=a.threads,
+    )
+    print(format_table(rep))
+    write_json_atomic(a.out, rep)
+    print(f"wrote {a.out}")
+    return 0
+
+
 COMMANDS = {
+    ("bench", "backbones"): _cmd_bench_backbones,
     ("data", "merge"): _cmd_merge,
     ("data", "simulate"): _cmd_simulate,
     ("data", "info"): _cmd_info,
@@ -246,7 +281,8 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
-    handler = COMMANDS[(args.cmd, getattr(args, "data_cmd", None))]
+    sub_cmd = getattr(args, "data_cmd", None) or getattr(args, "bench_cmd", None)
+    handler = COMMANDS[(args.cmd, sub_cmd)]
     try:
         return handler(args)
     except SpektronError as e:

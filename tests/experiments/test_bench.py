@@ -1,0 +1,50 @@
+"""`spektron bench backbones` on a tiny setting: report structure and measured values."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spektron.cli import main
+from spektron.errors import ConfigError
+from spektron.experiments.bench import bench_backbones, resolve_device
+
+
+def test_bench_cli_writes_measurements(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    code = main(
+        [
+            "-q",
+            "bench",
+            "backbones",
+            "--backbones",
+            "cnn",
+            "--batch",
+            "2",
+            "--length",
+            "64",
+            "--budget",
+            "200000",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    rep = json.loads(out.read_text())
+    (row,) = rep["results"]
+    assert row["backbone"] == "cnn" and abs(row["params"] - 200_000) <= 10_000
+    assert row["forward_samples_per_s"] > 0 and row["forward_backward_samples_per_s"] > 0
+    assert row["flops_per_sample"]["total"] >= row["flops_per_sample"]["matmul"] > 0
+    assert "cnn" in capsys.readouterr().out
+
+
+def test_bench_rejects_bad_options():
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        bench_backbones(["lstm"])
+    with pytest.raises(ConfigError):
+        bench_backbones(["cnn"], batch=0)
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("tpu")
