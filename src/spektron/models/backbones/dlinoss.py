@@ -1,0 +1,637 @@
+"""D-LinOSS: damped linear oscillatory state-space layers, bidirectional (DESIGN §3.2).
+
+References
+----------
+- J. Boyer, T. K. Rusch, D. Rus. "Learning to Dissipate Energy in Oscillatory State-Space
+  Models" (D-LinOSS), 2025. arXiv:2505.12171. Official code: github.com/jaredbmit/damped-linoss.
+- T. K. Rusch, D. Rus. "Oscillatory State-Space Models" (LinOSS), ICLR 2025. arXiv:2410.03943.
+
+Model
+-----
+P independent damped oscillators driven by the H input channels,
+
+    x''(t) = −A x(t) − G x'(t) + B u(t),      y(t) = Re(C x(t)) + D ⊙ u(t),
+
+A = diag(a) ≥ 0, G = diag(g) ≥ 0, B ∈ ℂ^{P×H}, C ∈ ℂ^{H×P}, D ∈ ℝ^H. With z = x' and the
+implicit-explicit (IMEX) step of D-LinOSS (per oscillator; a, g, dt scalars; S = 1 + dt·g):
+
+    z_k = (z_{k−1} − dt·a·x_{k−1} + dt·(Bu)_k) / S,      x_k = x_{k−1} + dt·z_k,
+
+i.e. w_k = M w_{k−1} + F (Bu)_k with w = [z; x],
+
+    M = [[1/S, −dt·a/S], [dt/S, 1 − dt²·a/S]],      F = [dt/S, dt²/S].
+
+Eigenvalues λ₁,₂ = [1 + dt·g/2 − dt²·a/2 ± (dt/2)·√((g − dt·a)² − 4a)] / S: complex iff
+(g − dt·a)² < 4a, i.e. a ∈ (lo, hi) with lo = (√S − 1)²/dt², hi = (√S + 1)²/dt²; then
+λ₁,₂ = r·e^{±iθ}, r = |λ| = 1/√S. g = 0 is LinOSS-IMEX (|λ| = 1); g = dt·a is LinOSS-IM.
+
+Parameterisation (with the boundary fixes of DESIGN §3.2; ``relaxed=True`` restores the
+official, unfixed one, for tests):
+
+    dt = dt_min + (dt_max − dt_min)·sigmoid(dt_raw)              (official: sigmoid(dt_raw))
+    g  = min(g_min + softplus(g_raw), (ε⁻² − 1)/dt)              (official: ReLU(g_raw))
+    a  = clamp(a_raw, lo·(1 + ε), hi·(1 − ε))                    (official: clamp to [lo, hi])
+
+so |λ|² = 1/S ≤ 1/(1 + dt_min·g_min) < 1 and the eigenvalues are complex and distinct for
+every raw value. The cap on g keeps |λ| ≥ ε: without it the clamp interval is empty once
+√S ≥ 2/ε. (Inside the clamp's flat parts a_raw gets no gradient, as in the official code.)
+"Ring" initialisation samples r ∈ [r_min, r_max] (uniform in area), θ ∈ [θ_min, π − θ_min]
+and maps back: g = (1 − r²)/(dt·r²), a = (1 − 2r·cosθ + r²)/(dt²·r²).
+
+Three interchangeable compute modes of the linear core (config ``mode``):
+
+- ``recurrent``: the update above as a Python loop over L (reference; slow).
+- ``scan``: a log-depth parallel associative scan over L (odd-even / Blelloch-style, O(L)
+  work). Elements (M, F·(Bu)_k); combine(earlier i, later j) = (M_j M_i, M_j f_i + f_j); M is
+  time-invariant, so a segment of 2^k steps carries the precomputed power M^(2^k).
+- ``fft``: LTI ⇒ x = h ∗ (Bu) with the closed-form impulse response
+      h[n] = (dt²/S)·(λ₁^{n+1} − λ₂^{n+1})/(λ₁ − λ₂) = (dt²/S)·rⁿ·U_n(cos θ),
+  U_n(cos θ) = sin((n+1)θ)/sin θ (Chebyshev, 2nd kind), built in float64 (P×L) with an exact,
+  stable backward (see :class:`_DampedChebyshev`) and applied by a zero-padded rFFT of length
+  ≥ 2L − 1 (no wrap-around). Most accurate in float32, since S is formed in float64.
+
+Transfer function of one oscillator (x from (Bu)):
+    H(z) = dt²·z² / (S·z² − (2 + dt·g − dt²·a)·z + 1)    (z² numerator: x_k depends on (Bu)_k).
+From u to y the layer is Σ_p W_p H_p(z) + diag(D) with the real H×H matrices
+W_p = Re(C_{:,p} B_{p,:}) (rank ≤ 2): see :meth:`DLinOSSCore.transfer_function`.
+
+The core always computes in float32 (float64 if given float64), autocast disabled: bf16's
+8-bit significand is too coarse for a 2048-step recurrence with |λ| ≈ 1, and ``torch.fft``
+rejects bf16/fp16.
+
+Block: LayerNorm (or RMSNorm) → bidirectional SSM → GELU → dropout → GLU → dropout → residual.
+The official code uses BatchNorm; a per-position norm makes multi-process (DDP) training equal
+single-process training (no cross-batch statistics) and train/eval behave the same.
+
+Optimizer hints: the dynamics parameters (dt_raw, g_raw, a_raw) carry
+``p._optim = {"lr_scale": cfg.ssm_lr_scale, "weight_decay": 0.0}`` (as state-spaces/s4 does
+with ``_optim``): the trainer's parameter groups scale the base LR by ``lr_scale`` and never
+decay them (weight decay would pull a, g towards 0, i.e. towards |λ| = 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spektron.errors import ConfigError
+from spektron.models.registry import BackboneConfig, register_backbone
+
+MODES = ("recurrent", "scan", "fft", "auto")
+COMBINES = ("sum", "concat")
+NORMS = ("layer", "rms")
+
+# Mode used by mode="auto", per device type (unlisted types: fft). Measured on CPU with
+# scripts/bench_dlinoss_modes.py: default backbone (6 bidirectional layers, P=128, d_model=128,
+# 992,512 parameters), B=16, 2-core x86 CPU (shared), torch 2.13, seconds per batch (best of 3;
+# recurrent: 1 run), peak-RSS increase for forward+backward:
+#       L    forward  rec / scan / fft    fwd+bwd  rec / scan / fft    memory  rec / scan / fft
+#     256            0.18 / 0.17 / 0.17            0.75 / 0.42 / 0.44           0.5 / 0.8 / 0.5 GB
+#    1024            0.74 / 1.00 / 1.17            2.54 / 1.73 / 2.29           2.0 / 3.0 / 1.9 GB
+#    2048            1.59 / 1.97 / 2.14            5.89 / 4.33 / 5.54           3.6 / 5.4 / 3.9 GB
+#    4096            3.51 / 5.83 / 5.12           19.3 / 15.1 / 18.2            6.6 / 9.6 / 6.0 GB
+# Training (forward+backward) is fastest with the O(L) odd-even scan on CPU (0.76-0.83x fft),
+# at ~1.4x the memory; on 2 memory-bound cores even the Python loop is competitive. fft is the
+# accurate one in float32 (kernel in float64): max error relative to a float64 reference at
+# L=2048, 1 − |λ| ∈ [1e-4, 4e-3]: fft 3e-7, scan 1.4e-4, recurrent 6e-4.
+# CUDA was not measured here (no GPU); fft there: a few cuFFT calls per layer instead of
+# ~15 elementwise kernels per level of the scan's 2·log2(L) levels.
+AUTO_MODE: dict[str, str] = {"cpu": "scan", "cuda": "fft"}
+
+# dt_min·g_min bounds the per-step damping 1 − |λ| ≈ dt·g/2 from below. In float32, S = 1 + dt·g
+# carries an absolute rounding error of ~6e-8, so the recurrent and scan modes get the damping
+# wrong by 6e-8/(dt·g) relative (0.6 % at 1e-5; |λ| rounds to 1 below ~1e-7). 1e-5 still allows
+# memories of ~2e5 steps, far beyond L = 2048.
+_MIN_DT_G = 1e-5
+# clamp_eps must be far above float32 rounding so that clamped values stay strictly inside.
+_MIN_CLAMP_EPS = 1e-5
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class DLinOSSConfig(BackboneConfig):
+    """Configuration of the D-LinOSS backbone (defaults: ~0.99M parameters at d_model=128)."""
+
+    n_layers: int = 6
+    n_oscillators: int = 128  # P, per direction
+    mode: str = "auto"  # recurrent | scan | fft | auto (CPU: scan, CUDA: fft; see AUTO_MODE)
+    bidirectional: bool = True
+    # "sum": y = y_fwd + y_bwd (no extra parameters; the layer stays one LTI filter per
+    # direction, H_total(ω) = H_fwd(ω) + conj(H_bwd(ω))). "concat": Linear(2H → H) on
+    # [y_fwd, y_bwd] (+2H²+H parameters per layer; the projection can be folded into C, so it
+    # adds only a dense H×H feed-through and a bias).
+    combine: str = "sum"
+    norm: str = "layer"  # layer | rms (per position, so DDP == single process)
+    glu: bool = True  # GLU (Linear H→2H, gated) after the SSM; False: Linear H→H
+    final_norm: bool = True  # norm on the backbone output (pre-norm residual stream)
+    # Parameterisation bounds (DESIGN §3.2).
+    dt_min: float = 1e-2
+    dt_max: float = 1.0
+    g_min: float = 1e-3
+    clamp_eps: float = 1e-3
+    # Ring initialisation of the eigenvalues; dt_raw ~ N(0, dt_init_std) as the official code.
+    r_min: float = 0.9
+    r_max: float = 0.999
+    theta_min: float = 0.0
+    dt_init_std: float = 0.5
+    ssm_lr_scale: float = 1.0  # LR multiplier of dt_raw, g_raw, a_raw (official factor 1.0)
+    # Official, unfixed parameterisation (g = ReLU, clamp onto [lo, hi], no g cap): tests only.
+    relaxed: bool = False
+
+    # Candidate values for the parameter-budget sizer (d_model stays fixed).
+    SIZE_KNOBS: ClassVar[dict[str, tuple[int, ...]]] = {
+        "n_layers": (1, 2, 3, 4, 5, 6, 8, 10, 12, 16),
+        "n_oscillators": (16, 32, 48, 64, 96, 128, 160, 192, 256, 384, 512),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.n_layers >= 1, f"dlinoss.n_layers must be >= 1, got {self.n_layers}")
+        _check(
+            self.n_oscillators >= 1, f"dlinoss.n_oscillators must be >= 1, got {self.n_oscillators}"
+        )
+        _check(self.mode in MODES, f"dlinoss.mode must be one of {MODES}, got {self.mode!r}")
+        _check(
+            self.combine in COMBINES,
+            f"dlinoss.combine must be one of {COMBINES}, got {self.combine!r}",
+        )
+        _check(self.norm in NORMS, f"dlinoss.norm must be one of {NORMS}, got {self.norm!r}")
+        _check(
+            self.norm != "rms" or hasattr(nn, "RMSNorm"), "dlinoss.norm='rms' needs torch >= 2.4"
+        )
+        _check(
+            0 < self.dt_min < self.dt_max,
+            f"dlinoss needs 0 < dt_min < dt_max, got {self.dt_min}, {self.dt_max}",
+        )
+        _check(self.g_min > 0, f"dlinoss.g_min must be > 0, got {self.g_min}")
+        _check(
+            self.dt_min * self.g_min >= _MIN_DT_G,
+            f"dlinoss needs dt_min·g_min >= {_MIN_DT_G} (float32 must resolve the damping "
+            f"S − 1 = dt·g), got {self.dt_min * self.g_min:.3g}",
+        )
+        _check(
+            _MIN_CLAMP_EPS <= self.clamp_eps <= 0.1,
+            f"dlinoss.clamp_eps must be in [{_MIN_CLAMP_EPS}, 0.1], got {self.clamp_eps}",
+        )
+        _check(
+            self.clamp_eps < self.r_min <= self.r_max < 1,
+            f"dlinoss needs clamp_eps < r_min <= r_max < 1, got {self.r_min}, {self.r_max}",
+        )
+        g_ring = (1 - self.r_max**2) / (self.dt_max * self.r_max**2)
+        _check(
+            g_ring > self.g_min,
+            f"dlinoss: r_max={self.r_max} needs g = {g_ring:.3g} at dt_max, below g_min="
+            f"{self.g_min}; lower r_max or g_min",
+        )
+        _check(
+            0 <= self.theta_min < math.pi / 2,
+            f"dlinoss.theta_min must be in [0, π/2), got {self.theta_min}",
+        )
+        _check(self.dt_init_std >= 0, f"dlinoss.dt_init_std must be >= 0, got {self.dt_init_std}")
+        _check(self.ssm_lr_scale > 0, f"dlinoss.ssm_lr_scale must be > 0, got {self.ssm_lr_scale}")
+
+
+# ----------------------------------------------------------------------------- linear SSM core
+# Functions on real channels: v (B, L, ..., N) is the input (Bu) and dt, g, a are (N,), one
+# oscillator per last-axis entry (broadcast over the axes between L and N).
+
+
+def _transition(dt: Tensor, g: Tensor, a: Tensor) -> tuple[Tensor, ...]:
+    """Entries of M and F, each (N,)."""
+    inv_s = 1.0 / (1.0 + dt * g)
+    return (
+        inv_s,
+        -dt * a * inv_s,
+        dt * inv_s,
+        1.0 - dt * dt * a * inv_s,
+        dt * inv_s,
+        dt * dt * inv_s,
+    )
+
+
+def ssm_recurrent(v: Tensor, dt: Tensor, g: Tensor, a: Tensor) -> Tensor:
+    """Reference: the IMEX update as a sequential loop. v (B, L, ..., N) → x (B, L, ..., N)."""
+    inv_s, dt_a, dt_v = 1.0 / (1.0 + dt * g), dt * a, dt * v  # (N,), (N,), (B, L, ..., N)
+    z = v.new_zeros(v.shape[:1] + v.shape[2:])  # (B, ..., N)
+    x = v.new_zeros(v.shape[:1] + v.shape[2:])  # (B, ..., N)
+    xs = []
+    # unbind, not dt_v[:, k]: each indexing op's backward would scatter into a full-size
+    # zero tensor, making the backward O(L²).
+    for dv in dt_v.unbind(1):
+        z = (z - dt_a * x + dv) * inv_s  # (B, ..., N)
+        x = x + dt * z  # (B, ..., N)
+        xs.append(x)
+    return torch.stack(xs, dim=1)  # (B, L, ..., N)
+
+
+def _matrix_powers(dt: Tensor, g: Tensor, a: Tensor, n: int) -> list[tuple[Tensor, ...]]:
+    """M^(2^k), k = 0..n−1, as (m11, m12, m21, m22) each (N,); squared in float64."""
+    m11, m12, m21, m22, _, _ = _transition(dt.double(), g.double(), a.double())
+    out = []
+    for _ in range(n):
+        out.append((m11, m12, m21, m22))
+        tr = m11 + m22
+        m11, m12, m21, m22 = m11 * m11 + m12 * m21, m12 * tr, m21 * tr, m22 * m22 + m12 * m21
+    return [tuple(m.to(dt.dtype) for m in p) for p in out]
+
+
+def _shift_right(t: Tensor) -> Tensor:
+    """t[:, i−1] at position i, zeros at 0 (dim 1)."""
+    return torch.cat((torch.zeros_like(t[:, :1]), t[:, :-1]), dim=1)
+
+
+def _odd_even_scan(
+    z: Tensor, x: Tensor, powers: list[tuple[Tensor, ...]], level: int
+) -> tuple[Tensor, Tensor]:
+    """Inclusive scan of elements f = (z, x), each (B, L, ..., N), spanning 2^level steps each."""
+    length = z.shape[1]
+    if length == 1:
+        return z, x
+    if length % 2:  # a trailing zero element changes no earlier prefix
+        z = torch.cat((z, torch.zeros_like(z[:, :1])), dim=1)
+        x = torch.cat((x, torch.zeros_like(x[:, :1])), dim=1)
+    m11, m12, m21, m22 = powers[level]
+    ze, zo, xe, xo = z[:, 0::2], z[:, 1::2], x[:, 0::2], x[:, 1::2]  # (B, L/2, ..., N)
+    # Pairs (earlier 2i, later 2i+1): M_later·f_earlier + f_later.
+    gz, gx = _odd_even_scan(m11 * ze + m12 * xe + zo, m21 * ze + m22 * xe + xo, powers, level + 1)
+    # Even positions: prefix up to 2i−1 (the pair scan shifted by one) carried one span on.
+    pz, px = _shift_right(gz), _shift_right(gx)  # (B, L/2, ..., N)
+    ez, ex = m11 * pz + m12 * px + ze, m21 * pz + m22 * px + xe  # (B, L/2, ..., N)
+    z = torch.stack((ez, gz), dim=2).flatten(1, 2)[:, :length]  # (B, L, ..., N)
+    x = torch.stack((ex, gx), dim=2).flatten(1, 2)[:, :length]  # (B, L, ..., N)
+    return z, x
+
+
+def ssm_scan(v: Tensor, dt: Tensor, g: Tensor, a: Tensor) -> Tensor:
+    """Parallel associative scan (log depth, O(L) work). v (B, L, ..., N) → x (B, L, ..., N)."""
+    length = v.shape[1]
+    *_, f1, f2 = _transition(dt, g, a)
+    powers = _matrix_powers(dt, g, a, max(1, (length - 1).bit_length()))
+    _, x = _odd_even_scan(f1 * v, f2 * v, powers, 0)
+    return x
+
+
+def _fft_len(length: int) -> int:
+    """A power of two ≥ 2·length − 1: linear (not circular) convolution of two length-L signals."""
+    return 1 << (2 * length - 1).bit_length()
+
+
+class _DampedChebyshev(torch.autograd.Function):
+    """q[n] = ρⁿ·U_n(c), U_n the Chebyshev polynomials of the 2nd kind, float64: (N,) → (N, L).
+
+    Forward: U_n(cos θ) = sin((n+1)θ)/sin θ, evaluated as σⁿ·sin((n+1)φ)/sin φ with
+    φ = min(θ, π − θ) and σ = sign(cos θ), so that it is accurate near θ = 0 and θ = π alike;
+    at φ = 0 (repeated root, reachable only with relaxed=True) the limit σⁿ·(n + 1).
+    Backward: autograd through θ = arccos(c) is inaccurate near the ends (dθ/dc → ∞ times a
+    cancelling dU/dθ: relative error ~eps/φ², and the clamp allows φ ~ 1e-8). Exact identities
+    instead: ∂q_n/∂log ρ = n·q_n and, from the generating function Σ U_n tⁿ = 1/(1 − 2ct + t²),
+    ∂U_n/∂c = 2·Σ_{j<n} U_j U_{n−1−j}, i.e. ∂q_n/∂c = 2ρ·(q ∗ q)[n − 1], done by FFT.
+    """
+
+    @staticmethod
+    def forward(ctx, log_rho: Tensor, c: Tensor, phi: Tensor, sign: Tensor, length: int) -> Tensor:
+        n = torch.arange(length, dtype=torch.float64, device=c.device)  # (L,)
+        sin_phi = torch.sin(phi)[:, None]  # (N, 1)
+        ratio = torch.where(
+            sin_phi > 0, torch.sin((n + 1.0) * phi[:, None]) / sin_phi, n + 1.0
+        )  # (N, L)
+        q = torch.exp(n * log_rho[:, None]) * sign[:, None] ** n * ratio  # (N, L)
+        ctx.save_for_backward(log_rho, q)
+        return q
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        log_rho, q = ctx.saved_tensors
+        length = q.shape[1]
+        n = torch.arange(length, dtype=q.dtype, device=q.device)  # (L,)
+        grad_log_rho = (grad * q * n).sum(-1)  # (N,)
+        nfft = _fft_len(length)
+        qf = torch.fft.rfft(q, n=nfft)  # (N, nfft/2+1)
+        qq = torch.fft.irfft(qf * qf, n=nfft)[:, : length - 1]  # (N, L−1): (q ∗ q)[m]
+        dq_dc = 2.0 * torch.exp(log_rho)[:, None] * F.pad(qq, (1, 0))  # (N, L)
+        grad_c = (grad * dq_dc).sum(-1)  # (N,)
+        return grad_log_rho, grad_c, None, None, None
+
+
+def dlinoss_kernel(dt: Tensor, g: Tensor, a: Tensor, length: int) -> Tensor:
+    """Impulse response of x to (Bu), h[n] = (dt²/S)·(λ₁^{n+1} − λ₂^{n+1})/(λ₁ − λ₂), float64.
+
+    = (dt²/S)·rⁿ·sin((n+1)θ)/sin θ with r = 1/√S, cos θ = (2 + dt·g − dt²·a)/(2√S).
+    dt, g, a: (N,) with a inside [lo, hi] (strictly, unless relaxed). Returns (N, length).
+    """
+    dt, g, a = dt.double(), g.double(), a.double()
+    s = 1.0 + dt * g  # (N,)
+    sq = torch.sqrt(s)
+    tr = 2.0 + dt * g - dt * dt * a  # 2√S·cos θ
+    with torch.no_grad():  # φ only evaluates U_n; gradients flow through c (_DampedChebyshev)
+        lo = (g / (sq + 1.0)) ** 2  # = (√S − 1)²/dt², without cancellation
+        hi = ((sq + 1.0) / dt) ** 2
+        # 2√S·sin θ = dt²·√((a − lo)(hi − a)): accurate near both ends, unlike 1 − cos²θ.
+        sin_part = dt * dt * torch.sqrt(((a - lo) * (hi - a)).clamp_min(0.0))
+        phi = torch.atan2(sin_part, tr.abs())  # min(θ, π − θ)
+        sign = torch.where(tr < 0, -1.0, 1.0).to(tr)  # sign(cos θ)
+    q = _DampedChebyshev.apply(-0.5 * torch.log1p(dt * g), tr / (2.0 * sq), phi, sign, length)
+    return (dt * dt / s)[:, None] * q  # (N, L)
+
+
+def fft_causal_conv(v: Tensor, h: Tensor) -> Tensor:
+    """Causal convolution along the last axis: v (..., N, L), h (N, L) → (..., N, L).
+
+    Zero-padded to a power of two ≥ 2L − 1, so the circular convolution of the rFFT is the
+    linear one. Channels-first, so every transform runs over contiguous memory.
+    """
+    length = v.shape[-1]
+    n = _fft_len(length)
+    vf = torch.fft.rfft(v, n=n)  # (..., N, n/2+1)
+    hf = torch.fft.rfft(h, n=n)  # (N, n/2+1)
+    return torch.fft.irfft(vf * hf, n=n)[..., :length]  # (..., N, L)
+
+
+def ssm_fft(v: Tensor, dt: Tensor, g: Tensor, a: Tensor) -> Tensor:
+    """Convolution with the closed-form kernel by rFFT. v (B, L, ..., N) → x (B, L, ..., N).
+
+    (The same signature as the other modes; :class:`DLinOSSCore` calls
+    :func:`fft_causal_conv` on a channels-first layout directly, saving two transposes.)
+    """
+    h = dlinoss_kernel(dt, g, a, v.shape[1]).to(v.dtype)  # (N, L)
+    return fft_causal_conv(v.movedim(1, -1), h).movedim(-1, 1)  # (B, L, ..., N)
+
+
+_SSM_MODES = {"recurrent": ssm_recurrent, "scan": ssm_scan, "fft": ssm_fft}
+
+
+def resolve_mode(mode: str, device: torch.device) -> str:
+    """Concrete compute mode: ``auto`` → AUTO_MODE[device type] (fft where unmeasured)."""
+    if mode == "auto":
+        return AUTO_MODE.get(device.type, "fft")
+    if mode not in _SSM_MODES:
+        raise ConfigError(f"unknown D-LinOSS mode {mode!r}; choose one of {MODES}")
+    return mode
+
+
+def _softplus_inv(y: Tensor) -> Tensor:
+    """x with softplus(x) = y > 0 (stable for small and large y)."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+class DLinOSSCore(nn.Module):
+    """One direction of the linear D-LinOSS SSM: u (B, L, H) → y (B, L, H), causal.
+
+    Parameters: ``dt_raw``, ``g_raw``, ``a_raw`` (P,) (dynamics, marked with ``_optim``),
+    ``B`` (P, H, 2) and ``C`` (H, P, 2) (real/imaginary parts), ``D`` (H,).
+    """
+
+    def __init__(self, d_model: int, cfg: DLinOSSConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.mode = cfg.mode
+        h, p = d_model, cfg.n_oscillators
+        # Ring initialisation, in float64.
+        dt_raw = torch.randn(p, dtype=torch.float64) * cfg.dt_init_std
+        dt = cfg.dt_min + (cfg.dt_max - cfg.dt_min) * torch.sigmoid(dt_raw)
+        u1, u2 = torch.rand(p, dtype=torch.float64), torch.rand(p, dtype=torch.float64)
+        r = torch.sqrt(u1 * (cfg.r_max**2 - cfg.r_min**2) + cfg.r_min**2)
+        theta = cfg.theta_min + u2 * (math.pi - 2 * cfg.theta_min)
+        g = (1 - r**2) / (dt * r**2)
+        a = (1 - 2 * r * torch.cos(theta) + r**2) / (dt**2 * r**2)
+        g_raw = g if cfg.relaxed else _softplus_inv(g - cfg.g_min)
+        self.dt_raw = nn.Parameter(dt_raw.float())
+        self.g_raw = nn.Parameter(g_raw.float())
+        self.a_raw = nn.Parameter(a.float())
+        for prm in (self.dt_raw, self.g_raw, self.a_raw):
+            prm._optim = {"lr_scale": cfg.ssm_lr_scale, "weight_decay": 0.0}
+        # B, C, D as the official code: uniform with std 1/√H (B), 1/√P (C); D ~ N(0, 1).
+        self.B = nn.Parameter(torch.empty(p, h, 2).uniform_(-1, 1) * math.sqrt(3.0 / h))
+        self.C = nn.Parameter(torch.empty(h, p, 2).uniform_(-1, 1) * math.sqrt(3.0 / p))
+        self.D = nn.Parameter(torch.randn(h))
+
+    # -- parameterisation ------------------------------------------------------------------
+    def dynamics(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Effective (dt, g, a), each (P,), in the parameters' dtype."""
+        cfg = self.cfg
+        dt = cfg.dt_min + (cfg.dt_max - cfg.dt_min) * torch.sigmoid(self.dt_raw)
+        if cfg.relaxed:
+            g = F.relu(self.g_raw)
+        else:
+            g_cap = (cfg.clamp_eps**-2 - 1.0) / dt  # keeps S ≤ ε⁻², i.e. |λ| ≥ ε
+            g = torch.minimum(cfg.g_min + F.softplus(self.g_raw), g_cap)
+        sq = torch.sqrt(1.0 + dt * g)
+        lo = (g / (sq + 1.0)) ** 2  # (√S − 1)²/dt²
+        hi = ((sq + 1.0) / dt) ** 2  # (√S + 1)²/dt²
+        if not cfg.relaxed:
+            lo, hi = lo * (1.0 + cfg.clamp_eps), hi * (1.0 - cfg.clamp_eps)
+        a = torch.minimum(torch.maximum(self.a_raw, lo), hi)
+        return dt, g, a
+
+    def eigenvalues(self) -> Tensor:
+        """λ = r·e^{+iθ} per oscillator (P,) complex128 (the other one is its conjugate)."""
+        dt, g, a = (t.double() for t in self.dynamics())
+        s = 1.0 + dt * g
+        sq = torch.sqrt(s)
+        lo, hi = (g / (sq + 1.0)) ** 2, ((sq + 1.0) / dt) ** 2
+        re = (2.0 + dt * g - dt * dt * a) / (2.0 * s)
+        # 4a − (g − dt·a)² = dt²·(a − lo)(hi − a) > 0 inside the complex region.
+        im = dt * dt * torch.sqrt(((a - lo) * (hi - a)).clamp_min(0.0)) / (2.0 * s)
+        return torch.complex(re, im)
+
+    def effective_parameters(self) -> dict[str, Tensor]:
+        """Effective (clamped) parameters of this direction, in the model's autograd graph.
+
+        dt, g, a: (P,); eigenvalues: (P,) complex128 (upper half plane); B: (P, H) and
+        C: (H, P) complex; D: (H,).
+        """
+        dt, g, a = self.dynamics()
+        return {
+            "dt": dt,
+            "g": g,
+            "a": a,
+            "eigenvalues": self.eigenvalues(),
+            "B": torch.view_as_complex(self.B.contiguous()),
+            "C": torch.view_as_complex(self.C.contiguous()),
+            "D": self.D,
+        }
+
+    # -- analysis ---------------------------------------------------------------------------
+    def oscillator_response(self, omega: Tensor) -> Tensor:
+        """Per-oscillator H_p(e^{iω}) (x_p from (Bu)_p): omega (F,) rad/sample → (F, P) complex."""
+        dt, g, a = (t.double() for t in self.dynamics())
+        z = torch.exp(1j * omega.to(torch.float64))[:, None]  # (F, 1)
+        s, tr = 1.0 + dt * g, 2.0 + dt * g - dt * dt * a  # (P,)
+        return dt * dt * z * z / (s * z * z - tr * z + 1.0)  # (F, P)
+
+    def coupling_matrices(self) -> Tensor:
+        """W_p = Re(C_{:,p} B_{p,:}), the real rank-≤2 input→output map of oscillator p.
+
+        Returns (P, H_out, H_in) float64.
+        """
+        b, c = self.B.double(), self.C.double()  # (P, H, 2), (H, P, 2)
+        return torch.einsum("ip,pj->pij", c[..., 0], b[..., 0]) - torch.einsum(
+            "ip,pj->pij", c[..., 1], b[..., 1]
+        )  # (P, H, H)
+
+    def transfer_function(self, omega: Tensor) -> Tensor:
+        """Response from u to y, Σ_p W_p H_p(e^{iω}) + diag(D), W_p = Re(C_{:,p} B_{p,:}).
+
+        omega: (F,) angular frequencies (rad/sample). Returns (F, H_out, H_in) complex128.
+        """
+        hp = self.oscillator_response(omega)  # (F, P)
+        w = self.coupling_matrices()  # (P, H, H)
+        resp = (hp @ w.flatten(1).to(hp.dtype)).unflatten(1, w.shape[1:])  # (F, H, H)
+        return resp + torch.diag(self.D.double()).to(hp.dtype)  # (F, H, H)
+
+    def frequency_response(self, n_freq: int) -> tuple[Tensor, Tensor]:
+        """(ω, response) on ω = linspace(0, π, n_freq) (the rFFT bins of length 2(n_freq − 1))."""
+        omega = torch.linspace(0.0, math.pi, n_freq, dtype=torch.float64, device=self.D.device)
+        return omega, self.transfer_function(omega)
+
+    def kernel(self, length: int) -> Tensor:
+        """Closed-form impulse response of each oscillator's x to (Bu): (P, length) float64."""
+        return dlinoss_kernel(*self.dynamics(), length)
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, u: Tensor, mode: str | None = None) -> Tensor:
+        """u (B, L, H) → y (B, L, H) in float32 (float64 for float64 input)."""
+        mode = resolve_mode(mode or self.mode, u.device)
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            dtype = torch.promote_types(u.dtype, torch.float32)
+            u = u.to(dtype)  # (B, L, H)
+            dt, g, a = (t.to(dtype) for t in self.dynamics())  # (P,)
+            p = dt.shape[0]
+            w_in = self.B.to(dtype).permute(2, 0, 1).reshape(2 * p, -1)  # (2P, H): [Re B; Im B]
+            c = self.C.to(dtype)  # (H, P, 2)
+            w_out = torch.cat((c[..., 0], -c[..., 1]), dim=1)  # (H, 2P): Re(C x)
+            # M is real: real and imaginary parts of Bu evolve independently, same (dt, g, a).
+            if mode == "fft":
+                v = (w_in @ u.mT).unflatten(1, (2, p))  # (B, 2, P, L): [Re Bu; Im Bu]
+                h = dlinoss_kernel(dt, g, a, u.shape[1]).to(dtype)  # (P, L)
+                x = fft_causal_conv(v, h).flatten(1, 2)  # (B, 2P, L)
+                y = (w_out @ x).mT  # (B, L, H)
+            else:
+                v = (u @ w_in.T).unflatten(-1, (2, p))  # (B, L, 2, P): [Re Bu, Im Bu]
+                x = _SSM_MODES[mode](v, dt, g, a).flatten(-2)  # (B, L, 2P)
+                y = x @ w_out.T  # (B, L, H)
+            return y + self.D.to(dtype) * u  # (B, L, H)
+
+
+class DLinOSSLayer(nn.Module):
+    """Bidirectional D-LinOSS: a causal core on u and another on the reversed u, combined."""
+
+    def __init__(self, d_model: int, cfg: DLinOSSConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.fwd = DLinOSSCore(d_model, cfg)
+        self.bwd = DLinOSSCore(d_model, cfg) if cfg.bidirectional else None
+        concat = cfg.bidirectional and cfg.combine == "concat"
+        self.proj = nn.Linear(2 * d_model, d_model) if concat else None
+
+    def cores(self) -> dict[str, DLinOSSCore]:
+        """{"forward": core[, "backward": core]}; the backward core runs on the reversed input."""
+        return {"forward": self.fwd} | ({} if self.bwd is None else {"backward": self.bwd})
+
+    def forward(self, u: Tensor, mode: str | None = None) -> Tensor:
+        y = self.fwd(u, mode)  # (B, L, H)
+        if self.bwd is None:
+            return y
+        yb = self.bwd(u.flip(1), mode).flip(1)  # (B, L, H), anti-causal
+        if self.proj is None:
+            return y + yb
+        return self.proj(torch.cat((y, yb), dim=-1))  # (B, L, H)
+
+    def effective_parameters(self) -> dict[str, dict[str, Tensor]]:
+        """Per direction ("forward", "backward"): see :meth:`DLinOSSCore.effective_parameters`.
+
+        With ``combine="concat"``, "combine" holds the projection's weight (H, 2H) and bias.
+        """
+        out = {k: core.effective_parameters() for k, core in self.cores().items()}
+        if self.proj is not None:
+            out["combine"] = {"weight": self.proj.weight, "bias": self.proj.bias}
+        return out
+
+    def transfer_function(self, omega: Tensor) -> dict[str, Tensor]:
+        """Responses (F, H_out, H_in) complex128 per direction and of the whole layer ("total").
+
+        "backward" is the backward core's response in its own (reversed) time; in the original
+        axis it acts as its complex conjugate (anti-causal filter). "total" is the linear layer
+        in the original axis; a concat projection's bias is an offset, not part of it.
+        """
+        out = {k: core.transfer_function(omega) for k, core in self.cores().items()}
+        if "backward" not in out:
+            out["total"] = out["forward"]
+            return out
+        fwd, bwd = out["forward"], out["backward"].conj()
+        if self.proj is None:
+            out["total"] = fwd + bwd
+        else:
+            w = self.proj.weight.double().to(fwd.dtype)  # (H, 2H)
+            h = fwd.shape[-1]
+            out["total"] = w[:, :h] @ fwd + w[:, h:] @ bwd
+        return out
+
+    def frequency_response(self, n_freq: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """(ω, responses) on ω = linspace(0, π, n_freq); see :meth:`transfer_function`."""
+        device = self.fwd.D.device
+        omega = torch.linspace(0.0, math.pi, n_freq, dtype=torch.float64, device=device)
+        return omega, self.transfer_function(omega)
+
+
+def _norm(kind: str, d_model: int) -> nn.Module:
+    return nn.LayerNorm(d_model) if kind == "layer" else nn.RMSNorm(d_model)
+
+
+class DLinOSSBlock(nn.Module):
+    """norm → SSM → GELU → dropout → GLU → dropout → residual. (B, L, H) → (B, L, H)."""
+
+    def __init__(self, d_model: int, cfg: DLinOSSConfig) -> None:
+        super().__init__()
+        self.norm = _norm(cfg.norm, d_model)
+        self.ssm = DLinOSSLayer(d_model, cfg)
+        self.mix = nn.Linear(d_model, 2 * d_model if cfg.glu else d_model)
+        self.glu = cfg.glu
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.drop(F.gelu(self.ssm(self.norm(x))))  # (B, L, H)
+        y = self.mix(y)  # (B, L, 2H) or (B, L, H)
+        if self.glu:
+            y = F.glu(y, dim=-1)  # (B, L, H)
+        return x + self.drop(y)  # (B, L, H)
+
+
+@register_backbone("dlinoss", DLinOSSConfig)
+class DLinOSSBackbone(nn.Module):
+    """Stack of bidirectional D-LinOSS blocks: (B, L, d_model) → (B, L, d_model).
+
+    Normalisation is per position (LayerNorm or RMSNorm), never BatchNorm, so DDP training
+    equals single-process training. The SSM cores run in float32 under autocast.
+    """
+
+    def __init__(self, cfg: DLinOSSConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = nn.ModuleList(DLinOSSBlock(cfg.d_model, cfg) for _ in range(cfg.n_layers))
+        self.norm = _norm(cfg.norm, cfg.d_model) if cfg.final_norm else nn.Identity()
+
+    def set_mode(self, mode: str) -> None:
+        """Switch every core's compute mode (recurrent | scan | fft | auto)."""
+        _check(mode in MODES, f"dlinoss mode must be one of {MODES}, got {mode!r}")
+        for layer in self.layers():
+            for core in layer.cores().values():
+                core.mode = mode
+
+    def layers(self) -> list[DLinOSSLayer]:
+        """The SSM layers, in depth order (for transfer-function analysis)."""
+        return [block.ssm for block in self.blocks]
+
+    def forward(self, x: Tensor) -> Tensor:
+        for block in self.blocks:
+            x = block(x)  # (B, L, H)
+        return self.norm(x)  # (B, L, H)
