@@ -117,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--repeats", type=int, default=3)
     bb.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     bb.add_argument("--out", type=Path, default=Path("runs/bench/backbones.json"))
+    bm = bsub.add_parser("dlinoss-modes", help="D-LinOSS recurrent / scan / fft side by side")
+    bm.add_argument("--lengths", default="256,1024,2048,4096", help="comma-separated lengths")
+    bm.add_argument("--modes", default="recurrent,scan,fft")
+    bm.add_argument("--batch", type=int, default=16)
+    bm.add_argument("--d-model", type=int, default=128)
+    bm.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    bm.add_argument("--repeats", type=int, default=3)
+    bm.add_argument("--recurrent-repeats", type=int, default=1)
+    bm.add_argument("--recurrent-max-len", type=int, default=4096)
+    bm.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    bm.add_argument("--out", type=Path, default=Path("runs/bench/dlinoss_modes.json"))
 
     ra = sub.add_parser("run-all", help="the main job: every stage of the study that exists")
     _add_experiment_args(ra)
@@ -267,8 +278,37 @@ def _cmd_bench_backbones(a: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def _cmd_bench_modes(a: argparse.Namespace) -> int:
+    from spektron.experiments.bench import bench_dlinoss_modes, format_modes_table
+    from spektron.utils import write_json_atomic
+
+    rep = bench_dlinoss_modes(
+        _int_list(a.lengths, "--lengths"),
+        tuple(m.strip() for m in a.modes.split(",") if m.strip()),
+        batch=a.batch,
+        d_model=a.d_model,
+        device=a.device,
+        repeats=a.repeats,
+        recurrent_repeats=a.recurrent_repeats,
+        recurrent_max_len=a.recurrent_max_len,
+        threads=a.threads,
+    )
+    print(format_modes_table(rep))
+    write_json_atomic(a.out, rep)
+    print(f"wrote {a.out}")
+    return 0
+
+
 COMMANDS = {
     ("bench", "backbones"): _cmd_bench_backbones,
+    ("bench", "dlinoss-modes"): _cmd_bench_modes,
     ("data", "merge"): _cmd_merge,
     ("data", "simulate"): _cmd_simulate,
     ("data", "info"): _cmd_info,

@@ -1,4 +1,6 @@
-"""``spektron bench backbones``: throughput, peak memory and FLOPs of every backbone.
+"""Benchmarks: ``spektron bench backbones`` and ``spektron bench dlinoss-modes``.
+
+``backbones``: throughput, peak memory and FLOPs of every backbone.
 
 Each backbone is sized to the same parameter budget (d_model fixed, ``models.sizing``) and timed
 at batch B and length L: forward (no grad, eval mode) and forward + backward (train mode, sum
@@ -12,6 +14,11 @@ fresh spawned process so that peak memory is its own:
 
 FLOPs per sample (one forward pass, B = 1) come from ``models.flops.count_flops``, counted on
 CPU through each backbone's pure-PyTorch path, matmul-only and total.
+
+``dlinoss-modes``: the three compute modes of the D-LinOSS core (recurrent | scan | fft) side by
+side at several lengths, forward and forward + backward, ratios to fft measured in one run, with
+memory measured the same way. The recurrent mode is a Python loop over L (the reference, not a
+production path): it gets ``recurrent_repeats`` runs and no warm-up.
 """
 
 from __future__ import annotations
@@ -46,6 +53,12 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return platform.processor() or platform.machine()
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
@@ -57,7 +70,8 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def _time(fn, dev: torch.device, repeats: int, warmup: int) -> float:
+def _times(fn, dev: torch.device, repeats: int, warmup: int) -> list[float]:
+    """Wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     _sync(dev)
@@ -67,7 +81,34 @@ def _time(fn, dev: torch.device, repeats: int, warmup: int) -> float:
         fn()
         _sync(dev)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def _memory_baseline(dev: torch.device) -> float:
+    """Start of a peak-memory measurement (MiB); see the module docstring."""
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        return torch.cuda.memory_allocated(dev) / 2**20
+    return _rss_mb()
+
+
+def _peak_mb(dev: torch.device, baseline: float) -> float:
+    """Peak memory since :func:`_memory_baseline` returned ``baseline`` (MiB)."""
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated(dev) / 2**20 - baseline
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline  # KiB on Linux
+
+
+MEMORY_KIND = {
+    "cuda": "cuda max_memory_allocated above the allocation before the runs",
+    "cpu": "CPU peak RSS above the RSS after model + input were built (own process)",
+}
+
+
+def _in_child(fn, args: dict[str, Any]) -> dict[str, Any]:
+    """Run ``fn(args)`` in a fresh spawned process (its own peak RSS)."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, (args,))
 
 
 def _bench_one(args: dict[str, Any]) -> dict[str, Any]:
@@ -90,9 +131,7 @@ def _bench_one(args: dict[str, Any]) -> dict[str, Any]:
     res["flops_per_sample"] = {"matmul": fl["matmul"], "total": fl["total"]}
     del flop_model
 
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    rss0 = _rss_mb()
+    base = _memory_baseline(dev)
 
     def fwd() -> None:
         with torch.no_grad():
@@ -103,20 +142,15 @@ def _bench_one(args: dict[str, Any]) -> dict[str, Any]:
         model(x).float().sum().backward()
 
     model.eval()
-    t_f = _time(fwd, dev, args["repeats"], args["warmup"])
+    t_f = statistics.median(_times(fwd, dev, args["repeats"], args["warmup"]))
     model.train()
-    t_fb = _time(fwd_bwd, dev, args["repeats"], args["warmup"])
+    t_fb = statistics.median(_times(fwd_bwd, dev, args["repeats"], args["warmup"]))
     res["forward_samples_per_s"] = B / t_f
     res["forward_backward_samples_per_s"] = B / t_fb
     res["forward_s_per_batch"] = t_f
     res["forward_backward_s_per_batch"] = t_fb
-    if dev.type == "cuda":
-        res["peak_memory_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
-        res["memory_kind"] = "cuda max_memory_allocated"
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB → MiB on Linux
-        res["peak_memory_mb"] = peak - rss0
-        res["memory_kind"] = "CPU peak RSS above the RSS after model + input were built"
+    res["peak_memory_mb"] = _peak_mb(dev, base)
+    res["memory_kind"] = MEMORY_KIND[dev.type]
     return res
 
 
@@ -150,12 +184,10 @@ def bench_backbones(
         warmup=warmup,
         threads=threads,
     )
-    ctx = mp.get_context("spawn")
     rows = []
     for name in names:
         log.info("bench %s: B=%d L=%d on %s", name, batch, length, dev)
-        with ctx.Pool(1) as pool:
-            rows.append(pool.apply(_bench_one, ({"name": name, **common},)))
+        rows.append(_in_child(_bench_one, {"name": name, **common}))
     return {
         "schema_version": 1,
         "spektron_version": __version__,
@@ -188,5 +220,143 @@ def format_table(report: dict[str, Any]) -> str:
             f"{r['backbone']:<12}{r['params']:>10,}{r['forward_samples_per_s']:>10.1f}"
             f"{r['forward_backward_samples_per_s']:>11.1f}{r['peak_memory_mb']:>10.0f}"
             f"{fl['matmul'] / 1e9:>10.2f}{fl['total'] / 1e9:>11.2f}"
+        )
+    return "\n".join(lines)
+
+
+DLINOSS_MODES = ("recurrent", "scan", "fft")
+
+
+def _measure_mode(args: dict[str, Any]) -> dict[str, Any]:
+    """Child process: one (mode, length) measurement of the D-LinOSS backbone."""
+    from spektron.models.backbones.dlinoss import DLinOSSBackbone, DLinOSSConfig
+    from spektron.models.registry import count_parameters
+
+    dev = torch.device(args["device"])
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
+    torch.manual_seed(0)
+    model = DLinOSSBackbone(DLinOSSConfig(d_model=args["d_model"], mode=args["mode"])).to(dev)
+    x = torch.randn(args["batch"], args["length"], args["d_model"], device=dev)  # (B, L, H)
+    recurrent = args["mode"] == "recurrent"
+    repeats = args["recurrent_repeats"] if recurrent else args["repeats"]
+    warmup = 0 if recurrent else 1
+
+    def fwd() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def fwd_bwd() -> None:
+        model.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+
+    base = _memory_baseline(dev)
+    t_fwd = _times(fwd, dev, repeats, warmup)
+    mem_fwd = _peak_mb(dev, base)
+    t_bwd = _times(fwd_bwd, dev, repeats, warmup)
+    return {
+        "mode": args["mode"],
+        "length": args["length"],
+        "repeats": repeats,
+        "fwd_s_best": min(t_fwd),
+        "fwd_s_median": statistics.median(t_fwd),
+        "fwdbwd_s_best": min(t_bwd),
+        "fwdbwd_s_median": statistics.median(t_bwd),
+        "peak_mem_fwd_mb": mem_fwd,
+        "peak_mem_fwdbwd_mb": _peak_mb(dev, base),
+        "n_params": count_parameters(model),
+    }
+
+
+def bench_dlinoss_modes(
+    lengths: tuple[int, ...] = (256, 1024, 2048, 4096),
+    modes: tuple[str, ...] = DLINOSS_MODES,
+    *,
+    batch: int = 16,
+    d_model: int = 128,
+    device: str | None = "auto",
+    repeats: int = 3,
+    recurrent_repeats: int = 1,
+    recurrent_max_len: int = 4096,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """D-LinOSS compute modes side by side (default backbone config); JSON-ready dict."""
+    bad = [m for m in modes if m not in DLINOSS_MODES]
+    if bad:
+        raise ConfigError(f"unknown D-LinOSS mode(s) {bad}; choose from {DLINOSS_MODES}")
+    if not lengths or min(lengths) < 1 or batch < 1 or repeats < 1 or recurrent_repeats < 1:
+        raise ConfigError("lengths, batch and repeats must be >= 1")
+    dev = resolve_device(device)
+    rows = []
+    for length in lengths:
+        for mode in modes:
+            if mode == "recurrent" and length > recurrent_max_len:
+                log.info("L=%d recurrent skipped (> recurrent_max_len)", length)
+                continue
+            args = dict(
+                device=str(dev),
+                threads=threads,
+                mode=mode,
+                length=length,
+                batch=batch,
+                d_model=d_model,
+                repeats=repeats,
+                recurrent_repeats=recurrent_repeats,
+            )
+            rows.append(
+                _in_child(_measure_mode, args) if dev.type == "cpu" else _measure_mode(args)
+            )
+            log.info(
+                "L=%d %s fwd %.3f s, fwd+bwd %.3f s",
+                length,
+                mode,
+                rows[-1]["fwd_s_best"],
+                rows[-1]["fwdbwd_s_best"],
+            )
+    fft = {r["length"]: r for r in rows if r["mode"] == "fft"}
+    for r in rows:
+        ref = fft.get(r["length"])
+        r["fwd_ratio_vs_fft"] = r["fwd_s_best"] / ref["fwd_s_best"] if ref else None
+        r["fwdbwd_ratio_vs_fft"] = r["fwdbwd_s_best"] / ref["fwdbwd_s_best"] if ref else None
+    return {
+        "schema_version": 1,
+        "benchmark": "dlinoss_modes",
+        "spektron_version": __version__,
+        "torch_version": torch.__version__,
+        "device": str(dev),
+        "device_name": _device_name(dev),
+        "threads": threads or torch.get_num_threads(),
+        "settings": {
+            "batch": batch,
+            "d_model": d_model,
+            "repeats": repeats,
+            "recurrent_repeats": recurrent_repeats,
+        },
+        "memory_kind": MEMORY_KIND[dev.type],
+        "timing": "seconds per batch, best and median of repeats after one warm-up "
+        "(recurrent: no warm-up)",
+        "results": rows,
+    }
+
+
+def format_modes_table(report: dict[str, Any]) -> str:
+    """Plain-text table of a :func:`bench_dlinoss_modes` report."""
+    s, rows = report["settings"], report["results"]
+    n_params = rows[0]["n_params"] if rows else 0
+    lines = [
+        f"D-LinOSS modes on {report['device']} ({report['device_name']}), B={s['batch']}, "
+        f"d_model={s['d_model']}, {n_params:,} params; time = best of repeats; "
+        f"memory = {report['memory_kind']}",
+        f"{'L':>5} {'mode':9} {'fwd s':>8} {'x fft':>6} {'f+b s':>8} {'x fft':>6} "
+        f"{'mem fwd MB':>10} {'mem f+b MB':>10}",
+    ]
+    nan = float("nan")
+    for r in rows:
+        rf, rb = r["fwd_ratio_vs_fft"], r["fwdbwd_ratio_vs_fft"]
+        lines.append(
+            f"{r['length']:5d} {r['mode']:9} {r['fwd_s_best']:8.3f} "
+            f"{nan if rf is None else rf:6.2f} {r['fwdbwd_s_best']:8.3f} "
+            f"{nan if rb is None else rb:6.2f} "
+            f"{r['peak_mem_fwd_mb']:10.0f} {r['peak_mem_fwdbwd_mb']:10.0f}"
         )
     return "\n".join(lines)
