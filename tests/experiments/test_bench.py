@@ -48,3 +48,33 @@ def test_bench_rejects_bad_options():
         bench_backbones(["cnn"], batch=0)
     with pytest.raises(ConfigError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_dlinoss_modes_bench_cli(tmp_path, capsys):
+    out = tmp_path / "m.json"
+    code = main(
+        [
+            "-q",
+            "bench",
+            "dlinoss-modes",
+            "--lengths",
+            "32,48",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    rep = json.loads(out.read_text())
+    assert {(r["length"], r["mode"]) for r in rep["results"]} == {
+        (L, m) for L in (32, 48) for m in ("recurrent", "scan", "fft")
+    }
+    for r in rep["results"]:
+        assert r["fwd_s_best"] > 0 and r["fwdbwd_s_best"] > 0
+        if r["mode"] == "fft":
+            assert r["fwd_ratio_vs_fft"] == 1.0
+    assert "x fft" in capsys.readouterr().out
+    assert main(["-q", "bench", "dlinoss-modes", "--modes", "turbo", "--out", str(out)]) == 2
