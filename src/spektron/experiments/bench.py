@@ -3,9 +3,9 @@
 ``backbones``: throughput, peak memory and FLOPs of every backbone.
 
 Each backbone is sized to the same parameter budget (d_model fixed, ``models.sizing``) and timed
-at batch B and length L: forward (no grad, eval mode) and forward + backward (train mode, sum
-of outputs as loss), after warm-up, as the median of ``repeats`` runs. Every backbone runs in a
-fresh spawned process so that peak memory is its own:
+at batch B and length L: forward (no grad, eval mode) and forward + backward (train mode, mean
+of squared outputs as loss), after warm-up, as the median of ``repeats`` runs. Every backbone
+runs in a fresh spawned process so that peak memory is its own:
 
 - CUDA: ``torch.cuda.max_memory_allocated`` (tensors only), reset before the measured runs;
 - CPU: the process's peak resident set size (``ru_maxrss``) minus the resident size measured
@@ -84,6 +84,20 @@ def _times(fn, dev: torch.device, repeats: int, warmup: int) -> list[float]:
     return times
 
 
+def _passes(model: torch.nn.Module, x: torch.Tensor):
+    """The two timed closures: forward without grad; forward + backward of mean(y²)."""
+
+    def fwd() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def fwd_bwd() -> None:
+        model.zero_grad(set_to_none=True)
+        model(x).float().square().mean().backward()
+
+    return fwd, fwd_bwd
+
+
 def _memory_baseline(dev: torch.device) -> float:
     """Start of a peak-memory measurement (MiB); see the module docstring."""
     if dev.type == "cuda":
@@ -133,14 +147,7 @@ def _bench_one(args: dict[str, Any]) -> dict[str, Any]:
 
     base = _memory_baseline(dev)
 
-    def fwd() -> None:
-        with torch.no_grad():
-            model(x)
-
-    def fwd_bwd() -> None:
-        model.zero_grad(set_to_none=True)
-        model(x).float().sum().backward()
-
+    fwd, fwd_bwd = _passes(model, x)
     model.eval()
     t_f = statistics.median(_times(fwd, dev, args["repeats"], args["warmup"]))
     model.train()
@@ -242,14 +249,7 @@ def _measure_mode(args: dict[str, Any]) -> dict[str, Any]:
     repeats = args["recurrent_repeats"] if recurrent else args["repeats"]
     warmup = 0 if recurrent else 1
 
-    def fwd() -> None:
-        with torch.no_grad():
-            model(x)
-
-    def fwd_bwd() -> None:
-        model.zero_grad(set_to_none=True)
-        model(x).square().mean().backward()
-
+    fwd, fwd_bwd = _passes(model, x)
     base = _memory_baseline(dev)
     t_fwd = _times(fwd, dev, repeats, warmup)
     mem_fwd = _peak_mb(dev, base)
