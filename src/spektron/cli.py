@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--n",
         type=int,
         default=None,
-        help="number of QM9 molecules (seeded selection; default 3000)",
+        help="number of QM9 molecules (seeded selection; default: the quick preset size)",
     )
     src.add_argument("--all", action="store_true", help="every valid QM9 molecule")
     src.add_argument(
@@ -141,7 +141,7 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
 
     base = DatasetConfig(
         source="smiles" if a.smiles else "qm9",
-        n_molecules=None if a.all else (a.n if a.n is not None else 3000),
+        n_molecules=None if a.all else (a.n if a.n is not None else DatasetConfig.n_molecules),
         selection_seed=a.seed,
         smiles=a.smiles,
     )
