@@ -7,9 +7,14 @@ import time
 import numpy as np
 from pyscf import dft, gto, lib
 
+# usage: python calib_dft.py MODES_JSON [names|all] [threads]
+#   calib_modes.json → calib_dft_all.json; calib_modes2.json → calib_dft2_all.json
+MODES = sys.argv[1]
+TAG = "calib_dft2" if MODES.endswith("2.json") else "calib_dft"
+sys.argv = sys.argv[1:]
 lib.num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 BOHR3_TO_A3 = 0.529177210903**3
-data = json.load(open("calib_modes.json"))
+data = json.load(open(MODES))
 names = (
     sys.argv[1].split(",")
     if len(sys.argv) > 1 and sys.argv[1] != "all"
@@ -74,4 +79,4 @@ for d in data:
         f"{d['name']:14s} {d['label']:15s} {d['freq']:7.1f}  DFT act {act:7.2f}  raw model {d['raw']:7.2f}  iso alpha {np.trace(a0) / 3:.2f} A3  ({time.time() - t:.0f}s)",
         flush=True,
     )
-json.dump(res, open(f"calib_dft_{sys.argv[1] if len(sys.argv) > 1 else 'all'}.json", "w"))
+json.dump(res, open(f"{TAG}_{sys.argv[1] if len(sys.argv) > 1 else 'all'}.json", "w"))
