@@ -31,16 +31,6 @@ from spektron.models.heads import (
     masked_mean_pool,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 D = 16
 GRID = torch.linspace(500.0, 4000.0, 64)
 

@@ -14,15 +14,6 @@ from spektron.models.backbones.mamba import MambaBackbone, MambaBackboneConfig
 from spektron.models.flops import count_flops
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_linear_counts_exact_matmul_flops():
     B, d_in, d_out = 4, 32, 8
     res = count_flops(nn.Linear(d_in, d_out), torch.randn(B, d_in))

@@ -14,16 +14,6 @@ from spektron.models.backbones import mamba as mamba_mod
 from spektron.models.backbones.mamba import MambaBackbone, MambaBackboneConfig
 from spektron.models.registry import build_backbone, count_parameters
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 D = 16
 
 
