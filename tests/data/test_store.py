@@ -206,3 +206,11 @@ def test_unknown_molecules_without_flags(tmp_path, small_grid):
         assert a.record(1).fg_flags.size == 0 and a.record(0).fg_flags.size == 2
         assert a.summary()["functional_groups_known"] == 3
         assert b.fg_names == [] and b.record(0).fg_flags.size == 0
+
+
+def test_fancy_reads_with_repeats_and_any_order(tmp_path, small_grid):
+    recs = write(tmp_path / "s.h5", small_grid, n=20)
+    idx = np.array([7, 2, 7, 19, 0, 2])
+    with open_store(tmp_path / "s.h5") as s:
+        got = s.spectra("ir", idx)
+    np.testing.assert_array_equal(got, np.stack([recs[i].ir for i in idx]).astype(np.float32))

@@ -65,7 +65,7 @@ import math
 import pickle
 import types
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,13 @@ from spektron.analysis.symmetry import has_inversion_centre, point_group
 from spektron.config import GridConfig
 from spektron.data.spectra import SpectrumRecord, lorentzian_broaden, make_grid
 from spektron.data.store import StoreWriter
-from spektron.data.vibrations import IR_TO_KM_MOL, harmonic_modes, ir_intensity, raman_activity
+from spektron.data.vibrations import (
+    IR_TO_KM_MOL,
+    atomic_masses,
+    harmonic_modes,
+    ir_intensity,
+    raman_activity,
+)
 from spektron.errors import ConfigError, DataError
 from spektron.utils import single_threaded_blas
 
@@ -153,16 +159,6 @@ class Qm9sConfig:
 
 
 # ============================================================================ normal modes
-
-
-def atomic_masses(atomic_numbers: Sequence[int], kind: str = "isotopic") -> np.ndarray:
-    """Masses (amu) of atoms by atomic number: most abundant isotope or standard atomic weight."""
-    table = Chem.GetPeriodicTable()
-    get = table.GetMostCommonIsotopeMass if kind == "isotopic" else table.GetAtomicWeight
-    z = np.asarray(atomic_numbers, dtype=np.int64).reshape(-1)
-    if np.any(z < 1) or np.any(z > 118):
-        raise ValueError(f"atomic numbers must be in 1..118, got {sorted(set(z.tolist()))}")
-    return np.array([get(int(a)) for a in z], dtype=np.float64)
 
 
 def normal_modes_from_hessian(

@@ -62,6 +62,7 @@ from spektron.analysis.symmetry import inversion_permutation, is_linear, point_g
 from spektron.config import PhysicsConfig
 from spektron.data.molecules import MoleculeInput
 from spektron.data.spectra import SpectrumRecord, lorentzian_broaden
+from spektron.data.vibrations import atomic_masses as vib_atomic_masses
 from spektron.data.vibrations import harmonic_modes, ir_intensity, raman_activity
 from spektron.errors import MoleculeError, SimulationError, SpektronError
 
@@ -378,7 +379,7 @@ def hessian_fd_energy(ff: rdForceFieldHelpers.ForceField, x: np.ndarray, step: f
 
 def atomic_masses(mol: Chem.Mol) -> np.ndarray:
     """(N,) masses (amu) of the most common isotopes, as in the harmonic analyses of QM9."""
-    return np.array([_PT.GetMostCommonIsotopeMass(a.GetAtomicNum()) for a in mol.GetAtoms()])
+    return vib_atomic_masses([a.GetAtomicNum() for a in mol.GetAtoms()])
 
 
 # ----------------------------------------------------------------------------- normal modes

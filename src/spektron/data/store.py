@@ -427,17 +427,15 @@ class SpectralStore:
         return np.array(_dec(a), dtype=object) if a.dtype.kind in "OS" else a
 
     def spectra(self, kind: str, idx: int | slice | np.ndarray) -> np.ndarray:
-        """Rows of ``ir`` or ``raman`` (float32). Fancy indices are read in sorted order."""
+        """Rows of ``ir`` or ``raman`` (float32). Fancy indices (repeats allowed) are read once
+        each, in sorted order, as HDF5 requires."""
         if kind not in ("ir", "raman"):
             raise ValueError(f"kind must be 'ir' or 'raman', got {kind!r}")
         ds = self.h5[kind]
         if isinstance(idx, (int, np.integer, slice)):
             return ds[idx]
-        idx = np.asarray(idx)
-        order = np.argsort(idx)
-        out = np.empty((len(idx), ds.shape[1]), dtype=np.float32)
-        out[order] = ds[idx[order]] if len(np.unique(idx)) == len(idx) else ds[:][idx[order]]
-        return out
+        rows, inverse = np.unique(np.asarray(idx), return_inverse=True)
+        return ds[rows][inverse.reshape(-1)]
 
     def split_indices(self, split: str, scheme: str = "inchikey") -> np.ndarray:
         """Row indices of ``split`` (train/val/test) under ``scheme`` (inchikey|scaffold)."""

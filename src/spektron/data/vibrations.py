@@ -23,6 +23,19 @@ import numpy as np
 IR_TO_KM_MOL = 42.2561
 
 
+def atomic_masses(atomic_numbers, kind: str = "isotopic") -> np.ndarray:
+    """(N,) masses (amu) by atomic number: most abundant isotope (as the harmonic analyses of
+    QM9 and QM9S) or, with ``kind="average"``, the standard atomic weight."""
+    from rdkit import Chem
+
+    table = Chem.GetPeriodicTable()
+    get = table.GetMostCommonIsotopeMass if kind == "isotopic" else table.GetAtomicWeight
+    z = np.asarray(atomic_numbers, dtype=np.int64).reshape(-1)
+    if np.any(z < 1) or np.any(z > 118):
+        raise ValueError(f"atomic numbers must be in 1..118, got {sorted(set(z.tolist()))}")
+    return np.array([get(int(a)) for a in z], dtype=np.float64)
+
+
 def rigid_motion_basis(masses: np.ndarray, coords: np.ndarray, linear: bool) -> np.ndarray:
     """(3N, 6 or 5) orthonormal basis of mass-weighted translations and rotations.
 
