@@ -27,3 +27,7 @@ class MoleculeError(DataError):
 
 class CheckpointError(DataError):
     """A model checkpoint is missing, unreadable or does not match its config."""
+
+
+class TrainingError(SpektronError):
+    """Training cannot go on (non-finite loss or gradients, inconsistent resume state, ...)."""

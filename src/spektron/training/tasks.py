@@ -1,0 +1,109 @@
+"""Training objectives as tasks the trainer can run: each turns a batch into loss *sums* and the
+counts that normalise them, so the trainer can divide by global counts (across DDP ranks and
+accumulation micro-steps) and a multi-process run equals a single-process one.
+
+Masked spectral reconstruction (MSRP): a mask m (1 = hidden) is drawn per spectrum; the model
+sees x ⊙ (1 − m) and the mask indicator, never a masked value (masked positions are zeroed here,
+before the embedding, which zeroes them again and flags them); the main term is the masked SSE
+Σ m (x̂ − x)², normalised by Σ m. Training masks come from a generator seeded by
+(seed, epoch, sample index); validation/test masks by (eval_mask_seed, store row, kind), so they
+are the same for every run, seed and backbone. An optional physics term (non-negativity +
+smoothness of x̂, :func:`spektron.losses.physics_penalty`) is normalised per spectrum and is
+never part of the reported reconstruction metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from spektron.data.masking import MaskConfig, make_mask
+from spektron.errors import ConfigError
+from spektron.losses import masked_mse_sum, physics_penalty
+
+
+def derive_seeds(*keys: int | np.ndarray) -> np.ndarray:
+    """One 63-bit seed per element: SeedSequence over the (broadcast) integer keys."""
+    cols = np.broadcast_arrays(*[np.asarray(k, dtype=np.int64) for k in keys])
+    flat = [c.reshape(-1) for c in cols]
+    out = np.empty(len(flat[0]), dtype=np.int64)
+    for i in range(len(out)):
+        ss = np.random.SeedSequence([int(c[i]) & 0xFFFFFFFFFFFFFFFF for c in flat])
+        out[i] = int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    return out
+
+
+@dataclass
+class MSRPConfig:
+    """Masked spectral reconstruction objective."""
+
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    eval_mask_seed: int = 20251125  # fixed: val/test masks are identical across runs
+    physics_nonneg: float = 0.0
+    physics_smooth: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.physics_nonneg < 0 or self.physics_smooth < 0:
+            raise ConfigError("msrp physics weights must be >= 0")
+
+
+class MaskedReconstruction:
+    """MSRP over :class:`~spektron.training.data.ArrayData` of ``x`` (N, L), ``row``, ``kind``."""
+
+    def __init__(self, cfg: MSRPConfig, wavenumber: np.ndarray) -> None:
+        self.cfg = cfg
+        self.wavenumber = torch.as_tensor(np.asarray(wavenumber, dtype=np.float32))  # (L,)
+        self.terms = ("recon", "physics") if self.use_physics else ("recon",)
+        self._gen = torch.Generator()
+
+    @property
+    def use_physics(self) -> bool:
+        return self.cfg.physics_nonneg > 0 or self.cfg.physics_smooth > 0
+
+    def sample_seeds(
+        self, items: dict[str, torch.Tensor], train: bool, seed: int, epoch: int, index: np.ndarray
+    ) -> np.ndarray:
+        if train:
+            return derive_seeds(seed, epoch, index)
+        return derive_seeds(self.cfg.eval_mask_seed, items["row"].numpy(), items["kind"].numpy())
+
+    def masks(self, x: torch.Tensor, seeds: np.ndarray, train: bool) -> torch.Tensor:
+        """(B, L) bool masks, one seeded generator draw per spectrum."""
+        rows = []
+        for i, s in enumerate(seeds):
+            self._gen.manual_seed(int(s))
+            rows.append(make_mask(self.cfg.mask, x[i : i + 1], self._gen, train))
+        return torch.cat(rows)  # (B, L)
+
+    def prepare(
+        self, items: dict[str, torch.Tensor], seeds: np.ndarray, train: bool
+    ) -> dict[str, torch.Tensor]:
+        x = items["x"].float()  # (B, L)
+        mask = self.masks(x, seeds, train)  # (B, L)
+        return {"x": x, "mask": mask}
+
+    def counts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Normaliser of each term: masked points (recon), spectra (physics). float64 (T,)."""
+        c = [batch["mask"].sum().double()]
+        if self.use_physics:
+            c.append(torch.tensor(float(len(batch["x"])), dtype=torch.float64))
+        return torch.stack(c)
+
+    def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Reconstruction x̂ (B, L); the input carries no masked value."""
+        x, mask = batch["x"], batch["mask"]
+        visible = x.masked_fill(mask, 0.0)  # (B, L)
+        wn = self.wavenumber.to(x.device)
+        return model(visible, wn, mask)["pred"]  # (B, L)
+
+    def sums(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Loss sums of each term, (T,) in float32 (differentiable)."""
+        pred = self.forward(model, batch).float()  # (B, L)
+        s, _ = masked_mse_sum(pred, batch["x"], batch["mask"])
+        out = [s]
+        if self.use_physics:
+            p = physics_penalty(pred, self.cfg.physics_nonneg, self.cfg.physics_smooth)
+            out.append(p * len(pred))
+        return torch.stack(out)
