@@ -129,6 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     bm.add_argument("--out", type=Path, default=Path("runs/bench/dlinoss_modes.json"))
 
+    e1 = sub.add_parser("e1", help="E1: masked reconstruction benchmark of every backbone")
+    _add_experiment_args(e1)
+    e1.add_argument(
+        "--jobs", type=int, default=None, help="parallel training processes on CPU (0 = cores)"
+    )
+
+    pt = sub.add_parser("pretrain", help="train one backbone on MSRP (checkpoint for E2-E4)")
+    _add_experiment_args(pt)
+    pt.add_argument("--backbone", default="dlinoss", help="registered backbone (default dlinoss)")
+    pt.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: first of sweep)"
+    )
+
+    rp = sub.add_parser("report", help="rebuild tables and figures from the JSON results")
+    rp.add_argument("--out", type=Path, default=Path("runs"), help="results folder (default runs/)")
+
     ra = sub.add_parser("run-all", help="the main job: every stage of the study that exists")
     _add_experiment_args(ra)
     return ap
@@ -225,14 +241,98 @@ def _cmd_nir(a: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment_config(a: argparse.Namespace, extra: list[str] | None = None):
+    from spektron.config import preset_config
+
+    return preset_config(
+        a.preset, [*(extra or []), *a.overrides], seed=a.seed, device=a.device, workers=a.workers
+    )
+
+
+def _announce(what: str):
+    def show(plan: dict) -> None:
+        print(f"{what} will run:")
+        for k, v in plan.items():
+            if isinstance(v, float):
+                v = f"{v:.3g}"
+            elif isinstance(v, dict):
+                v = ", ".join(
+                    f"{kk}: {vv:.3g}" if isinstance(vv, float) else f"{kk}: {vv}"
+                    for kk, vv in v.items()
+                )
+            print(f"  {k}: {v}")
+        sys.stdout.flush()
+
+    return show
+
+
+def _print_e1(res: dict, out: Path) -> None:
+    gate = res["quality_gate"]
+    print(f"\nE1 ({res['data_label']}), preset {res['preset']}: {res['scale']['note']}")
+    rows = sorted(res["backbones"].items(), key=lambda kv: kv[1]["test"]["masked_mse"]["mean"])
+    for name, b in rows:
+        t = b["test"]["masked_mse"]
+        print(
+            f"  {name:12s} test masked MSE {t['mean']:.4g} ± {t['std']:.2g}  "
+            f"({b['n_params']:,} params, {b['train_samples_per_s']['mean']:.1f} samples/s)"
+        )
+    for name, b in res["baselines"].items():
+        print(f"  {name:12s} test masked MSE {b['test']['masked_mse']['mean']:.4g} (baseline)")
+    verdict = "PASSED" if gate["passed"] else "FAILED"
+    failing = [n for n, g in gate["per_backbone"].items() if not g["passed"]]
+    print(
+        f"quality gate ({gate['criterion']}): {verdict}"
+        + (f" (not beaten by: {', '.join(failing)})" if failing else "")
+    )
+    print(f"E1 wall time {res['wall_time_s'] / 60:.1f} min; table: {res['report']['table']}")
+
+
+def _cmd_e1(a: argparse.Namespace) -> int:
+    from spektron.experiments.e1 import run_e1
+
+    extra = [] if a.jobs is None else [f"e1.jobs={a.jobs}"]
+    cfg = _experiment_config(a, extra)
+    print(f"spektron e1: preset {cfg.preset}, out {a.out}")
+    res = run_e1(cfg, a.out, progress=not a.quiet, announce=_announce("E1"))
+    if res:
+        _print_e1(res, a.out)
+    return 0
+
+
+def _cmd_pretrain(a: argparse.Namespace) -> int:
+    from spektron.experiments.pretrain import run_pretrain
+
+    cfg = _experiment_config(a)
+    print(f"spektron pretrain: {a.backbone}, preset {cfg.preset}, out {a.out}")
+    res = run_pretrain(
+        cfg, a.out, a.backbone, a.lr, progress=not a.quiet, announce=_announce("pretrain")
+    )
+    if res:
+        t = res["test_masked_mse"]
+        print(
+            f"best validation masked MSE {res['best_val_masked_mse']:.4g}; test masked MSE "
+            f"{t['mean']:.4g} [{t['lo']:.4g}, {t['hi']:.4g}] (SIMULATED data)"
+        )
+        print(f"checkpoint: {res['checkpoint']}")
+    return 0
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from spektron.experiments.report import build_report
+
+    for name, res in build_report(a.out).items():
+        print(f"{name}: {res['table']}, " + ", ".join(res["figures"]))
+    return 0
+
+
 def _cmd_run_all(a: argparse.Namespace) -> int:
-    from spektron.config import preset_config, to_dict
+    from spektron.config import to_dict
     from spektron.experiments.run_all import STAGES, run_all
 
-    cfg = preset_config(a.preset, a.overrides, seed=a.seed, device=a.device, workers=a.workers)
+    cfg = _experiment_config(a)
     print(f"spektron run-all: preset {cfg.preset}, stages {', '.join(STAGES)}, out {a.out}")
     print("config: " + json.dumps(to_dict(cfg)))
-    res = run_all(cfg, a.out, progress=not a.quiet)
+    res = run_all(cfg, a.out, progress=not a.quiet, announce=_announce("E1"))
     d = res["data"]
     print(
         f"\ndataset ({d['source']}, SIMULATED): {d['n_records']} molecules, "
@@ -246,6 +346,8 @@ def _cmd_run_all(a: argparse.Namespace) -> int:
         )
     print("figures: " + ", ".join(d["figures"]))
     print(f"summary: {a.out / 'data' / 'data_summary.json'}")
+    if res.get("e1"):
+        _print_e1(res["e1"], a.out / "e1")
     return 0
 
 
@@ -314,6 +416,9 @@ COMMANDS = {
     ("data", "info"): _cmd_info,
     ("data", "convert-qm9s"): _cmd_convert,
     ("data", "nir"): _cmd_nir,
+    ("e1", None): _cmd_e1,
+    ("pretrain", None): _cmd_pretrain,
+    ("report", None): _cmd_report,
     ("run-all", None): _cmd_run_all,
 }
 

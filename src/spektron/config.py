@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from spektron.errors import ConfigError
+from spektron.training.config import MSRPConfig, TrainConfig
 
 T = TypeVar("T")
 
@@ -120,6 +121,82 @@ class DatasetConfig:
         )
 
 
+E1_BACKBONES = ("dlinoss", "mamba", "transformer", "cnn", "s4d", "s4d_real")
+E1_BASELINES = ("mean", "interpolation", "pca")
+
+
+def _paper_train() -> TrainConfig:
+    # DESIGN §4: batch 16 × 4 accumulation = 64, 50K optimizer steps.
+    return TrainConfig(
+        steps=50_000,
+        batch_size=16,
+        accumulation=4,
+        warmup_steps=1000,
+        eval_every=1000,
+        checkpoint_every=1000,
+        log_every=50,
+    )
+
+
+@dataclass
+class E1Config:
+    """E1: masked spectral reconstruction benchmark (arms differ only in the backbone)."""
+
+    backbones: tuple[str, ...] = E1_BACKBONES
+    n_seeds: int = 3  # seeds run.seed, run.seed + 1, ...
+    # Every arm gets this sweep on validation (first seed); the best LR runs the other seeds.
+    lr_sweep: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    budget: int = 1_000_000  # backbone parameters (parameter-matched arms)
+    budget_tol: float = 0.05
+    d_model: int = 128
+    stride: int = 1  # embedding stride: the backbone sees L / stride positions
+    kinds: tuple[str, ...] = ("ir", "raman")
+    normalization: str = "max"
+    train: TrainConfig = field(default_factory=_paper_train)
+    msrp: MSRPConfig = field(default_factory=MSRPConfig)
+    baselines: tuple[str, ...] = E1_BASELINES
+    pca_candidates: tuple[int, ...] = (4, 8, 16, 32, 64)
+    peak_tolerance_cm: float = 10.0
+    peak_prominence: float = 0.05
+    n_bootstrap: int = 2000
+    n_examples: int = 4
+    jobs: int = 0  # parallel training processes (CPU); 0 = one per core; 1 on CUDA
+    max_train_spectra: int | None = None  # cap on training spectra (None = the whole split)
+
+    def __post_init__(self) -> None:
+        self.backbones = tuple(self.backbones)
+        self.lr_sweep = tuple(self.lr_sweep)
+        self.kinds = tuple(self.kinds)
+        self.baselines = tuple(self.baselines)
+        self.pca_candidates = tuple(self.pca_candidates)
+        _check(len(self.backbones) > 0, "e1.backbones is empty")
+        _check(len(set(self.backbones)) == len(self.backbones), "e1.backbones has duplicates")
+        _check(self.n_seeds >= 1, f"e1.n_seeds must be >= 1, got {self.n_seeds}")
+        _check(len(self.lr_sweep) > 0 and all(lr > 0 for lr in self.lr_sweep), "e1.lr_sweep")
+        _check(self.budget > 0 and 0 <= self.budget_tol < 1, "e1.budget / e1.budget_tol")
+        _check(self.d_model >= 1 and self.stride >= 1, "e1.d_model and e1.stride must be >= 1")
+        _check(
+            set(self.kinds) <= {"ir", "raman"} and len(self.kinds) > 0,
+            f"e1.kinds must be a subset of ('ir', 'raman'), got {self.kinds}",
+        )
+        _check(
+            self.normalization in ("max", "area", "l2"),
+            f"e1.normalization must be max|area|l2, got {self.normalization!r}",
+        )
+        _check(
+            set(self.baselines) <= set(E1_BASELINES),
+            f"e1.baselines must be a subset of {E1_BASELINES}, got {self.baselines}",
+        )
+        _check(all(k >= 1 for k in self.pca_candidates), "e1.pca_candidates must be >= 1")
+        _check(self.peak_tolerance_cm > 0 and self.peak_prominence > 0, "e1 peak settings")
+        _check(self.n_bootstrap >= 100, "e1.n_bootstrap must be >= 100")
+        _check(self.n_examples >= 0 and self.jobs >= 0, "e1.n_examples and e1.jobs must be >= 0")
+        _check(
+            self.max_train_spectra is None or self.max_train_spectra > 0,
+            "e1.max_train_spectra must be > 0 or null",
+        )
+
+
 @dataclass
 class RunConfig:
     """Top-level config of ``spektron run-all`` (grows as experiments land)."""
@@ -130,6 +207,7 @@ class RunConfig:
     workers: int = 0  # simulation processes; 0 = all cores
     n_figure_pairs: int = 4
     data: DatasetConfig = field(default_factory=DatasetConfig)
+    e1: E1Config = field(default_factory=E1Config)
 
     def __post_init__(self) -> None:
         _check(
@@ -139,11 +217,52 @@ class RunConfig:
         _check(self.n_figure_pairs >= 1, "n_figure_pairs must be >= 1")
 
 
-# Presets differ only in size: smoke (seconds, for tests), quick (minutes on a laptop CPU),
-# paper (all of QM9: ~3.5 CPU-hours of simulation).
+# Presets differ only in size: smoke (seconds, for tests), quick (minutes on a laptop CPU; its
+# E1 runs at a reduced scale that it states in its output), paper (DESIGN §4: all of QM9,
+# ~1M-parameter backbones on the full 2048-point grid, 50K optimizer steps).
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"data": {"n_molecules": 48}},
-    "quick": {"data": {"n_molecules": 3000}},
+    "smoke": {
+        "data": {"n_molecules": 48},
+        "e1": {
+            "n_seeds": 1,
+            "lr_sweep": [1e-3],
+            "budget": 20_000,
+            "budget_tol": 0.1,
+            "d_model": 32,
+            "stride": 8,
+            "pca_candidates": [2, 4],
+            "n_bootstrap": 200,
+            "n_examples": 2,
+            "train": {
+                "steps": 3,
+                "batch_size": 4,
+                "accumulation": 1,
+                "warmup_steps": 1,
+                "eval_every": 3,
+                "checkpoint_every": 3,
+                "log_every": 1,
+            },
+        },
+    },
+    "quick": {
+        "data": {"n_molecules": 3000},
+        "e1": {
+            "lr_sweep": [1e-3, 3e-3],
+            "budget": 150_000,
+            "d_model": 64,
+            "stride": 4,
+            "pca_candidates": [4, 8, 16, 32, 64],
+            "train": {
+                "steps": 200,
+                "batch_size": 16,
+                "accumulation": 1,
+                "warmup_steps": 20,
+                "eval_every": 50,
+                "checkpoint_every": 50,
+                "log_every": 10,
+            },
+        },
+    },
     "paper": {"data": {"n_molecules": None}},
 }
 

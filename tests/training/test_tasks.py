@@ -9,7 +9,8 @@ import torch
 from spektron.data.spectra import make_grid
 from spektron.models.registry import available_backbones
 from spektron.models.spektron import Spektron, SpektronConfig
-from spektron.training.tasks import MaskedReconstruction, MSRPConfig, derive_seeds
+from spektron.training.config import MSRPConfig
+from spektron.training.tasks import MaskedReconstruction, derive_seeds
 from tests.training.train_worker import L, synthetic
 
 

@@ -21,9 +21,9 @@ from spektron.data.spectra import make_grid
 from spektron.errors import CheckpointError, TrainingError
 from spektron.models.spektron import Spektron, SpektronConfig
 from spektron.training.checkpoint import load_train_checkpoint
-from spektron.training.config import TrainConfig
+from spektron.training.config import MSRPConfig, TrainConfig
 from spektron.training.optim import build_optimizer, lr_factor, parameter_groups
-from spektron.training.tasks import MaskedReconstruction, MSRPConfig
+from spektron.training.tasks import MaskedReconstruction
 from spektron.training.trainer import Trainer, read_history
 from tests.training.train_worker import L, synthetic
 

@@ -12,9 +12,9 @@ import torch
 from spektron.data.spectra import make_grid
 from spektron.models.spektron import Spektron, SpektronConfig
 from spektron.training import distributed as D
-from spektron.training.config import TrainConfig
+from spektron.training.config import MSRPConfig, TrainConfig
 from spektron.training.data import ArrayData
-from spektron.training.tasks import MaskedReconstruction, MSRPConfig
+from spektron.training.tasks import MaskedReconstruction
 from spektron.training.trainer import Trainer
 
 L = 128

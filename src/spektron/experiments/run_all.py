@@ -1,4 +1,5 @@
-"""``spektron run-all``: the study's main job. Today: the data stage; E1–E4 join as they land."""
+"""``spektron run-all``: the study's main job. Today: the data stage and E1; E2–E4 join as
+they land. Each stage writes into its own folder under ``out``."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ from spektron.experiments.data_overview import run_data_overview
 
 log = logging.getLogger(__name__)
 
-STAGES = ("data",)
+STAGES = ("data", "e1")
 
 
-def run_all(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+def run_all(
+    cfg: RunConfig, out: Path, progress: bool = True, announce: Any = None
+) -> dict[str, Any]:
     """Run every stage that exists, in order, each into its own folder under ``out``."""
+    from spektron.experiments.e1 import run_e1
+
     results: dict[str, Any] = {}
     results["data"] = run_data_overview(cfg, out / "data", progress=progress)
+    results["e1"] = run_e1(cfg, out / "e1", progress=progress, announce=announce)
     return results

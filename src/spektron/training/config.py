@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from spektron.data.masking import MaskConfig
 from spektron.errors import ConfigError
 
 AMP_MODES = ("auto", "bf16", "off")
@@ -64,3 +65,17 @@ class TrainConfig:
         _check(self.early_stopping_patience >= 0, "train.early_stopping_patience must be >= 0")
         _check(self.early_stopping_min_delta >= 0, "train.early_stopping_min_delta must be >= 0")
         _check(self.threads >= 0, "train.threads must be >= 0")
+
+
+@dataclass
+class MSRPConfig:
+    """Masked spectral reconstruction objective (:mod:`spektron.training.tasks`)."""
+
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    eval_mask_seed: int = 20251125  # fixed: val/test masks are identical across runs
+    physics_nonneg: float = 0.0
+    physics_smooth: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.physics_nonneg < 0 or self.physics_smooth < 0:
+            raise ConfigError("msrp physics weights must be >= 0")

@@ -14,14 +14,12 @@ never part of the reported reconstruction metric.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 
-from spektron.data.masking import MaskConfig, make_mask
-from spektron.errors import ConfigError
+from spektron.data.masking import make_mask
 from spektron.losses import masked_mse_sum, physics_penalty
+from spektron.training.config import MSRPConfig
 
 
 def derive_seeds(*keys: int | np.ndarray) -> np.ndarray:
@@ -33,20 +31,6 @@ def derive_seeds(*keys: int | np.ndarray) -> np.ndarray:
         ss = np.random.SeedSequence([int(c[i]) & 0xFFFFFFFFFFFFFFFF for c in flat])
         out[i] = int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
     return out
-
-
-@dataclass
-class MSRPConfig:
-    """Masked spectral reconstruction objective."""
-
-    mask: MaskConfig = field(default_factory=MaskConfig)
-    eval_mask_seed: int = 20251125  # fixed: val/test masks are identical across runs
-    physics_nonneg: float = 0.0
-    physics_smooth: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.physics_nonneg < 0 or self.physics_smooth < 0:
-            raise ConfigError("msrp physics weights must be >= 0")
 
 
 class MaskedReconstruction:

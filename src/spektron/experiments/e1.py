@@ -1,0 +1,863 @@
+"""E1: masked spectral reconstruction benchmark of the registered backbones (DESIGN §4).
+
+Arms differ **only** in the backbone: the same embedding, reconstruction head, MSRP objective,
+data, step budget and optimiser recipe (AdamW groups, warmup + cosine; the SSM dynamics LR scale
+is each family's own hint), parameter-matched backbones (:func:`size_backbone`). Every arm gets
+the same learning-rate sweep on validation (first seed); the best LR then runs the remaining
+seeds. Each run trains a fixed number of optimizer steps and is evaluated with its
+best-validation weights on the test split, under the fixed (seeded) evaluation masks that the
+baselines (mean spectrum, interpolation, PCA imputation) see too. The reported reconstruction
+metric is the masked-position MSE alone (no auxiliary terms).
+
+Test metrics are per spectrum (IR and Raman scored separately, ``by_kind``) and, pooled, per
+molecule (the mean over a molecule's IR and Raman spectra), so bootstrap CIs and paired
+comparisons resample molecules, the independent unit.
+
+Layout under ``out``: ``baselines.json``, ``runs/<backbone>/lr<lr>_seed<seed>/`` (config.json,
+run_spec.json, metrics.json, per_molecule.json, history.jsonl, checkpoint.pt, best.pt, init.pt),
+``summary.json``, ``examples.json``, ``table.md``, ``figures/`` (rebuilt by ``spektron report``).
+All data here are SIMULATED (:data:`spektron.data.generate.SIMULATED_LABEL`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import logging
+import math
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spektron.config import E1Config, RunConfig, config_hash, to_dict
+from spektron.data.generate import SIMULATED_LABEL, ensure_dataset
+from spektron.data.store import open_store
+from spektron.errors import ConfigError, DataError
+from spektron.evaluation.baselines import build_baseline, select_pca_components
+from spektron.evaluation.metrics import (
+    METRIC_DIRECTIONS,
+    bootstrap_ci,
+    paired_bootstrap,
+    reconstruction_metrics,
+)
+from spektron.training import distributed as D
+from spektron.training.config import TrainConfig
+from spektron.training.data import KIND_CODES, ArrayData, load_spectra_split
+from spektron.training.tasks import MaskedReconstruction
+from spektron.utils import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+E1_METRICS = ("masked_mse", "full_mse", "cosine", "peak_precision", "peak_recall", "peak_f1")
+KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (None outside a git checkout)."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    import h5py
+    import scipy
+    import sklearn
+
+    from spektron import __version__
+
+    return {
+        "spektron": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "h5py": h5py.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def device_description(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_splits(store_path: Path, e1: E1Config) -> dict[str, ArrayData]:
+    """Train/val/test spectra (every kind of ``e1.kinds``), normalised by ``e1.normalization``."""
+    store = open_store(store_path)
+    try:
+        out = {
+            s: load_spectra_split(store, s, e1.kinds, e1.normalization)
+            for s in ("train", "val", "test")
+        }
+        smiles = np.asarray(store.column("smiles"))
+    finally:
+        store.close()
+    if e1.max_train_spectra is not None and len(out["train"]) > e1.max_train_spectra:
+        out["train"] = out["train"].subset(np.arange(e1.max_train_spectra))
+    for s, d in out.items():
+        d.arrays["smiles"] = np.array(
+            [v.decode() if isinstance(v, bytes) else str(v) for v in smiles[d.arrays["row"]]]
+        )
+        log.info("E1 %s: %d spectra", s, len(d))
+    return out
+
+
+def eval_batch(task: MaskedReconstruction, data: ArrayData) -> tuple[np.ndarray, np.ndarray]:
+    """Truth (N, L) and the fixed evaluation masks (N, L) of ``data``."""
+    items = {k: torch.from_numpy(data.arrays[k]) for k in ("x", "row", "kind")}
+    seeds = task.sample_seeds(items, False, 0, 0, np.arange(len(data)))
+    mask = task.masks(items["x"], seeds, train=False).numpy()
+    return data.arrays["x"].astype(np.float64), mask
+
+
+def pooled_masked_mse(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Σ m (x̂ − x)² / Σ m: the trainer's validation criterion."""
+    return float(((pred - truth) ** 2)[mask].sum() / max(mask.sum(), 1))
+
+
+def score(
+    pred: np.ndarray,
+    data: ArrayData,
+    truth: np.ndarray,
+    mask: np.ndarray,
+    wn: np.ndarray,
+    e1: E1Config,
+) -> dict[str, Any]:
+    """Per-spectrum metrics, per kind, and per molecule (mean over a molecule's spectra)."""
+    per = reconstruction_metrics(
+        pred, truth, mask, wn, tolerance=e1.peak_tolerance_cm, prominence=e1.peak_prominence
+    )
+    rows, kinds = data.arrays["row"], data.arrays["kind"]
+    uniq, inv = np.unique(rows, return_inverse=True)
+    per_mol: dict[str, np.ndarray] = {}
+    for k, v in per.items():
+        s = np.zeros(len(uniq))
+        n = np.zeros(len(uniq))
+        ok = np.isfinite(v)
+        np.add.at(s, inv[ok], v[ok])
+        np.add.at(n, inv[ok], 1)
+        per_mol[k] = np.where(n > 0, s / np.maximum(n, 1), np.nan)
+    return {
+        "per_spectrum": per,
+        "rows": rows,
+        "kinds": kinds,
+        "molecule_rows": uniq,
+        "per_molecule": per_mol,
+    }
+
+
+def summarise_scores(scored: dict[str, Any], e1: E1Config) -> dict[str, Any]:
+    """Bootstrap CIs (over molecules; within a kind over spectra) of every metric."""
+    kw = {"n_boot": e1.n_bootstrap}
+    out = {"test": {m: bootstrap_ci(scored["per_molecule"][m], **kw) for m in E1_METRICS}}
+    out["test_by_kind"] = {
+        KIND_NAMES[int(c)]: {
+            m: bootstrap_ci(scored["per_spectrum"][m][scored["kinds"] == c], **kw)
+            for m in E1_METRICS
+        }
+        for c in np.unique(scored["kinds"])
+    }
+    return out
+
+
+def _jsonable(a: np.ndarray) -> list:
+    return [None if not math.isfinite(float(v)) else float(v) for v in a]
+
+
+def per_molecule_json(scored: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "molecule_rows": scored["molecule_rows"].tolist(),
+        "per_molecule": {k: _jsonable(v) for k, v in scored["per_molecule"].items()},
+        "spectrum_rows": scored["rows"].tolist(),
+        "spectrum_kinds": [KIND_NAMES[int(c)] for c in scored["kinds"]],
+        "per_spectrum": {k: _jsonable(v) for k, v in scored["per_spectrum"].items()},
+    }
+
+
+def example_indices(data: ArrayData, n: int) -> np.ndarray:
+    """Fixed test spectra for figures: alternate kinds, spread over the split."""
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    kinds = data.arrays["kind"]
+    picks: list[int] = []
+    by_kind = [np.flatnonzero(kinds == c) for c in np.unique(kinds)]
+    j = 0
+    while len(picks) < min(n, len(kinds)):
+        pool = by_kind[j % len(by_kind)]
+        step = max(len(pool) // (n + 1), 1)
+        cand = pool[min((j // len(by_kind) + 1) * step, len(pool) - 1)]
+        if cand not in picks:
+            picks.append(int(cand))
+        elif len(picks) >= len(kinds):
+            break
+        j += 1
+        if j > 10 * n:
+            break
+    return np.asarray(picks, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+def run_baselines(
+    splits: dict[str, ArrayData], task: MaskedReconstruction, wn: np.ndarray, e1: E1Config
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    """Fit every baseline on train, pick its settings on validation, score on test.
+
+    Returns (summary per baseline, test predictions of the example spectra, per-molecule
+    scores per baseline).
+    """
+    train = splits["train"].arrays["x"].astype(np.float64)
+    val_truth, val_mask = eval_batch(task, splits["val"])
+    test_truth, test_mask = eval_batch(task, splits["test"])
+    summary: dict[str, Any] = {}
+    scores: dict[str, Any] = {}
+    preds: dict[str, np.ndarray] = {}
+    for name in e1.baselines:
+        t0 = time.perf_counter()
+        params: dict[str, Any] = {}
+        if name == "pca":
+            cands = tuple(k for k in e1.pca_candidates if k <= min(train.shape))
+            if not cands:
+                raise ConfigError(f"e1.pca_candidates {e1.pca_candidates} exceed the data size")
+            params["n_components"] = select_pca_components(train, val_truth, val_mask, cands)
+        model = build_baseline("reconstruction", name, **params).fit(train)
+        val_pred = model.predict(val_truth, val_mask)
+        test_pred = model.predict(test_truth, test_mask)
+        sc = score(test_pred, splits["test"], test_truth, test_mask, wn, e1)
+        scores[name] = sc
+        preds[name] = test_pred
+        summary[name] = {
+            "params": params,
+            "val_masked_mse": pooled_masked_mse(val_pred, val_truth, val_mask),
+            **summarise_scores(sc, e1),
+            "fit_predict_s": time.perf_counter() - t0,
+        }
+        log.info("baseline %s: val masked MSE %.4g", name, summary[name]["val_masked_mse"])
+    return summary, preds, scores
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def model_config(e1: E1Config, backbone: str, backbone_config: dict[str, Any]) -> dict[str, Any]:
+    """The shared model config of every arm; only the backbone fields differ."""
+    return {
+        "d_model": e1.d_model,
+        "embedding": {"stride": e1.stride},
+        "backbone": backbone,
+        "backbone_config": backbone_config,
+        "head": "reconstruction",
+        "head_config": {},
+    }
+
+
+def _threads_for(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+
+
+@torch.no_grad()
+def predict_split(
+    model: torch.nn.Module,
+    task: MaskedReconstruction,
+    truth: np.ndarray,
+    mask: np.ndarray,
+    device: torch.device,
+    batch: int = 64,
+) -> np.ndarray:
+    """Reconstructions (N, L) under the given masks, float64 on the CPU."""
+    model.eval()
+    out = []
+    for s in range(0, len(truth), batch):
+        b = {
+            "x": torch.from_numpy(truth[s : s + batch]).float().to(device),
+            "mask": torch.from_numpy(mask[s : s + batch]).to(device),
+        }
+        out.append(task.forward(model, b).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def train_one(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one (backbone, lr, seed) arm into ``spec["run_dir"]`` and score it on test.
+
+    Runs in a worker process on CPU (``spec["threads"]`` torch threads), or in-process on every
+    rank under torchrun. Re-running with the same spec reuses a finished run and resumes an
+    interrupted one from its checkpoint.
+    """
+    from spektron.config import from_dict
+    from spektron.models.spektron import Spektron, SpektronConfig
+    from spektron.training.trainer import BEST_NAME, Trainer
+
+    run_dir = Path(spec["run_dir"])
+    dist = spec.get("dist") or D.DistInfo(device=torch.device(spec["device"]))
+    e1 = from_dict(E1Config, spec["e1"], "e1")
+    metrics_path = run_dir / "metrics.json"
+    spec_path = run_dir / "run_spec.json"
+    key = spec["run_hash"]
+    if spec_path.is_file():
+        import json
+
+        old = json.loads(spec_path.read_text()).get("run_hash")
+        if old != key:
+            raise ConfigError(
+                f"{run_dir} holds a run with different settings (hash {old} != {key}); "
+                "choose a new --out folder"
+            )
+        if metrics_path.is_file():
+            return json.loads(metrics_path.read_text())
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(spec_path, {"run_hash": key, "spec": _public_spec(spec)})
+    splits = load_splits(Path(spec["store"]), e1)
+    wn = np.asarray(spec["wavenumber"])
+    task = MaskedReconstruction(e1.msrp, wn)
+    train_cfg = from_dict(
+        TrainConfig, {**to_dict(e1.train), "lr": spec["lr"], "seed": spec["seed"]}
+    )
+    torch.manual_seed(spec["seed"])
+    mcfg = SpektronConfig.from_json_dict(spec["model"])
+    model = Spektron(mcfg)
+    if dist.is_main:
+        write_json_atomic(
+            run_dir / "config.json",
+            {"model": mcfg.to_json_dict(), "train": to_dict(train_cfg), "e1": spec["e1"]},
+        )
+    trainer = Trainer(
+        model,
+        task,
+        ArrayData({k: splits["train"].arrays[k] for k in ("x", "row", "kind")}),
+        ArrayData({k: splits["val"].arrays[k] for k in ("x", "row", "kind")}),
+        train_cfg,
+        run_dir,
+        dist,
+        progress=spec.get("progress", False),
+        model_checkpoint_extra={"task": "msrp", "data_label": SIMULATED_LABEL},
+    )
+    fit = trainer.fit()
+    if not dist.is_main:
+        D.barrier(dist)
+        return {}
+    best = Spektron.from_checkpoint(run_dir / BEST_NAME, map_location=dist.device)
+    truth, mask = eval_batch(task, splits["test"])
+    t0 = time.perf_counter()
+    pred = predict_split(best, task, truth, mask, dist.device)
+    infer_s = time.perf_counter() - t0
+    sc = score(pred, splits["test"], truth, mask, wn, e1)
+    write_json_atomic(run_dir / "per_molecule.json", per_molecule_json(sc))
+    ex = np.asarray(spec["example_idx"], dtype=np.int64)
+    metrics = {
+        "schema_version": SCHEMA_VERSION,
+        "experiment": "e1",
+        "data_label": SIMULATED_LABEL,
+        "backbone": spec["backbone"],
+        "lr": spec["lr"],
+        "seed": spec["seed"],
+        "git_commit": spec["git_commit"],
+        "device": device_description(dist.device),
+        "package_versions": spec["package_versions"],
+        "dataset": spec["dataset"],
+        "parameters": best.parameter_counts(),
+        "flops_per_spectrum": spec["flops"],
+        "train": fit,
+        "best_val_masked_mse": fit["best_val"],
+        "best_step": fit["best_step"],
+        "test_inference_s": infer_s,
+        "metric_directions": {m: METRIC_DIRECTIONS[m] for m in E1_METRICS},
+        **summarise_scores(sc, e1),
+        "examples": {"index": ex.tolist(), "pred": [pred[i].tolist() for i in ex]},
+    }
+    write_json_atomic(metrics_path, metrics)
+    D.barrier(dist)
+    return metrics
+
+
+def _public_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in ("dist", "example_idx", "wavenumber")}
+
+
+def _run_hash(spec: dict[str, Any]) -> str:
+    keys = ("backbone", "lr", "seed", "model", "e1", "dataset")
+    return config_hash({k: spec[k] for k in keys}, n=16)
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+def size_arms(e1: E1Config) -> dict[str, dict[str, Any]]:
+    """Parameter-matched backbone configs (and their counts) for every arm."""
+    from spektron.models.sizing import size_backbone
+
+    arms = {}
+    for name in e1.backbones:
+        cfg, n = size_backbone(name, budget=e1.budget, d_model=e1.d_model, tol=e1.budget_tol)
+        arms[name] = {"backbone_config": dataclasses.asdict(cfg), "n_params": n}
+    return arms
+
+
+def arm_flops(model_cfg: dict[str, Any], length: int) -> dict[str, float]:
+    """Forward FLOPs of one spectrum (B = 1) through the whole model, on the CPU."""
+    from spektron.models.flops import count_flops
+    from spektron.models.spektron import Spektron, SpektronConfig
+
+    torch.manual_seed(0)
+    model = Spektron(SpektronConfig.from_json_dict(model_cfg)).eval()
+    x = torch.rand(1, length)
+    wn = torch.linspace(500.0, 4000.0, length)
+    mask = torch.zeros(1, length, dtype=torch.bool)
+    mask[:, length // 3 : length // 3 + 16] = True
+    with torch.no_grad():
+        f = count_flops(model, x.masked_fill(mask, 0.0), wn, mask)
+    return {"matmul": float(f["matmul"]), "total": float(f["total"])}
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if len(a) == 0:
+        return {"mean": math.nan, "std": math.nan}
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (same order as given)."""
+    m = len(pvalues)
+    order = np.argsort(pvalues)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adj[i] = running
+    return adj.tolist()
+
+
+class E1Context:
+    """What every E1/pretrain run shares: data, grid, task, sized arms, provenance."""
+
+    def __init__(self, cfg: RunConfig, dist: D.DistInfo, progress: bool = True) -> None:
+        from spektron.data.spectra import make_grid
+
+        self.cfg, self.e1, self.dist = cfg, cfg.e1, dist
+        # One process simulates the data; the others wait and then read the cached store.
+        if dist.is_main:
+            store_path, _ = ensure_dataset(cfg.data, workers=cfg.workers, progress=progress)
+        D.barrier(dist)
+        if not dist.is_main:
+            store_path, _ = ensure_dataset(cfg.data, workers=cfg.workers, progress=False)
+        self.store_path = store_path
+        g = cfg.data.grid
+        self.wn = make_grid(g.n_points, g.lo, g.hi)
+        self.splits = load_splits(store_path, self.e1)
+        self.task = MaskedReconstruction(self.e1.msrp, self.wn)
+        if len(self.splits["train"]) < self.e1.train.batch_size:
+            raise DataError(
+                f"E1 needs at least one training batch ({self.e1.train.batch_size} spectra); "
+                f"the train split has {len(self.splits['train'])}"
+            )
+        self.dataset = {
+            "path": str(store_path),
+            "sha256": file_sha256(store_path),
+            "config_hash": config_hash(cfg.data),
+            "label": SIMULATED_LABEL,
+            "n_spectra": {s: len(d) for s, d in self.splits.items()},
+        }
+        self.common = {
+            "store": str(store_path),
+            "wavenumber": self.wn.tolist(),
+            "e1": to_dict(self.e1),
+            "dataset": self.dataset,
+            "git_commit": git_commit(),
+            "package_versions": package_versions(),
+        }
+        self.ex_idx = example_indices(self.splits["test"], self.e1.n_examples)
+        self.arms: dict[str, dict[str, Any]] = {}
+        if dist.distributed or dist.device.type == "cuda":
+            self.jobs = 1
+        else:
+            self.jobs = self.e1.jobs or (os.cpu_count() or 1)
+
+    def add_arms(self, names: tuple[str, ...]) -> None:
+        """Size each backbone to the budget; build its model config; count its FLOPs."""
+        e1 = replace_backbones(self.e1, names)
+        for name, arm in size_arms(e1).items():
+            arm["model"] = model_config(e1, name, arm["backbone_config"])
+            arm["flops"] = arm_flops(arm["model"], len(self.wn))
+            self.arms[name] = arm
+
+    def spec(
+        self, name: str, lr: float, seed: int, run_dir: Path, progress: bool = False
+    ) -> dict[str, Any]:
+        arm = self.arms[name]
+        cpu = self.dist.device.type == "cpu"
+        spec = {
+            **self.common,
+            "backbone": name,
+            "lr": lr,
+            "seed": seed,
+            "model": arm["model"],
+            "flops": arm["flops"],
+            "device": str(self.dist.device),
+            "threads": _threads_for(self.jobs) if cpu else 0,
+            "example_idx": self.ex_idx.tolist(),
+            "progress": progress and self.jobs == 1,
+            "run_dir": str(run_dir),
+        }
+        spec["run_hash"] = _run_hash(spec)
+        return spec
+
+    def estimate_seconds(self, runs_per_arm: int) -> dict[str, float]:
+        """Measured seconds per optimizer step of each arm (one timed step after a warm-up
+        step, with the threads a run will get), and the implied total for the training runs."""
+        from spektron.models.spektron import Spektron, SpektronConfig
+
+        e1 = self.e1
+        B = e1.train.batch_size // self.dist.world_size
+        x = torch.from_numpy(self.splits["train"].arrays["x"][:B]).float().to(self.dist.device)
+        mask = torch.zeros_like(x, dtype=torch.bool)
+        mask[:, 100:130] = True
+        wn = torch.as_tensor(self.wn, dtype=torch.float32, device=self.dist.device)
+        threads = torch.get_num_threads()
+        if self.dist.device.type == "cpu":
+            torch.set_num_threads(_threads_for(self.jobs))
+        per_step: dict[str, float] = {}
+        try:
+            for name, arm in self.arms.items():
+                torch.manual_seed(0)
+                model = Spektron(SpektronConfig.from_json_dict(arm["model"])).to(self.dist.device)
+                times = []
+                for _ in range(2):
+                    t0 = time.perf_counter()
+                    out = model(x.masked_fill(mask, 0.0), wn, mask)["pred"]
+                    ((out - x)[mask] ** 2).mean().backward()
+                    if self.dist.device.type == "cuda":
+                        torch.cuda.synchronize(self.dist.device)
+                    times.append(time.perf_counter() - t0)
+                per_step[name] = times[-1] * e1.train.accumulation
+        finally:
+            torch.set_num_threads(threads)
+        train_s = sum(per_step.values()) * e1.train.steps * runs_per_arm / self.jobs
+        return {"per_step_s": per_step, "training_s": train_s}
+
+
+def replace_backbones(e1: E1Config, names: tuple[str, ...]) -> E1Config:
+    return dataclasses.replace(e1, backbones=tuple(names))
+
+
+def describe_plan(cfg: RunConfig, ctx: E1Context, runs_per_arm: int) -> dict[str, Any]:
+    """What E1 will run and how long it expects to take (printed before running)."""
+    e1 = cfg.e1
+    est = ctx.estimate_seconds(runs_per_arm)
+    L = len(ctx.wn)
+    return {
+        "backbones": list(ctx.arms),
+        "backbone_params": {n: a["n_params"] for n, a in ctx.arms.items()},
+        "baselines": list(e1.baselines),
+        "seeds": [cfg.seed + i for i in range(e1.n_seeds)],
+        "lr_sweep": list(e1.lr_sweep),
+        "n_training_runs": runs_per_arm * len(ctx.arms),
+        "steps_per_run": e1.train.steps,
+        "effective_batch": e1.train.batch_size * e1.train.accumulation,
+        "grid_points": L,
+        "backbone_length": -(-L // e1.stride),
+        "d_model": e1.d_model,
+        "budget": e1.budget,
+        "n_spectra": ctx.dataset["n_spectra"],
+        "parallel_runs": ctx.jobs,
+        "device": device_description(ctx.dist.device),
+        "measured_step_s": est["per_step_s"],
+        "expected_training_minutes": est["training_s"] / 60,
+        "estimate_note": (
+            "one timed optimizer step per arm × steps × runs / parallel runs; excludes "
+            "validation, test scoring and data preparation"
+        ),
+    }
+
+
+def run_e1(
+    cfg: RunConfig, out: Path, progress: bool = True, announce: Any = None
+) -> dict[str, Any]:
+    """Run E1 end to end (data, baselines, every arm × LR sweep × seeds, aggregation).
+
+    ``announce(plan)`` is called with :func:`describe_plan`'s dict before anything trains.
+    """
+    t_start = time.perf_counter()
+    e1 = cfg.e1
+    out = Path(out)
+    dist = D.setup(cfg.device)
+    ctx = E1Context(cfg, dist, progress)
+    ctx.add_arms(e1.backbones)
+    arms, splits, task, wn, ex_idx = ctx.arms, ctx.splits, ctx.task, ctx.wn, ctx.ex_idx
+    runs_per_arm = len(e1.lr_sweep) + e1.n_seeds - 1
+    if announce is not None and dist.is_main:
+        announce(describe_plan(cfg, ctx, runs_per_arm))
+
+    base_summary, base_preds, base_scores = (
+        run_baselines(splits, task, wn, e1) if dist.is_main else ({}, {}, {})
+    )
+    if dist.is_main:
+        write_json_atomic(out / "baselines.json", base_summary)
+
+    seeds = [cfg.seed + i for i in range(e1.n_seeds)]
+    jobs = ctx.jobs
+    dataset = ctx.dataset
+
+    def spec_for(name: str, lr: float, seed: int) -> dict[str, Any]:
+        run_dir = out / "runs" / name / f"lr{lr:g}_seed{seed}"
+        return ctx.spec(name, lr, seed, run_dir, progress)
+
+    # Phase 1: the LR sweep on the first seed; phase 2: the other seeds at each arm's best LR.
+    sweep = [spec_for(n, lr, seeds[0]) for n in e1.backbones for lr in e1.lr_sweep]
+    results = _run_specs(sweep, jobs, dist, progress, "E1 LR sweep")
+    best_lr: dict[str, float] = {}
+    for name in e1.backbones:
+        vals = {
+            lr: results[spec_for(name, lr, seeds[0])["run_dir"]]["best_val_masked_mse"]
+            for lr in e1.lr_sweep
+        }
+        best_lr[name] = min(vals, key=lambda lr: (vals[lr], lr))
+        arms[name]["lr_sweep"] = {f"{lr:g}": v for lr, v in vals.items()}
+    rest = [spec_for(n, best_lr[n], s) for n in e1.backbones for s in seeds[1:]]
+    results.update(_run_specs(rest, jobs, dist, progress, "E1 seeds"))
+    if not dist.is_main:
+        return {}
+
+    summary = aggregate(
+        cfg, out, arms, best_lr, seeds, results, spec_for, base_summary, base_scores, dataset
+    )
+    summary["device"] = device_description(dist.device)
+    summary["wall_time_s"] = time.perf_counter() - t_start
+    write_json_atomic(out / "summary.json", summary)
+    _, test_mask = eval_batch(task, splits["test"])
+    model_preds = {
+        n: results[spec_for(n, best_lr[n], seeds[0])["run_dir"]]["examples"]["pred"]
+        for n in e1.backbones
+    }
+    write_examples(out, splits["test"], ex_idx, test_mask, wn, model_preds, base_preds)
+    from spektron.experiments.report import build_e1_report
+
+    summary["report"] = build_e1_report(out)
+    return summary
+
+
+def _run_specs(
+    specs: list[dict[str, Any]], jobs: int, dist: D.DistInfo, progress: bool, desc: str
+) -> dict[str, dict[str, Any]]:
+    """Run training specs (in a spawn pool of ``jobs`` processes, or in-process); by run_dir."""
+    results: dict[str, dict[str, Any]] = {}
+    if not specs:
+        return results
+    # Slowest arms first, so the pool's last jobs are short ones.
+    order = {"mamba": 0, "transformer": 1, "s4d": 2, "dlinoss": 3, "s4d_real": 4, "cnn": 5}
+    specs = sorted(specs, key=lambda s: order.get(s["backbone"], -1))
+    bar = tqdm(total=len(specs), desc=desc, disable=not (progress and dist.is_main))
+    if jobs == 1:
+        for spec in specs:
+            results[spec["run_dir"]] = train_one({**spec, "dist": dist})
+            bar.update(1)
+    else:
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(train_one, spec): spec for spec in specs}
+            for fut in cf.as_completed(futs):
+                results[futs[fut]["run_dir"]] = fut.result()
+                bar.update(1)
+    bar.close()
+    return results
+
+
+def aggregate(
+    cfg: RunConfig,
+    out: Path,
+    arms: dict[str, Any],
+    best_lr: dict[str, float],
+    seeds: list[int],
+    results: dict[str, dict[str, Any]],
+    spec_for: Any,
+    base_summary: dict[str, Any],
+    base_scores: dict[str, Any],
+    dataset: dict[str, Any],
+) -> dict[str, Any]:
+    """summary.json: mean ± std over seeds, bootstrap CIs, paired comparisons, quality gate."""
+    import json
+
+    e1 = cfg.e1
+    backbones: dict[str, Any] = {}
+    per_mol_mean: dict[str, dict[str, np.ndarray]] = {}
+    mol_rows = None
+    for name in e1.backbones:
+        runs = [results[spec_for(name, best_lr[name], s)["run_dir"]] for s in seeds]
+        dirs = [spec_for(name, best_lr[name], s)["run_dir"] for s in seeds]
+        test = {}
+        pm_runs = [json.loads((Path(d) / "per_molecule.json").read_text()) for d in dirs]
+        mol_rows = pm_runs[0]["molecule_rows"]
+        per_mol_mean[name] = {}
+        for m in E1_METRICS:
+            vals = np.array(
+                [[np.nan if v is None else v for v in pm["per_molecule"][m]] for pm in pm_runs]
+            )
+            with np.errstate(all="ignore"):
+                avg = np.nanmean(vals, axis=0) if np.isfinite(vals).any() else vals[0]
+            per_mol_mean[name][m] = avg
+            per_seed = [r["test"][m]["mean"] for r in runs]
+            test[m] = {
+                **_mean_std(per_seed),
+                "per_seed": per_seed,
+                "ci": bootstrap_ci(avg, n_boot=e1.n_bootstrap),
+            }
+        by_kind = {
+            kind: {
+                m: _mean_std([r["test_by_kind"][kind][m]["mean"] for r in runs]) for m in E1_METRICS
+            }
+            for kind in runs[0]["test_by_kind"]
+        }
+        backbones[name] = {
+            "n_params": arms[name]["n_params"],
+            "parameters": runs[0]["parameters"],
+            "backbone_config": arms[name]["backbone_config"],
+            "flops_matmul": arms[name]["flops"]["matmul"],
+            "flops_total": arms[name]["flops"]["total"],
+            "lr": best_lr[name],
+            "lr_sweep": arms[name]["lr_sweep"],
+            "seeds": seeds,
+            "runs": [str(Path(d).relative_to(out)) for d in dirs],
+            "test": test,
+            "test_by_kind": by_kind,
+            "val_masked_mse": _mean_std([r["best_val_masked_mse"] for r in runs]),
+            "train_samples_per_s": _mean_std([r["train"]["samples_per_s"] for r in runs]),
+            "train_time_s": _mean_std([r["train"]["train_time_s"] for r in runs]),
+            "peak_memory_mb": _mean_std([r["train"]["peak_memory_mb"] for r in runs]),
+            "memory_kind": runs[0]["train"]["memory_kind"],
+        }
+    # Paired comparisons on the same test molecules (seed-averaged per-molecule masked MSE):
+    # D-LinOSS against every other arm, and every arm against the best baseline; Holm-corrected.
+    paired = []
+    ref = "dlinoss" if "dlinoss" in backbones else e1.backbones[0]
+    for name in e1.backbones:
+        if name != ref:
+            paired.append((ref, name, per_mol_mean[ref], per_mol_mean[name]))
+    if base_summary:
+        best_base = min(base_summary, key=lambda b: base_summary[b]["val_masked_mse"])
+        for name in e1.backbones:
+            paired.append(
+                (name, best_base, per_mol_mean[name], base_scores[best_base]["per_molecule"])
+            )
+    rows = []
+    for a, b, va, vb in paired:
+        r = paired_bootstrap(va["masked_mse"], vb["masked_mse"], n_boot=e1.n_bootstrap)
+        rows.append({"a": a, "b": b, "metric": "masked_mse", **r})
+    for r, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
+        r["p_holm"] = p
+    refs = {
+        b: base_summary[b]["val_masked_mse"] for b in ("interpolation", "pca") if b in base_summary
+    }
+    gate = {
+        name: {
+            "val_masked_mse": backbones[name]["val_masked_mse"]["mean"],
+            "passed": all(backbones[name]["val_masked_mse"]["mean"] < v for v in refs.values()),
+        }
+        for name in e1.backbones
+    }
+    L = cfg.data.grid.n_points
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "experiment": "e1",
+        "preset": cfg.preset,
+        "data_label": SIMULATED_LABEL,
+        "dataset": dataset,
+        "scale": {
+            "grid_points": L,
+            "stride": e1.stride,
+            "backbone_length": -(-L // e1.stride),
+            "d_model": e1.d_model,
+            "budget": e1.budget,
+            "steps": e1.train.steps,
+            "effective_batch": e1.train.batch_size * e1.train.accumulation,
+            "n_train": dataset["n_spectra"]["train"],
+            "n_val": dataset["n_spectra"]["val"],
+            "n_test": dataset["n_spectra"]["test"],
+            "n_test_molecules": len(mol_rows or []),
+            "mask": (
+                f"{e1.msrp.mask.kind} {e1.msrp.mask.fraction:.0%} "
+                f"({e1.msrp.mask.min_span}-{e1.msrp.mask.max_span} points)"
+            ),
+            "normalization": e1.normalization,
+            "note": (
+                "paper scale (DESIGN §4)"
+                if cfg.preset == "paper"
+                else f"reduced scale ({cfg.preset} preset): conclusions need the paper preset"
+            ),
+        },
+        "metric_directions": {m: METRIC_DIRECTIONS[m] for m in E1_METRICS},
+        "peak_settings": {"tolerance_cm": e1.peak_tolerance_cm, "prominence": e1.peak_prominence},
+        "ci_unit": "test molecules (metric averaged over a molecule's IR and Raman spectra)",
+        "backbones": backbones,
+        "baselines": base_summary,
+        "paired": rows,
+        "quality_gate": {
+            "passed": all(g["passed"] for g in gate.values()),
+            "references": refs,
+            "per_backbone": gate,
+            "criterion": "best validation masked MSE (mean over seeds) below interpolation and PCA",
+        },
+    }
+
+
+def write_examples(
+    out: Path,
+    test: ArrayData,
+    ex_idx: np.ndarray,
+    test_mask: np.ndarray,
+    wn: np.ndarray,
+    model_preds: dict[str, list[list[float]]],
+    base_preds: dict[str, np.ndarray],
+) -> None:
+    """examples.json: fixed test spectra, their masks, and every arm's reconstruction (first
+    seed at the chosen LR) and every baseline's, for the figures."""
+    examples = []
+    for j, i in enumerate(ex_idx):
+        pred = {name: p[j] for name, p in model_preds.items()}
+        pred.update({name: p[i].astype(float).tolist() for name, p in base_preds.items()})
+        examples.append(
+            {
+                "kind": KIND_NAMES[int(test.arrays["kind"][i])],
+                "smiles": str(test.arrays["smiles"][i]),
+                "truth": test.arrays["x"][i].astype(float).tolist(),
+                "mask": test_mask[i].astype(int).tolist(),
+                "pred": pred,
+            }
+        )
+    write_json_atomic(
+        out / "examples.json",
+        {"data_label": SIMULATED_LABEL, "wavenumber": wn.tolist(), "examples": examples},
+    )

@@ -1,0 +1,163 @@
+"""E1 end to end on a small synthetic store (mechanics, fairness, provenance, caching), the
+pretrain verb, and the CLI verbs e1 / pretrain / report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spektron.cli import main
+from spektron.config import preset_config
+from spektron.data.generate import default_dataset_path
+from spektron.data.spectra import make_grid
+from spektron.data.store import StoreWriter
+from spektron.errors import ConfigError
+from spektron.experiments.e1 import run_e1
+from spektron.experiments.pretrain import run_pretrain
+from spektron.models.spektron import Spektron
+from tests.conftest import fake_record
+
+N_POINTS = 256
+SMOKE = [f"data.grid.n_points={N_POINTS}", "e1.jobs=1"]
+
+
+def _bands(grid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    c = rng.uniform(600, 3900, 5)
+    h = rng.uniform(0.2, 1.0, 5)
+    x = (h[:, None] / (1 + ((grid[None] - c[:, None]) / 12.0) ** 2)).sum(0)
+    return x / x.max()
+
+
+def _store_for(cfg) -> Path:
+    """A synthetic store where the config's cached dataset would live (no simulation)."""
+    path = default_dataset_path(cfg.data)
+    grid = make_grid(cfg.data.grid.n_points, cfg.data.grid.lo, cfg.data.grid.hi)
+    rng = np.random.default_rng(0)
+    with StoreWriter(path, grid, fg_names=["a", "b"]) as w:
+        for i in range(160):
+            rec = fake_record(i, grid, rng)
+            rec.ir = _bands(grid, rng)
+            rec.raman = _bands(grid, rng)
+            w.append(rec)
+    return path
+
+
+def _cfg(*extra: str):
+    return preset_config("smoke", [*SMOKE, *extra])
+
+
+@pytest.fixture(scope="module")
+def e1_run(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPEKTRON_CACHE", str(cache))
+    torch.set_num_threads(1)
+    cfg = _cfg()
+    _store_for(cfg)
+    out = tmp_path_factory.mktemp("runs") / "e1"
+    plans = []
+    summary = run_e1(cfg, out, progress=False, announce=plans.append)
+    yield cfg, out, summary, plans, cache
+    mp.undo()
+
+
+def test_e1_summary_covers_every_arm_and_baseline(e1_run):
+    cfg, out, summary, plans, _ = e1_run
+    assert set(summary["backbones"]) == set(cfg.e1.backbones)
+    assert set(summary["baselines"]) == {"mean", "interpolation", "pca"}
+    assert "SIMULATED" in summary["data_label"]
+    assert summary["scale"]["backbone_length"] == N_POINTS // cfg.e1.stride
+    for b in summary["backbones"].values():
+        assert np.isfinite(b["test"]["masked_mse"]["mean"])
+        assert b["flops_total"] >= b["flops_matmul"] > 0
+        assert abs(b["n_params"] - cfg.e1.budget) <= cfg.e1.budget_tol * cfg.e1.budget
+    gate = summary["quality_gate"]
+    assert set(gate["references"]) == {"interpolation", "pca"}
+    # The plan was announced before training, with a measured time estimate.
+    assert plans and plans[0]["n_training_runs"] == len(cfg.e1.backbones)
+    assert all(v > 0 for v in plans[0]["measured_step_s"].values())
+    paired = summary["paired"]
+    assert all(0 < r["p_holm"] <= 1 and r["p_holm"] >= r["p_value"] for r in paired)
+
+
+def test_e1_runs_differ_only_in_the_backbone(e1_run):
+    cfg, out, summary, _, _ = e1_run
+    configs = [
+        json.loads((out / r / "config.json").read_text())
+        for b in summary["backbones"].values()
+        for r in b["runs"]
+    ]
+    shared = [
+        {**c["model"], "backbone": None, "backbone_config": None, "train": c["train"]}
+        for c in configs
+    ]
+    assert all(s == shared[0] for s in shared)
+
+
+def test_e1_run_folders_hold_provenance_and_loadable_checkpoints(e1_run):
+    _, out, summary, _, _ = e1_run
+    run = out / summary["backbones"]["dlinoss"]["runs"][0]
+    m = json.loads((run / "metrics.json").read_text())
+    for key in ("git_commit", "device", "package_versions", "dataset", "parameters", "train"):
+        assert key in m
+    assert m["schema_version"] == 1 and m["dataset"]["sha256"]
+    assert m["metric_directions"]["masked_mse"] == "lower"
+    assert m["train"]["peak_memory_mb"] >= 0 and m["train"]["samples_per_s"] > 0
+    model = Spektron.from_checkpoint(run / "best.pt")
+    assert model.cfg.backbone == "dlinoss"
+    init = torch.load(run / "init.pt", weights_only=True)
+    assert init["extra"]["step"] == 0
+    lines = (run / "history.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["step"] == 1
+
+
+def test_e1_report_files_and_rebuild(e1_run, capsys):
+    _, out, _, _, _ = e1_run
+    table = (out / "table.md").read_text()
+    assert "SIMULATED" in table and "dlinoss" in table
+    examples = json.loads((out / "examples.json").read_text())
+    assert examples["examples"] and set(examples["examples"][0]["mask"]) <= {0, 1}
+    (out / "table.md").unlink()
+    assert main(["report", "--out", str(out.parent)]) == 0  # the results root
+    assert (out / "table.md").read_text() == table
+    assert main(["report", "--out", str(out)]) == 0  # or the experiment folder itself
+
+
+def test_e1_rerun_reuses_finished_runs_and_refuses_changed_settings(e1_run, monkeypatch):
+    cfg, out, summary, _, cache = e1_run
+    monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
+    again = run_e1(cfg, out, progress=False)
+    for name, b in summary["backbones"].items():
+        assert again["backbones"][name]["test"] == b["test"]
+    changed = _cfg("e1.msrp.mask.fraction=0.3")
+    with pytest.raises(ConfigError, match="different settings"):
+        run_e1(changed, out, progress=False)
+
+
+def test_pretrain_leaves_a_checkpoint_for_downstream_use(e1_run, tmp_path, monkeypatch):
+    cfg, _, _, _, cache = e1_run
+    monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
+    res = run_pretrain(cfg, tmp_path, backbone="cnn", progress=False)
+    model = Spektron.from_checkpoint(res["checkpoint"])
+    assert model.cfg.backbone == "cnn" and model.cfg.head == "reconstruction"
+    assert json.loads((tmp_path / "pretrain.json").read_text())["backbone"] == "cnn"
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        run_pretrain(cfg, tmp_path, backbone="nope", progress=False)
+
+
+def test_cli_e1_and_pretrain(e1_run, tmp_path, monkeypatch, capsys):
+    _, _, _, _, cache = e1_run
+    monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
+    args = ["--preset", "smoke", *sum([["--set", s] for s in SMOKE], [])]
+    rc = main(["-q", "e1", *args, "--set", "e1.backbones=[\"cnn\"]", "--out", str(tmp_path / "e")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "E1 will run" in out and "quality gate" in out and "SIMULATED" in out
+    rc = main(["-q", "pretrain", *args, "--backbone", "cnn", "--out", str(tmp_path / "p")])
+    assert rc == 0 and "checkpoint:" in capsys.readouterr().out
+    assert main(["report", "--out", str(tmp_path / "empty")]) == 2
+    rc = main(["-q", "e1", "--preset", "smoke", "--set", "e1.backbones=[\"nope\"]"])
+    assert rc == 2
