@@ -153,11 +153,11 @@ def test_cli_e1_and_pretrain(e1_run, tmp_path, monkeypatch, capsys):
     _, _, _, _, cache = e1_run
     monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
     args = ["--preset", "smoke", *sum([["--set", s] for s in SMOKE], [])]
-    rc = main(["-q", "e1", *args, "--set", "e1.backbones=[\"cnn\"]", "--out", str(tmp_path / "e")])
+    rc = main(["-q", "e1", *args, "--set", 'e1.backbones=["cnn"]', "--out", str(tmp_path / "e")])
     out = capsys.readouterr().out
     assert rc == 0 and "E1 will run" in out and "quality gate" in out and "SIMULATED" in out
     rc = main(["-q", "pretrain", *args, "--backbone", "cnn", "--out", str(tmp_path / "p")])
     assert rc == 0 and "checkpoint:" in capsys.readouterr().out
     assert main(["report", "--out", str(tmp_path / "empty")]) == 2
-    rc = main(["-q", "e1", "--preset", "smoke", "--set", "e1.backbones=[\"nope\"]"])
+    rc = main(["-q", "e1", "--preset", "smoke", "--set", 'e1.backbones=["nope"]'])
     assert rc == 2
