@@ -96,3 +96,20 @@ def test_convert_qm9s_wide_csvs_end_to_end(tmp_path, capsys):
     )
     assert code == 2 and "bad.csv" in err and err.count("\n") == 1
     assert not (tmp_path / "b.h5").exists()
+
+
+@pytest.mark.slow
+def test_run_all_smoke_end_to_end(tmp_path):
+    """The main command on real (simulated) QM9 data at the smoke scale, as a user runs it."""
+    out = tmp_path / "runs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "spektron.cli", "-q", "run-all", "--preset", "smoke"]
+        + ["--out", str(out), "--set", "data.grid.n_points=512"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "E1 will run" in proc.stdout and "quality gate" in proc.stdout
+    assert (out / "data" / "data_summary.json").is_file()
+    assert (out / "e1" / "summary.json").is_file() and (out / "e1" / "table.md").is_file()

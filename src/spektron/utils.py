@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import resource
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,30 @@ def single_threaded_blas() -> threadpool_limits:
     times slower (measured 7× on a busy 2-core machine); parallelism comes from processes.
     """
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def rss_mb() -> float:
+    """This process's current resident memory (MiB), from /proc/self/statm (Linux)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``: a
+    kill at any moment leaves the old file or the new one, never a torn one."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

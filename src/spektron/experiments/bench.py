@@ -36,33 +36,16 @@ import torch
 from spektron import __version__
 from spektron.errors import ConfigError
 from spektron.models.registry import available_backbones, build_backbone
+from spektron.training.distributed import resolve_device
+from spektron.utils import rss_mb
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """'auto' → CUDA when available, else CPU; validates explicit choices."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ConfigError(f"unknown device {device!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 def _device_name(dev: torch.device) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
     return platform.processor() or platform.machine()
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
 
 
 def _sync(dev: torch.device) -> None:
@@ -103,7 +86,7 @@ def _memory_baseline(dev: torch.device) -> float:
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
         return torch.cuda.memory_allocated(dev) / 2**20
-    return _rss_mb()
+    return rss_mb()
 
 
 def _peak_mb(dev: torch.device, baseline: float) -> float:

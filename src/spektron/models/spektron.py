@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from spektron.models.registry import (
     count_parameters,
     make_backbone_config,
 )
+from spektron.utils import torch_save_atomic
 
 CHECKPOINT_FORMAT = "spektron-model"
 CHECKPOINT_VERSION = 1
@@ -133,19 +133,7 @@ class Spektron(nn.Module):
 
     def save_checkpoint(self, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
         """Write the checkpoint atomically: temp file in the same folder, then ``os.replace``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(self.checkpoint_state(extra), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return torch_save_atomic(self.checkpoint_state(extra), path)
 
     @classmethod
     def from_checkpoint_state(cls, state: dict[str, Any], source: str = "checkpoint") -> Spektron:

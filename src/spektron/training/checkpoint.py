@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +21,13 @@ import numpy as np
 import torch
 
 from spektron.errors import CheckpointError
+from spektron.utils import torch_save_atomic
 
 TRAIN_CHECKPOINT_FORMAT = "spektron-train"
 TRAIN_CHECKPOINT_VERSION = 1
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+save_atomic = torch_save_atomic
 
 
 def rng_state() -> dict[str, Any]:

@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import resource
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -51,6 +50,7 @@ from spektron.training.checkpoint import (
 from spektron.training.config import TrainConfig
 from spektron.training.data import ArrayData
 from spektron.training.optim import build_optimizer, build_scheduler
+from spektron.utils import rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,6 @@ MEMORY_KIND = {
     "cpu": "peak resident memory sampled after every forward pass, above the RSS at the start "
     "of training (this process)",
 }
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
 
 
 def read_history(path: Path, max_step: int | None = None) -> list[dict[str, Any]]:
@@ -300,7 +294,7 @@ class Trainer:
                 with self._autocast():
                     s = self.task.sums(self.net, batch)  # (T,)
                 if self.device.type == "cpu":
-                    self._peak_rss = max(self._peak_rss, _rss_mb())
+                    self._peak_rss = max(self._peak_rss, rss_mb())
                 loss = (s.float() / denom).sum() * W
                 loss.backward()
             sums += s.detach().double()
@@ -339,7 +333,7 @@ class Trainer:
         D.barrier(self.dist)
         start = self.step
         eff = cfg.batch_size * cfg.accumulation
-        self._peak_rss = rss0 = _rss_mb() if self.device.type == "cpu" else 0.0
+        self._peak_rss = rss0 = rss_mb() if self.device.type == "cpu" else 0.0
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         train_s = 0.0
