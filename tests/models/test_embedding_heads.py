@@ -175,7 +175,7 @@ def test_bad_shapes_and_configs_raise():
 
 @pytest.mark.parametrize("stride,L", [(1, 10), (3, 10), (4, 16)])
 def test_reconstruction_head_upsamples_back_to_length(stride, L):
-    head = ReconstructionHead(ReconstructionHeadConfig(hidden=8), D, stride)
+    head = ReconstructionHead(ReconstructionHeadConfig(hidden=8, zero_init=False), D, stride)
     Lp = (L - 1) // stride + 1
     h = torch.randn(2, Lp, D)
     assert head(h, length=L)["pred"].shape == (2, L)
@@ -187,10 +187,23 @@ def test_reconstruction_head_upsamples_back_to_length(stride, L):
     assert changed == list(range(stride, min(2 * stride, L)))
 
 
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_reconstruction_head_starts_at_zero_but_learns(hidden):
+    head = ReconstructionHead(ReconstructionHeadConfig(hidden=hidden), D, 2)
+    h = torch.randn(2, 5, D)
+    pred = head(h, length=10)["pred"]
+    assert torch.equal(pred, torch.zeros(2, 10))
+    pred.sub(1.0).square().sum().backward()
+    last = head.mlp if hidden == 0 else head.mlp[-1]
+    assert last.weight.grad.abs().sum() > 0  # the zero layer still gets a gradient
+
+
 def test_cross_spectral_head_nonnegative_option():
     h = torch.randn(3, 12, D) * 10
-    pos = CrossSpectralHead(CrossSpectralHeadConfig(nonnegative=True), D)(h, length=12)["pred"]
-    raw = CrossSpectralHead(CrossSpectralHeadConfig(nonnegative=False), D)(h, length=12)["pred"]
+    cfg = {"zero_init": False}
+    pos = CrossSpectralHead(CrossSpectralHeadConfig(nonnegative=True, **cfg), D)(h, length=12)
+    raw = CrossSpectralHead(CrossSpectralHeadConfig(nonnegative=False, **cfg), D)(h, length=12)
+    pos, raw = pos["pred"], raw["pred"]
     assert pos.shape == raw.shape == (3, 12)
     assert (pos >= 0).all() and (raw < 0).any()
 

@@ -40,6 +40,9 @@ def _check(cond: bool, msg: str) -> None:
 class ReconstructionHeadConfig:
     hidden: int = 0  # 0: one linear map per position; > 0: Linear → GELU → Linear
     dropout: float = 0.0
+    # Start the last layer at zero, so an untrained model predicts 0 everywhere instead of
+    # unit-scale noise (max-normalised spectra are mostly near 0); as ReZero-style inits do.
+    zero_init: bool = True
 
     def __post_init__(self) -> None:
         _check(self.hidden >= 0, f"head.hidden must be >= 0, got {self.hidden}")
@@ -105,6 +108,10 @@ class ReconstructionHead(nn.Module):
         self.stride = stride
         self.norm = nn.LayerNorm(d_model)
         self.mlp = _mlp(d_model, cfg.hidden, stride, cfg.dropout)
+        if cfg.zero_init:
+            last = self.mlp if isinstance(self.mlp, nn.Linear) else self.mlp[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def per_position(self, h: torch.Tensor, length: int) -> torch.Tensor:
         y = self.mlp(self.norm(h))  # (B, L', s)
