@@ -161,3 +161,28 @@ def test_cli_e1_and_pretrain(e1_run, tmp_path, monkeypatch, capsys):
     assert main(["report", "--out", str(tmp_path / "empty")]) == 2
     rc = main(["-q", "e1", "--preset", "smoke", "--set", 'e1.backbones=["nope"]'])
     assert rc == 2
+
+
+def test_pretrain_under_torchrun_two_processes(e1_run, tmp_path):
+    """The CLI's DDP path: torchrun + gloo, 2 processes, one checkpoint written by rank 0."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    _, _, _, _, cache = e1_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    cmd += [f"--master_port={port}", "-m", "spektron.cli", "-q", "pretrain", "--preset", "smoke"]
+    cmd += [*sum([["--set", s] for s in SMOKE], []), "--backbone", "cnn"]
+    cmd += ["--device", "cpu", "--out", str(tmp_path)]
+    env = {**os.environ, "SPEKTRON_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("checkpoint:") == 1  # only rank 0 reports
+    res = json.loads((tmp_path / "pretrain.json").read_text())
+    m = json.loads((Path(res["run_dir"]) / "metrics.json").read_text())
+    assert m["train"]["world_size"] == 2
+    Spektron.from_checkpoint(res["checkpoint"])

@@ -83,6 +83,7 @@ def test_killed_run_resumes_bit_identical(tmp_path):
     assert steps == list(range(1, 13))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["resumed_from"] == killed_at
+    assert summary["samples_per_s"] > 0  # cumulative over both sessions
 
 
 def test_two_process_ddp_equals_single_process(tmp_path):
@@ -234,3 +235,10 @@ def test_eval_masks_are_fixed_and_training_masks_change_with_epoch():
     t0 = task.masks(items["x"], task.sample_seeds(items, True, 0, 0, idx), True)
     t1 = task.masks(items["x"], task.sample_seeds(items, True, 0, 1, idx), True)
     assert not torch.equal(t0, t1)
+
+
+def test_bf16_autocast_trains_with_fp32_weights(tmp_path):
+    tr = _trainer(tmp_path, steps=2, amp="bf16")
+    out = tr.fit()
+    assert out["amp"] == "bf16" and math.isfinite(out["best_val"])
+    assert all(p.dtype == torch.float32 for p in tr.model.parameters())

@@ -206,24 +206,16 @@ def per_molecule_json(scored: dict[str, Any]) -> dict[str, Any]:
 
 
 def example_indices(data: ArrayData, n: int) -> np.ndarray:
-    """Fixed test spectra for figures: alternate kinds, spread over the split."""
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
+    """Fixed test spectra for figures: kinds in turn, evenly spread within each kind."""
     kinds = data.arrays["kind"]
+    pools = [np.flatnonzero(kinds == c) for c in np.unique(kinds)]
+    per_kind = -(-n // len(pools)) if pools else 0
     picks: list[int] = []
-    by_kind = [np.flatnonzero(kinds == c) for c in np.unique(kinds)]
-    j = 0
-    while len(picks) < min(n, len(kinds)):
-        pool = by_kind[j % len(by_kind)]
-        step = max(len(pool) // (n + 1), 1)
-        cand = pool[min((j // len(by_kind) + 1) * step, len(pool) - 1)]
-        if cand not in picks:
-            picks.append(int(cand))
-        elif len(picks) >= len(kinds):
-            break
-        j += 1
-        if j > 10 * n:
-            break
+    for j in range(n):
+        pool, k = pools[j % len(pools)], j // len(pools)
+        i = int(pool[(k * len(pool)) // per_kind])
+        if i not in picks:
+            picks.append(i)
     return np.asarray(picks, dtype=np.int64)
 
 
@@ -684,10 +676,15 @@ def _run_specs(
     bar = tqdm(total=len(specs), desc=desc, disable=not (progress and dist.is_main))
     if jobs == 1:
         for spec in specs:
-            results[spec["run_dir"]] = train_one({**spec, "dist": dist})
+            # Under torchrun every rank trains; rank 0 scores and shares the result.
+            res = train_one({**spec, "dist": dist})
+            results[spec["run_dir"]] = D.broadcast_object(res, dist)
             bar.update(1)
     else:
-        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        # One fresh process per run: its own peak RSS (a reused worker's allocator keeps the
+        # previous run's memory, which hid later runs' peaks), and no state carried over.
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
             futs = {pool.submit(train_one, spec): spec for spec in specs}
             for fut in cf.as_completed(futs):
                 results[futs[fut]["run_dir"]] = fut.result()

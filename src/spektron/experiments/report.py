@@ -283,7 +283,8 @@ def format_e1_table(summary: dict[str, Any]) -> str:
 
     lines += ["", *_gate_lines(summary.get("quality_gate"))]
     lines += _by_kind_lines(backbones, baselines)
-    lines += ["", *_paired_lines(summary.get("paired", []))]
+    unit = summary.get("ci_unit") or "test spectra"
+    lines += ["", *_paired_lines(summary.get("paired", []), unit)]
     lines += ["", *_sweep_lines(backbones)]
     footer = [
         f"wall time {_num(summary['wall_time_s'])} s" if "wall_time_s" in summary else "",
@@ -334,11 +335,11 @@ def _by_kind_lines(backbones: dict[str, Any], baselines: dict[str, Any]) -> list
     return lines
 
 
-def _paired_lines(paired: list[Any]) -> list[str]:
+def _paired_lines(paired: list[Any], unit: str = "test spectra") -> list[str]:
     if not paired:
         return ["Paired comparisons: none recorded."]
     lines = [
-        "Paired comparisons on test spectra (mean difference a − b, bootstrap 95% CI, "
+        f"Paired comparisons on the same {unit} (mean difference a − b, bootstrap 95% CI, "
         "p-value, Holm-adjusted p):",
         "",
         _row(["a vs b", "metric", "mean diff", "95% CI", "p", "p (Holm)", "n"]),

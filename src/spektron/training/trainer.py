@@ -132,6 +132,8 @@ class Trainer:
         self.step = 0
         self.best: dict[str, Any] = {"value": math.inf, "step": -1}
         self.early: dict[str, Any] = {"bad_evals": 0, "stopped": False}
+        # Cumulative over resumed sessions, so a resumed run still reports its throughput.
+        self.timing: dict[str, float] = {"train_time_s": 0.0, "samples": 0.0}
         self._perm_cache: tuple[int, np.ndarray] | None = None
         self.net: nn.Module = self.model
         if self.dist.distributed:
@@ -185,6 +187,7 @@ class Trainer:
             "sampler": {"seed": self.cfg.seed, "epoch": epoch, "offset": offset},
             "best": dict(self.best),
             "early_stopping": dict(self.early),
+            "timing": dict(self.timing),
             "rng": rngs,
             "world_size": self.dist.world_size,
             "train_config": asdict(self.cfg),
@@ -214,6 +217,7 @@ class Trainer:
         self.step = int(state["step"])
         self.best = dict(state["best"])
         self.early = dict(state["early_stopping"])
+        self.timing = dict(state.get("timing", self.timing))
         rngs = state["rng"]
         if len(rngs) == self.dist.world_size:
             set_rng_state(rngs[self.dist.rank])
@@ -336,7 +340,6 @@ class Trainer:
         self._peak_rss = rss0 = rss_mb() if self.device.type == "cpu" else 0.0
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        train_s = 0.0
         t_start = time.perf_counter()
         bar = tqdm(
             total=cfg.steps,
@@ -352,7 +355,8 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             dt = time.perf_counter() - t0
-            train_s += dt
+            self.timing["train_time_s"] += dt
+            self.timing["samples"] += eff
             bar.update(1)
             bar.set_postfix(loss=f"{rec['total']:.4g}")
             s = self.step
@@ -379,9 +383,15 @@ class Trainer:
             "resumed_from": start if resumed else None,
             "effective_batch": eff,
             "world_size": self.dist.world_size,
-            "train_time_s": train_s,
-            "wall_time_s": wall,
-            "samples_per_s": steps_run * eff / train_s if train_s > 0 else math.nan,
+            # Training time and throughput over all sessions of this run (resumes included);
+            # wall time and peak memory of this session.
+            "train_time_s": self.timing["train_time_s"],
+            "samples_per_s": (
+                self.timing["samples"] / self.timing["train_time_s"]
+                if self.timing["train_time_s"] > 0
+                else math.nan
+            ),
+            "session_wall_time_s": wall,
             "peak_memory_mb": peak,
             "memory_kind": MEMORY_KIND[self.device.type],
             "best_val": self.best["value"],
