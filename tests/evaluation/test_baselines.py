@@ -185,13 +185,13 @@ def test_registry_lists_builds_and_rejects():
 def test_registry_is_generic_over_tasks(monkeypatch):
     monkeypatch.setattr(baselines, "_REGISTRY", dict(baselines._REGISTRY))
 
-    @register_baseline("cross_spectral", "identity")
+    @register_baseline("demo_task", "identity")
     class Identity:
         def __init__(self, scale: float = 1.0) -> None:
             self.scale = scale
 
-    assert available_baselines("cross_spectral") == ["identity"]
-    assert build_baseline("cross_spectral", "identity", scale=2.0).scale == 2.0
+    assert available_baselines("demo_task") == ["identity"]
+    assert build_baseline("demo_task", "identity", scale=2.0).scale == 2.0
     assert available_baselines(RECON) == ["interpolation", "mean", "pca"]
     with pytest.raises(ConfigError, match="registered twice"):
-        register_baseline("cross_spectral", "identity")(type("Other", (), {}))
+        register_baseline("demo_task", "identity")(type("Other", (), {}))
