@@ -258,6 +258,18 @@ class PCAImputationBaseline(ReconstructionBaseline):
         return _pca_impute(clean, mask, self.mean_, self.components_, self.alpha)
 
 
+def _smallest_best(candidates: Sequence[int], scores: Sequence[float]) -> int:
+    """The candidate with the lowest validation score (the smallest k among ties); warns when
+    the largest candidate wins, since a larger k might do better still."""
+    best = int(np.argmin(scores))  # first minimum: the smallest k among ties
+    if best == len(candidates) - 1 and len(candidates) > 1:
+        warnings.warn(
+            f"the largest candidate n_components={candidates[-1]} was best; consider larger k",
+            stacklevel=3,
+        )
+    return candidates[best]
+
+
 def select_pca_components(
     train: np.ndarray,
     val_values: np.ndarray,
@@ -306,13 +318,7 @@ def select_pca_components(
     for k in candidates:
         recon = _pca_impute(clean, mask, model.mean_, model.components_[:k], alpha)
         scores.append(float(((recon - truth)[mask] ** 2).mean()))
-    best = int(np.argmin(scores))  # first minimum: the smallest k among ties
-    if best == len(candidates) - 1 and len(candidates) > 1:
-        warnings.warn(
-            f"the largest candidate n_components={candidates[-1]} was best; consider larger k",
-            stacklevel=2,
-        )
-    return candidates[best]
+    return _smallest_best(candidates, scores)
 
 
 # --------------------------------------------------------------------------- cross_spectral (E2)
@@ -512,13 +518,7 @@ def select_pls_components(
     for k in candidates:
         pred = pls.intercept_ + scores_val[:, :k] @ pls.y_loadings_[:, :k].T  # (V, L)
         mse.append(float(((pred - Y_val) ** 2).mean()))
-    best = int(np.argmin(mse))  # first minimum: the smallest k among ties
-    if best == len(candidates) - 1 and len(candidates) > 1:
-        warnings.warn(
-            f"the largest candidate n_components={candidates[-1]} was best; consider larger k",
-            stacklevel=2,
-        )
-    return candidates[best]
+    return _smallest_best(candidates, mse)
 
 
 def _argmax_scores(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import multiprocessing as mp
@@ -223,16 +224,19 @@ def example_indices(data: ArrayData, n: int) -> np.ndarray:
 
 
 def run_baselines(
-    splits: dict[str, ArrayData], task: MaskedReconstruction, wn: np.ndarray, e1: E1Config
+    splits: dict[str, ArrayData],
+    evals: dict[str, tuple[np.ndarray, np.ndarray]],
+    wn: np.ndarray,
+    e1: E1Config,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """Fit every baseline on train, pick its settings on validation, score on test.
 
-    Returns (summary per baseline, test predictions of the example spectra, per-molecule
-    scores per baseline).
+    ``evals`` holds (truth, fixed mask) of "val" and "test" (:func:`eval_batch`). Returns
+    (summary per baseline, test predictions (N, L) per baseline, scores per baseline).
     """
     train = splits["train"].arrays["x"].astype(np.float64)
-    val_truth, val_mask = eval_batch(task, splits["val"])
-    test_truth, test_mask = eval_batch(task, splits["test"])
+    val_truth, val_mask = evals["val"]
+    test_truth, test_mask = evals["test"]
     summary: dict[str, Any] = {}
     scores: dict[str, Any] = {}
     preds: dict[str, np.ndarray] = {}
@@ -318,8 +322,6 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     spec_path = run_dir / "run_spec.json"
     key = spec["run_hash"]
     if spec_path.is_file():
-        import json
-
         old = json.loads(spec_path.read_text()).get("run_hash")
         if old != key:
             raise ConfigError(
@@ -502,7 +504,7 @@ class E1Context:
 
     def add_arms(self, names: tuple[str, ...]) -> None:
         """Size each backbone to the budget; build its model config; count its FLOPs."""
-        e1 = replace_backbones(self.e1, names)
+        e1 = dataclasses.replace(self.e1, backbones=tuple(names))
         for name, arm in size_arms(e1).items():
             arm["model"] = model_config(e1, name, arm["backbone_config"])
             arm["flops"] = arm_flops(arm["model"], len(self.wn))
@@ -563,10 +565,6 @@ class E1Context:
         return {"per_step_s": per_step, "training_s": train_s}
 
 
-def replace_backbones(e1: E1Config, names: tuple[str, ...]) -> E1Config:
-    return dataclasses.replace(e1, backbones=tuple(names))
-
-
 def describe_plan(cfg: RunConfig, ctx: E1Context, runs_per_arm: int) -> dict[str, Any]:
     """What E1 will run and how long it expects to take (printed before running)."""
     e1 = cfg.e1
@@ -615,10 +613,12 @@ def run_e1(
     if announce is not None and dist.is_main:
         announce(describe_plan(cfg, ctx, runs_per_arm))
 
-    base_summary, base_preds, base_scores = (
-        run_baselines(splits, task, wn, e1) if dist.is_main else ({}, {}, {})
-    )
+    base_summary: dict[str, Any] = {}
+    base_preds: dict[str, np.ndarray] = {}
+    base_scores: dict[str, Any] = {}
     if dist.is_main:
+        evals = {s: eval_batch(task, splits[s]) for s in ("val", "test")}
+        base_summary, base_preds, base_scores = run_baselines(splits, evals, wn, e1)
         write_json_atomic(out / "baselines.json", base_summary)
 
     seeds = [cfg.seed + i for i in range(e1.n_seeds)]
@@ -651,7 +651,7 @@ def run_e1(
     summary["device"] = device_description(dist.device)
     summary["wall_time_s"] = time.perf_counter() - t_start
     write_json_atomic(out / "summary.json", summary)
-    _, test_mask = eval_batch(task, splits["test"])
+    test_mask = evals["test"][1]
     model_preds = {
         n: results[spec_for(n, best_lr[n], seeds[0])["run_dir"]]["examples"]["pred"]
         for n in e1.backbones
@@ -706,8 +706,6 @@ def aggregate(
     dataset: dict[str, Any],
 ) -> dict[str, Any]:
     """summary.json: mean ± std over seeds, bootstrap CIs, paired comparisons, quality gate."""
-    import json
-
     e1 = cfg.e1
     backbones: dict[str, Any] = {}
     per_mol_mean: dict[str, dict[str, np.ndarray]] = {}

@@ -2,8 +2,8 @@
 
 A training checkpoint holds the model checkpoint (config + weights, as
 :meth:`Spektron.checkpoint_state`), the optimizer and scheduler states, the step, the sampler
-position, the early-stopping and best-validation state, the number of ``history.jsonl`` lines
-written, and every rank's RNG states as plain dicts of tensors, ints and lists, so the file
+position, the early-stopping and best-validation state, cumulative training time, and every
+rank's RNG states as plain dicts of tensors, ints and lists, so the file
 loads with ``torch.load(weights_only=True)`` (NumPy's state is stored through
 ``bit_generator.state`` with the key array as a list, never as the legacy tuple with an
 ndarray). It is written atomically (temp file in the same folder, fsync, ``os.replace``), so a
@@ -21,13 +21,9 @@ import numpy as np
 import torch
 
 from spektron.errors import CheckpointError
-from spektron.utils import torch_save_atomic
 
 TRAIN_CHECKPOINT_FORMAT = "spektron-train"
 TRAIN_CHECKPOINT_VERSION = 1
-
-
-save_atomic = torch_save_atomic
 
 
 def rng_state() -> dict[str, Any]:

@@ -44,13 +44,12 @@ from spektron.training.checkpoint import (
     TRAIN_CHECKPOINT_VERSION,
     load_train_checkpoint,
     rng_state,
-    save_atomic,
     set_rng_state,
 )
 from spektron.training.config import TrainConfig
 from spektron.training.data import ArrayData
 from spektron.training.optim import build_optimizer, build_scheduler
-from spektron.utils import rss_mb
+from spektron.utils import rss_mb, torch_save_atomic
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +190,8 @@ class Trainer:
             "rng": rngs,
             "world_size": self.dist.world_size,
             "train_config": asdict(self.cfg),
-            "history_lines": len(read_history(self.out / HISTORY_NAME)),
         }
-        save_atomic(state, self.checkpoint_path)
+        torch_save_atomic(state, self.checkpoint_path)
 
     def _resume(self) -> bool:
         """Load the run folder's checkpoint when there is one; True if resumed."""
