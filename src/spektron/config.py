@@ -172,8 +172,12 @@ class E1Config:
         _check(len(self.backbones) > 0, "e1.backbones is empty")
         _check(len(set(self.backbones)) == len(self.backbones), "e1.backbones has duplicates")
         _check(self.n_seeds >= 1, f"e1.n_seeds must be >= 1, got {self.n_seeds}")
-        _check(len(self.lr_sweep) > 0 and all(lr > 0 for lr in self.lr_sweep), "e1.lr_sweep")
-        _check(self.budget > 0 and 0 <= self.budget_tol < 1, "e1.budget / e1.budget_tol")
+        _check(
+            len(self.lr_sweep) > 0 and all(lr > 0 for lr in self.lr_sweep),
+            f"e1.lr_sweep must be a non-empty list of positive learning rates, got {self.lr_sweep}",
+        )
+        _check(self.budget > 0, f"e1.budget must be > 0 parameters, got {self.budget}")
+        _check(0 <= self.budget_tol < 1, f"e1.budget_tol must lie in [0, 1), got {self.budget_tol}")
         _check(self.d_model >= 1 and self.stride >= 1, "e1.d_model and e1.stride must be >= 1")
         _check(
             set(self.kinds) <= {"ir", "raman"} and len(self.kinds) > 0,
@@ -188,7 +192,11 @@ class E1Config:
             f"e1.baselines must be a subset of {E1_BASELINES}, got {self.baselines}",
         )
         _check(all(k >= 1 for k in self.pca_candidates), "e1.pca_candidates must be >= 1")
-        _check(self.peak_tolerance_cm > 0 and self.peak_prominence > 0, "e1 peak settings")
+        _check(
+            self.peak_tolerance_cm > 0 and self.peak_prominence > 0,
+            f"e1.peak_tolerance_cm and e1.peak_prominence must be > 0, got "
+            f"{self.peak_tolerance_cm} and {self.peak_prominence}",
+        )
         _check(self.n_bootstrap >= 100, "e1.n_bootstrap must be >= 100")
         _check(self.n_examples >= 0 and self.jobs >= 0, "e1.n_examples and e1.jobs must be >= 0")
         _check(
