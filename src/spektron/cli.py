@@ -14,6 +14,7 @@ from pathlib import Path
 
 from spektron import __version__
 from spektron.errors import ConfigError, SpektronError
+from spektron.experiments.predict import add_predict_parser, cmd_predict
 from spektron.utils import setup_logging
 
 log = logging.getLogger("spektron")
@@ -135,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=None, help="parallel training processes on CPU (0 = cores)"
     )
 
+    e2 = sub.add_parser("e2", help="E2: cross-spectral prediction (Raman from IR and back)")
+    _add_experiment_args(e2)
+    e2.add_argument(
+        "--jobs", type=int, default=None, help="parallel training processes on CPU (0 = cores)"
+    )
+    e2.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="E1 results folder (or a `spektron pretrain` folder) whose checkpoints start the "
+        "pretrained arms (default: OUT/../e1 when it exists)",
+    )
+
     pt = sub.add_parser("pretrain", help="train one backbone on MSRP (checkpoint for E2-E4)")
     _add_experiment_args(pt)
     pt.add_argument("--backbone", default="dlinoss", help="registered backbone (default dlinoss)")
@@ -147,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ra = sub.add_parser("run-all", help="the main job: every stage of the study that exists")
     _add_experiment_args(ra)
+    add_predict_parser(sub)
     return ap
 
 
@@ -251,7 +266,8 @@ def _experiment_config(a: argparse.Namespace, extra: list[str] | None = None):
 
 def _announce(what: str):
     def show(plan: dict) -> None:
-        print(f"{what} will run:")
+        plan = dict(plan)
+        print(f"{str(plan.pop('experiment', what)).upper()} will run:")
         for k, v in plan.items():
             if isinstance(v, float):
                 v = f"{v:.3g}"
@@ -296,6 +312,43 @@ def _cmd_e1(a: argparse.Namespace) -> int:
     res = run_e1(cfg, a.out, progress=not a.quiet, announce=_announce("E1"))
     if res:
         _print_e1(res, a.out)
+    return 0
+
+
+def _print_e2(res: dict) -> None:
+    print(f"\nE2 ({res['data_label']}), preset {res['preset']}: {res['scale']['note']}")
+    key = res["primary_metric"]
+    for dname, base in res["baselines"].items():
+        print(f"  {dname}: test {key} (mean ± std over seeds; skill vs identity copy)")
+        arms = [m for m in res["models"].values() if m["direction"] == dname]
+        for m in sorted(arms, key=lambda m: -m["test"][key]["mean"]):
+            t, sk = m["test"][key], m["skill"].get("identity", {})
+            retr = {True: "beats retrieval", False: "does not beat retrieval"}.get(
+                m.get("beats_retrieval"), ""
+            )
+            print(
+                f"    {m['backbone']:12s} {m['init']:10s} {t['mean']:.4f} ± {t['std']:.2g}  "
+                f"skill {sk.get('skill', float('nan')):+.3f}  {retr}"
+            )
+        for name, b in base.items():
+            print(f"    {name:23s} {b['test'][key]['mean']:.4f} (baseline)")
+    print(f"E2 wall time {res['wall_time_s'] / 60:.1f} min; table: {res['report']['table']}")
+
+
+def _cmd_e2(a: argparse.Namespace) -> int:
+    from spektron.experiments.e2 import run_e2
+
+    extra = [] if a.jobs is None else [f"e2.jobs={a.jobs}"]
+    pretrained = a.pretrained
+    if pretrained is None and (a.out.parent / "e1" / "summary.json").is_file():
+        pretrained = a.out.parent / "e1"
+    if pretrained is not None:
+        extra.append(f"e2.pretrained_from={json.dumps(str(pretrained))}")
+    cfg = _experiment_config(a, extra)
+    print(f"spektron e2: preset {cfg.preset}, out {a.out}, pretrained from {pretrained}")
+    res = run_e2(cfg, a.out, progress=not a.quiet, announce=_announce("E2"))
+    if res:
+        _print_e2(res)
     return 0
 
 
@@ -348,6 +401,8 @@ def _cmd_run_all(a: argparse.Namespace) -> int:
     print(f"summary: {a.out / 'data' / 'data_summary.json'}")
     if res.get("e1"):
         _print_e1(res["e1"], a.out / "e1")
+    if res.get("e2"):
+        _print_e2(res["e2"])
     return 0
 
 
@@ -417,6 +472,8 @@ COMMANDS = {
     ("data", "convert-qm9s"): _cmd_convert,
     ("data", "nir"): _cmd_nir,
     ("e1", None): _cmd_e1,
+    ("e2", None): _cmd_e2,
+    ("predict", None): cmd_predict,
     ("pretrain", None): _cmd_pretrain,
     ("report", None): _cmd_report,
     ("run-all", None): _cmd_run_all,

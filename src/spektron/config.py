@@ -205,6 +205,109 @@ class E1Config:
         )
 
 
+E2_DIRECTIONS = ("ir_to_raman", "raman_to_ir")
+E2_INITS = ("scratch", "pretrained")
+E2_BASELINES = ("identity", "mean", "pls", "nearest_neighbour")
+
+
+@dataclass
+class E2Config:
+    """E2: cross-spectral prediction (Raman from IR, IR from Raman).
+
+    The model shape (``d_model``, embedding ``stride``, parameter ``budget``) is E1's
+    (``e1.*``), so an E1 / ``pretrain`` checkpoint of the same backbone loads into an E2 model:
+    its embedding and backbone weights are copied, the cross-spectral head starts fresh.
+    """
+
+    backbones: tuple[str, ...] = E1_BACKBONES
+    directions: tuple[str, ...] = E2_DIRECTIONS
+    inits: tuple[str, ...] = E2_INITS
+    # Folder of an E1 run (its summary.json names each backbone's chosen LR and runs); run-all
+    # sets it to its own E1 folder. Needed when "pretrained" is in ``inits``.
+    pretrained_from: str | None = None
+    n_seeds: int = 3
+    lr_sweep: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    normalization: str = "max"
+    nonnegative: bool = False  # softplus on the head's output
+    train: TrainConfig = field(default_factory=_paper_train)
+    baselines: tuple[str, ...] = E2_BASELINES
+    pls_candidates: tuple[int, ...] = (2, 4, 8, 16, 32)
+    nn_metric: str = "cosine"
+    # PLS fits on at most this many training pairs (a seeded subsample): its NIPALS fit grows
+    # linearly in N (about 10 min at N = 100k, k = 16, see PLSBaseline); null = all.
+    pls_max_train: int | None = 20_000
+    peak_tolerances_cm: tuple[float, ...] = (5.0, 10.0, 20.0)
+    peak_prominence: float = 0.05
+    sid_eps: float = 1e-8
+    n_bootstrap: int = 2000
+    n_extremes: int = 100  # best / worst test molecules described in the error analysis
+    min_group_size: int = 5  # smaller functional-group / symmetry groups are flagged too_few
+    # Centrosymmetric molecules are held out of training and validation and form their own test
+    # set, together with simulated centrosymmetric molecules from outside QM9.
+    hold_out_centrosymmetric: bool = True
+    external_centrosymmetric: bool = True
+    jobs: int = 0  # parallel training processes (CPU); 0 = one per core; 1 on CUDA
+    max_train_molecules: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("backbones", "directions", "inits", "lr_sweep", "baselines"):
+            setattr(self, name, tuple(getattr(self, name)))
+        self.pls_candidates = tuple(self.pls_candidates)
+        self.peak_tolerances_cm = tuple(self.peak_tolerances_cm)
+        _check(len(self.backbones) > 0, "e2.backbones is empty")
+        _check(len(set(self.backbones)) == len(self.backbones), "e2.backbones has duplicates")
+        _check(
+            len(self.directions) > 0 and set(self.directions) <= set(E2_DIRECTIONS),
+            f"e2.directions must be a non-empty subset of {E2_DIRECTIONS}, got {self.directions}",
+        )
+        _check(
+            len(self.inits) > 0 and set(self.inits) <= set(E2_INITS),
+            f"e2.inits must be a non-empty subset of {E2_INITS}, got {self.inits}",
+        )
+        _check(self.n_seeds >= 1, f"e2.n_seeds must be >= 1, got {self.n_seeds}")
+        _check(
+            len(self.lr_sweep) > 0 and all(lr > 0 for lr in self.lr_sweep),
+            f"e2.lr_sweep must be a non-empty list of positive learning rates, got {self.lr_sweep}",
+        )
+        _check(
+            self.normalization in ("max", "area", "l2"),
+            f"e2.normalization must be max|area|l2, got {self.normalization!r}",
+        )
+        _check(
+            set(self.baselines) <= set(E2_BASELINES),
+            f"e2.baselines must be a subset of {E2_BASELINES}, got {self.baselines}",
+        )
+        _check(
+            len(self.pls_candidates) > 0 and all(k >= 1 for k in self.pls_candidates),
+            f"e2.pls_candidates must be positive integers, got {self.pls_candidates}",
+        )
+        _check(
+            self.nn_metric in ("cosine", "euclidean"),
+            f"e2.nn_metric must be cosine|euclidean, got {self.nn_metric!r}",
+        )
+        _check(
+            len(self.peak_tolerances_cm) > 0 and all(t > 0 for t in self.peak_tolerances_cm),
+            f"e2.peak_tolerances_cm must be positive, got {self.peak_tolerances_cm}",
+        )
+        _check(
+            self.peak_prominence > 0 and self.sid_eps > 0,
+            f"e2.peak_prominence and e2.sid_eps must be > 0, got {self.peak_prominence} and "
+            f"{self.sid_eps}",
+        )
+        _check(self.n_bootstrap >= 100, f"e2.n_bootstrap must be >= 100, got {self.n_bootstrap}")
+        _check(self.n_extremes >= 1, f"e2.n_extremes must be >= 1, got {self.n_extremes}")
+        _check(self.min_group_size >= 1, "e2.min_group_size must be >= 1")
+        _check(self.jobs >= 0, f"e2.jobs must be >= 0, got {self.jobs}")
+        _check(
+            self.pls_max_train is None or self.pls_max_train > 0,
+            f"e2.pls_max_train must be > 0 or null, got {self.pls_max_train}",
+        )
+        _check(
+            self.max_train_molecules is None or self.max_train_molecules > 0,
+            f"e2.max_train_molecules must be > 0 or null, got {self.max_train_molecules}",
+        )
+
+
 @dataclass
 class RunConfig:
     """Top-level config of ``spektron run-all`` (grows as experiments land)."""
@@ -216,6 +319,7 @@ class RunConfig:
     n_figure_pairs: int = 4
     data: DatasetConfig = field(default_factory=DatasetConfig)
     e1: E1Config = field(default_factory=E1Config)
+    e2: E2Config = field(default_factory=E2Config)
 
     def __post_init__(self) -> None:
         _check(
@@ -251,6 +355,23 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "log_every": 1,
             },
         },
+        "e2": {
+            "n_seeds": 1,
+            "lr_sweep": [1e-3],
+            "pls_candidates": [2, 4],
+            "n_bootstrap": 200,
+            "n_extremes": 5,
+            "min_group_size": 2,
+            "train": {
+                "steps": 3,
+                "batch_size": 4,
+                "accumulation": 1,
+                "warmup_steps": 1,
+                "eval_every": 3,
+                "checkpoint_every": 3,
+                "log_every": 1,
+            },
+        },
     },
     "quick": {
         "data": {"n_molecules": 3000},
@@ -270,6 +391,20 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "warmup_steps": 40,
                 "eval_every": 100,
                 "checkpoint_every": 100,
+                "log_every": 20,
+            },
+        },
+        "e2": {
+            # 6 backbones x 2 directions x 2 inits x 3 seeds = 72 runs: one LR (every E1 quick
+            # arm chose 3e-3) and fewer steps than E1 keep it near E1's wall time on 2 cores.
+            "lr_sweep": [3e-3],
+            "train": {
+                "steps": 300,
+                "batch_size": 8,
+                "accumulation": 1,
+                "warmup_steps": 20,
+                "eval_every": 50,
+                "checkpoint_every": 50,
                 "log_every": 20,
             },
         },

@@ -664,9 +664,16 @@ def run_e1(
 
 
 def _run_specs(
-    specs: list[dict[str, Any]], jobs: int, dist: D.DistInfo, progress: bool, desc: str
+    specs: list[dict[str, Any]],
+    jobs: int,
+    dist: D.DistInfo,
+    progress: bool,
+    desc: str,
+    fn: Any = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run training specs (in a spawn pool of ``jobs`` processes, or in-process); by run_dir."""
+    """Run training specs through ``fn`` (default :func:`train_one`; a module-level function,
+    so a spawn pool can import it) in a pool of ``jobs`` processes, or in-process; by run_dir."""
+    fn = train_one if fn is None else fn
     results: dict[str, dict[str, Any]] = {}
     if not specs:
         return results
@@ -677,7 +684,7 @@ def _run_specs(
     if jobs == 1:
         for spec in specs:
             # Under torchrun every rank trains; rank 0 scores and shares the result.
-            res = train_one({**spec, "dist": dist})
+            res = fn({**spec, "dist": dist})
             results[spec["run_dir"]] = D.broadcast_object(res, dist)
             bar.update(1)
     else:
@@ -685,7 +692,7 @@ def _run_specs(
         # previous run's memory, which hid later runs' peaks), and no state carried over.
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
-            futs = {pool.submit(train_one, spec): spec for spec in specs}
+            futs = {pool.submit(fn, spec): spec for spec in specs}
             for fut in cf.as_completed(futs):
                 results[futs[fut]["run_dir"]] = fut.result()
                 bar.update(1)

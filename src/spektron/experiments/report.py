@@ -569,7 +569,16 @@ def build_e1_report(e1_dir: Path) -> dict[str, Any]:
     return {"table": str(table), "figures": [str(p) for p in figures]}
 
 
-REPORT_BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {"e1": build_e1_report}
+def _build_e2_report(e2_dir: Path) -> dict[str, Any]:
+    from spektron.experiments.report_e2 import build_e2_report  # imports this module
+
+    return build_e2_report(e2_dir)
+
+
+REPORT_BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "e1": build_e1_report,
+    "e2": _build_e2_report,
+}
 
 
 def build_report(out: Path) -> dict[str, Any]:

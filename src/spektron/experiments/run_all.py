@@ -1,9 +1,11 @@
-"""``spektron run-all``: the study's main job. Today: the data stage and E1; E2–E4 join as
-they land. Each stage writes into its own folder under ``out``."""
+"""``spektron run-all``: the study's main job. Today: the data stage, E1 and E2 (which starts
+its pretrained arms from this run's E1 checkpoints); E3 and E4 join as they land. Each stage
+writes into its own folder under ``out``."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from spektron.experiments.data_overview import run_data_overview
 
 log = logging.getLogger(__name__)
 
-STAGES = ("data", "e1")
+STAGES = ("data", "e1", "e2")
 
 
 def run_all(
@@ -20,8 +22,12 @@ def run_all(
 ) -> dict[str, Any]:
     """Run every stage that exists, in order, each into its own folder under ``out``."""
     from spektron.experiments.e1 import run_e1
+    from spektron.experiments.e2 import run_e2
 
     results: dict[str, Any] = {}
     results["data"] = run_data_overview(cfg, out / "data", progress=progress)
     results["e1"] = run_e1(cfg, out / "e1", progress=progress, announce=announce)
+    if cfg.e2.pretrained_from is None:
+        cfg = replace(cfg, e2=replace(cfg.e2, pretrained_from=str(out / "e1")))
+    results["e2"] = run_e2(cfg, out / "e2", progress=progress, announce=announce)
     return results

@@ -91,3 +91,41 @@ class MaskedReconstruction:
             p = physics_penalty(pred, self.cfg.physics_nonneg, self.cfg.physics_smooth)
             out.append(p * len(pred))
         return torch.stack(out)
+
+
+class CrossSpectralPrediction:
+    """Sequence-to-sequence prediction of one spectrum kind from another (E2: Raman from IR and
+    IR from Raman), over :class:`~spektron.training.data.ArrayData` of ``x`` (N, L) inputs,
+    ``y`` (N, L) targets and ``row``.
+
+    The model sees the whole input spectrum (no mask); the loss is the squared error over every
+    grid point, Σ (ŷ − y)², normalised by the number of points B·L. Nothing is random, so the
+    validation loss is the same for every run that sees the same data.
+    """
+
+    terms = ("mse",)
+
+    def __init__(self, wavenumber: np.ndarray) -> None:
+        self.wavenumber = torch.as_tensor(np.asarray(wavenumber, dtype=np.float32))  # (L,)
+
+    def sample_seeds(
+        self, items: dict[str, torch.Tensor], train: bool, seed: int, epoch: int, index: np.ndarray
+    ) -> np.ndarray:
+        return np.zeros(len(index), dtype=np.int64)  # nothing to draw
+
+    def prepare(
+        self, items: dict[str, torch.Tensor], seeds: np.ndarray, train: bool
+    ) -> dict[str, torch.Tensor]:
+        return {"x": items["x"].float(), "y": items["y"].float()}  # (B, L) each
+
+    def counts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.tensor([float(batch["y"].numel())], dtype=torch.float64)
+
+    def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Predicted target spectra ŷ (B, L)."""
+        wn = self.wavenumber.to(batch["x"].device)
+        return model(batch["x"], wn, None)["pred"]  # (B, L)
+
+    def sums(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        pred = self.forward(model, batch).float()  # (B, L)
+        return ((pred - batch["y"]) ** 2).sum().reshape(1)

@@ -1,0 +1,383 @@
+"""E2 report: ``table.md`` and ``figures/`` from ``summary.json``, ``examples.json`` and the
+per-molecule CSVs of the runs (all under the E2 folder), so ``spektron report`` can rebuild it.
+
+Figures: example predictions (best, median and worst test molecule of the error-analysis arm,
+truth and prediction with their matched peaks marked, baselines for comparison), per-molecule
+distributions of the primary metric for every arm and baseline, and the primary metric by
+functional group for the error-analysis arm against the identity copy and retrieval.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spektron.errors import DataError
+from spektron.evaluation.metrics import match_peaks, pick_peaks
+from spektron.experiments.report import (
+    NA,
+    NOT_APPLICABLE,
+    _get,
+    _int,
+    _load_json,
+    _mean_std,
+    _num,
+    _paired_lines,
+    _pyplot,
+    _row,
+    _save,
+    _scale_text,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+TABLE_METRICS = (
+    ("full/cosine", "cosine ↑"),
+    ("full/mse", "MSE ↓"),
+    ("full/sid", "SID ↓"),
+    ("full/wasserstein", "W1 cm⁻¹ ↓"),
+    ("full/peak_f1@10", "peak F1@10 ↑"),
+    ("full/peak_f1_weighted@10", "wF1@10 ↑"),
+    ("full/peak_intensity_corr@10", "int. corr@10 ↑"),
+    ("fingerprint/cosine", "cos 500–1800 ↑"),
+    ("xh_stretch/cosine", "cos 2700–3800 ↑"),
+)
+BASELINE_NAMES = {
+    "identity": "identity copy",
+    "mean": "mean target spectrum",
+    "pls": "PLS2",
+    "nearest_neighbour": "nearest-neighbour retrieval",
+}
+
+
+def _check(summary: dict[str, Any], where: Path) -> None:
+    if summary.get("schema_version") != SCHEMA_VERSION or summary.get("experiment") != "e2":
+        raise DataError(f"{where}: not an E2 summary of schema version {SCHEMA_VERSION}")
+    for key in ("models", "baselines", "error_analysis"):
+        if not isinstance(summary.get(key), dict):
+            raise DataError(f"{where}: missing or malformed {key!r}")
+
+
+def _skill(entry: Any) -> str:
+    s = _get(entry, "skill")
+    if s is None:
+        return NA
+    return f"{_num(s, 3)} [{_num(_get(entry, 'skill_lo'), 2)}, {_num(_get(entry, 'skill_hi'), 2)}]"
+
+
+def format_e2_table(summary: dict[str, Any]) -> str:
+    """Markdown: one results table per direction (arms then baselines), the symmetric set, the
+    error analysis and the paired comparisons."""
+    scale = summary.get("scale", {})
+    lines = [
+        "# E2: cross-spectral prediction",
+        "",
+        f"Data: {summary.get('data_label', NA)}",
+        "",
+        f"Scale: {_scale_text(scale)}. {scale.get('note', '')}",
+        "",
+        f"Primary metric (fixed before the runs): `{summary.get('primary_metric')}`; "
+        "skill S = (m̄ − r̄)/(1 − r̄) against a reference baseline (0: as good, 1: perfect), "
+        "bootstrap 95% CI over test molecules. Model values: mean ± std over seeds. "
+        f"Metric settings: {summary.get('metric_settings')}.",
+        "",
+    ]
+    levels = summary.get("simulation_levels", {})
+    lines += [f"Simulation levels: {levels.get('used')} — {levels.get('note', '')}", ""]
+    cf = summary.get("centrosymmetric_fraction", {})
+    lines += [
+        f"Centrosymmetric molecules in the store: {_int(cf.get('n_store'))} of "
+        f"{_int(cf.get('n_store_molecules'))} ({_num(100 * (cf.get('store') or 0), 3)} %). "
+        f"{cf.get('note', '')}",
+        "",
+    ]
+    models = summary["models"]
+    for dname, base in summary["baselines"].items():
+        lines += [f"## {dname.replace('_', ' ')}", ""]
+        head = ["arm", "init", "LR"] + [t for _, t in TABLE_METRICS]
+        head += ["skill vs copy", "skill vs mean", "beats retrieval", "train s"]
+        lines += [_row(head), _row(["---"] * len(head))]
+        arms = [(k, m) for k, m in models.items() if m["direction"] == dname]
+        arms.sort(key=lambda km: -(_get(km[1], "test", "full/cosine", "mean") or -1e9))
+        for _key, m in arms:
+            cells = [m["backbone"], m["init"], _num(m.get("lr"), 2)]
+            cells += [_mean_std(_get(m, "test", k)) for k, _ in TABLE_METRICS]
+            cells += [
+                _skill(_get(m, "skill", "identity")),
+                _skill(_get(m, "skill", "mean")),
+                {True: "yes", False: "no", None: NA}[m.get("beats_retrieval")],
+                _num(_get(m, "train_time_s", "mean"), 3),
+            ]
+            lines.append(_row(cells))
+        for bname, b in base.items():
+            params = ", ".join(f"{k}={v}" for k, v in (b.get("params") or {}).items())
+            label = BASELINE_NAMES.get(bname, bname) + (f" ({params})" if params else "")
+            cells = [label, "baseline", NOT_APPLICABLE]
+            cells += [_num(_get(b, "test", k, "mean")) for k, _ in TABLE_METRICS]
+            cells += [NOT_APPLICABLE] * 3 + [_num(b.get("fit_predict_s"), 3)]
+            lines.append(_row(cells))
+        lines += [
+            "",
+            "'beats retrieval': the paired bootstrap 95% CI of (model − nearest-neighbour "
+            "retrieval) in the primary metric lies above 0. A model that does not beat "
+            "retrieval has not shown that it learnt more than a lookup of similar molecules.",
+            "",
+        ]
+        lines += _symmetric_lines(dname, arms, base)
+        lines += _analysis_lines(summary["error_analysis"].get(dname))
+    lines += _paired_lines(summary.get("paired", []), unit="test molecules")
+    return "\n".join(lines) + "\n"
+
+
+def _symmetric_lines(dname: str, arms: list, base: dict[str, Any]) -> list[str]:
+    rows = []
+    for _k, m in arms:
+        s = _get(m, "symmetric", "all")
+        if s:
+            rows.append((f"{m['backbone']} ({m['init']})", s, True))
+    for bname, b in base.items():
+        s = _get(b, "symmetric", "all")
+        if s:
+            rows.append((BASELINE_NAMES.get(bname, bname), s, False))
+    if not rows:
+        return []
+    lines = [
+        "### Held-out centrosymmetric set (mutual exclusion)",
+        "",
+        "leak = share of the predicted (positive) intensity within the tolerance of modes that "
+        "are active in the input kind but silent in the target kind (truth's own leak is the "
+        "floor from band tails; the copy's is what ignoring the selection rule scores).",
+        "",
+        _row(["predictor", "n", "cosine", "peak F1@10", "leak", "truth leak", "copy leak"]),
+        _row(["---"] * 7),
+    ]
+    for label, s, is_model in rows:
+
+        def val(k: str, s: Any = s, is_model: bool = is_model) -> str:
+            return _mean_std(s.get(k)) if is_model else _num(_get(s, k, "mean"))
+
+        n = _get(base, next(iter(base)), "symmetric", "all", "n") if base else None
+        lines.append(
+            _row(
+                [
+                    label,
+                    _int(n),
+                    val("full/cosine"),
+                    val("full/peak_f1@10"),
+                    val("leak"),
+                    val("leak_truth"),
+                    val("leak_copy"),
+                ]
+            )
+        )
+    return [*lines, ""]
+
+
+def _analysis_lines(ana: Any) -> list[str]:
+    if not isinstance(ana, dict):
+        return []
+    lines = [
+        f"### Error analysis ({ana.get('arm')}, {ana.get('selected_by')})",
+        "",
+    ]
+    ext = ana.get("extremes") or {}
+    for side in ("best", "worst"):
+        d = ext.get(side)
+        if not isinstance(d, dict):
+            continue
+        lines.append(f"- {side} {len(d.get('indices', []))}: " + _describe(d))
+    lines.append("")
+    prof = ana.get("profile") or {}
+    if prof:
+        keys = list(next(iter(prof.values())))
+        lines += [
+            "What the errors look like (means over each set; precision < recall: spurious "
+            "peaks, recall < precision: missed peaks, intensity corr: heights of matched peaks):",
+            "",
+            _row(["set", *keys]),
+            _row(["---"] * (len(keys) + 1)),
+        ]
+        lines += [_row([side, *(_num(v.get(k), 3) for k in keys)]) for side, v in prof.items()]
+        lines.append("")
+    for label, tables in (ana.get("tables") or {}).items():
+        for gname, rows in tables.items():
+            lines += [f"{label} — by {gname.replace('_', ' ')}:", ""]
+            lines += [_row(["group", "n", "cosine (95% CI)", "peak F1@10"]), _row(["---"] * 4)]
+            empty = [str(r.get("group")) for r in rows if not r.get("n")]
+            for r in rows:
+                if not r.get("n"):
+                    continue
+                c = r.get("metrics", {}).get("full/cosine", {})
+                f1 = r.get("metrics", {}).get("full/peak_f1@10", {})
+                ci = f"{_num(c.get('mean'), 3)} [{_num(c.get('lo'), 3)}, {_num(c.get('hi'), 3)}]"
+                if r.get("too_few"):
+                    ci += " (too few)"
+                lines.append(
+                    _row([str(r.get("group")), _int(r.get("n")), ci, _num(f1.get("mean"), 3)])
+                )
+            if empty:
+                lines += ["", "No test molecule in: " + ", ".join(empty) + "."]
+            lines.append("")
+    return lines
+
+
+def _describe(d: dict[str, Any]) -> str:
+    parts = []
+    for k, v in d.items():
+        if k == "indices":
+            continue
+        if isinstance(v, float):
+            parts.append(f"{k} {_num(v, 3)}")
+        elif isinstance(v, (int, str)):
+            parts.append(f"{k} {v}")
+        elif isinstance(v, dict) and len(v) <= 8:
+            inner = ", ".join(
+                f"{a}: {_num(b, 3) if isinstance(b, float) else b}" for a, b in v.items()
+            )
+            parts.append(f"{k} {{{inner}}}")
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def plot_examples(examples: dict[str, Any], summary: dict[str, Any], fig_dir: Path) -> list[Path]:
+    """Per direction: best / median / worst molecule; input on top, truth vs predictions below,
+    matched peaks of the model (at 10 cm⁻¹) joined by vertical ticks."""
+    plt = _pyplot()
+    wn = np.asarray(examples["wavenumber"])
+    prom = summary.get("metric_settings", {}).get("peak_prominence", 0.05)
+    files: list[Path] = []
+    for dname, d in examples["directions"].items():
+        items = d["examples"]
+        if not items:
+            continue
+        fig, axes = plt.subplots(len(items), 1, figsize=(10, 3.2 * len(items)), squeeze=False)
+        for ax, ex in zip(axes[:, 0], items, strict=True):
+            truth = np.asarray(ex["truth"])
+            ax.plot(
+                wn,
+                np.asarray(ex["input"]) + 1.1,
+                color="0.6",
+                lw=0.8,
+                label=f"input ({d['source']})",
+            )
+            ax.plot(wn, truth, color="k", lw=1.0, label=f"true {d['target']}")
+            model_pred = np.asarray(ex["pred"][d["arm"]])
+            ax.plot(wn, model_pred, color="C3", lw=1.0, label=d["arm"])
+            for j, (name, p) in enumerate(ex["pred"].items()):
+                if name != d["arm"]:
+                    ax.plot(wn, np.asarray(p), lw=0.7, alpha=0.7, color=f"C{j}", label=name)
+            tp = pick_peaks(truth, wn, prom)
+            pp = pick_peaks(model_pred, wn, prom)
+            mi, mj = match_peaks(wn[pp], wn[tp], 10.0)
+            for a, b in zip(mi, mj, strict=True):
+                ax.plot([wn[pp[a]]] * 2, [model_pred[pp[a]], truth[tp[b]]], color="C2", lw=0.8)
+            ax.plot(wn[tp], truth[tp], "kv", ms=3)
+            ax.plot(wn[pp], model_pred[pp], "^", color="C3", ms=3)
+            ax.set_title(
+                f"{ex['which']}: {ex['smiles']} ({ex.get('point_group') or '?'}); "
+                f"{len(mi)} matched peaks",
+                fontsize=9,
+            )
+            ax.set_xlabel("wavenumber / cm⁻¹")
+            ax.set_ylabel("normalised")
+        axes[0, 0].legend(fontsize=7, ncol=3, loc="upper right")
+        fig.suptitle(f"E2 {dname.replace('_', ' ')} — SIMULATED spectra", fontsize=10)
+        fig.tight_layout()
+        files += _save(fig, fig_dir / f"examples_{dname}")
+    return files
+
+
+def _per_molecule(out: Path, entry: dict[str, Any], key: str) -> np.ndarray:
+    from spektron.experiments.e2 import read_per_molecule
+    from spektron.experiments.e2_analysis import seed_mean
+
+    return seed_mean(
+        [read_per_molecule(out / r / "per_molecule.csv")[1] for r in entry["runs"]], key
+    )
+
+
+def plot_distributions(out: Path, summary: dict[str, Any], fig_dir: Path) -> list[Path]:
+    """Per direction: box plots of the per-molecule primary metric of every arm and baseline."""
+    from spektron.experiments.e2 import read_per_molecule
+
+    plt = _pyplot()
+    key = summary["primary_metric"]
+    files: list[Path] = []
+    for dname in summary["baselines"]:
+        labels, data = [], []
+        for _k, m in sorted(summary["models"].items()):
+            if m["direction"] == dname:
+                labels.append(f"{m['backbone']}\n{m['init']}")
+                data.append(_per_molecule(out, m, key))
+        for bname in summary["baselines"][dname]:
+            path = out / "baselines" / dname / f"{bname}_per_molecule.csv"
+            labels.append(BASELINE_NAMES.get(bname, bname).replace(" ", "\n", 1))
+            data.append(read_per_molecule(path)[1][key])
+        data = [v[np.isfinite(v)] for v in data]
+        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(labels)), 4))
+        ax.boxplot(data, showfliers=False)
+        ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=6, rotation=90)
+        ax.set_ylabel(f"{key} per test molecule")
+        ax.set_title(f"E2 {dname.replace('_', ' ')} (SIMULATED)", fontsize=10)
+        fig.tight_layout()
+        files += _save(fig, fig_dir / f"distribution_{dname}")
+    return files
+
+
+def plot_error_by_group(summary: dict[str, Any], fig_dir: Path) -> list[Path]:
+    """Per direction: mean primary metric per functional group (groups with enough molecules)
+    for the error-analysis arm, the identity copy and retrieval."""
+    plt = _pyplot()
+    files: list[Path] = []
+    for dname, ana in summary["error_analysis"].items():
+        tables = ana.get("tables") or {}
+        series = {}
+        for label, t in tables.items():
+            rows = [r for r in t.get("functional_group", []) if not r.get("too_few")]
+            series[label] = {r["group"]: r["metrics"]["full/cosine"] for r in rows}
+        if not series:
+            continue
+        groups = sorted(set.intersection(*(set(s) for s in series.values())))
+        if not groups:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 0.3 * len(groups) + 1.5))
+        h = 0.8 / len(series)
+        for j, (label, s) in enumerate(series.items()):
+            y = np.arange(len(groups)) + j * h
+            mean = np.array([s[g]["mean"] for g in groups], float)
+            lo = np.array([s[g]["lo"] for g in groups], float)
+            hi = np.array([s[g]["hi"] for g in groups], float)
+            ax.barh(y, mean, height=h, xerr=[mean - lo, hi - mean], label=label, alpha=0.8)
+        ax.set_yticks(np.arange(len(groups)) + 0.4 - h / 2, groups, fontsize=7)
+        ax.set_xlabel(f"{summary['primary_metric']} (mean, 95% CI)")
+        ax.legend(fontsize=7)
+        ax.set_title(f"E2 {dname.replace('_', ' ')} by functional group (SIMULATED)", fontsize=10)
+        fig.tight_layout()
+        files += _save(fig, fig_dir / f"by_functional_group_{dname}")
+    return files
+
+
+def build_e2_report(e2_dir: Path) -> dict[str, Any]:
+    """Write ``table.md`` and ``figures/`` of E2; returns their paths (as strings)."""
+    e2_dir = Path(e2_dir)
+    summary_path = e2_dir / "summary.json"
+    summary = _load_json(summary_path)
+    _check(summary, summary_path)
+    examples = _load_json(e2_dir / "examples.json")
+    if not isinstance(examples.get("directions"), dict) or "wavenumber" not in examples:
+        raise DataError(f"{e2_dir / 'examples.json'}: malformed (needs wavenumber, directions)")
+    table = e2_dir / "table.md"
+    table.write_text(format_e2_table(summary), encoding="utf-8")
+    fig_dir = e2_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    files = plot_examples(examples, summary, fig_dir)
+    files += plot_distributions(e2_dir, summary, fig_dir)
+    files += plot_error_by_group(summary, fig_dir)
+    log.info("E2 report: %s and %d figure files in %s", table, len(files), fig_dir)
+    return {"table": str(table), "figures": [str(p) for p in files]}

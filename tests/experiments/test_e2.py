@@ -1,0 +1,228 @@
+"""E2 end to end on a small synthetic store: every arm and baseline scored on the same test
+molecules, pretrained arms starting from E1 weights, centrosymmetric molecules held out, the
+checkpoint contract of `spektron predict`, the report, reuse of finished runs, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spektron.cli import main
+from spektron.config import preset_config
+from spektron.data.generate import default_dataset_path
+from spektron.data.spectra import make_grid
+from spektron.data.store import StoreWriter, open_store
+from spektron.errors import CheckpointError, ConfigError
+from spektron.evaluation.cross_spectral import PRIMARY_METRIC
+from spektron.experiments.e1 import run_e1
+from spektron.experiments.e2 import load_pretrained, read_per_molecule, run_e2
+from spektron.models.spektron import Spektron, SpektronConfig, read_checkpoint
+from spektron.training.tasks import CrossSpectralPrediction
+from tests.conftest import fake_record
+
+N_POINTS = 256
+BACKBONES = '["cnn", "dlinoss"]'
+COMMON = [
+    f"data.grid.n_points={N_POINTS}",
+    "e1.jobs=1",
+    "e2.jobs=1",
+    f"e1.backbones={BACKBONES}",
+    f"e2.backbones={BACKBONES}",
+    "e2.external_centrosymmetric=false",
+]
+
+
+def _bands(grid: np.ndarray, centres: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    x = (heights[:, None] / (1 + ((grid[None] - centres[:, None]) / 12.0) ** 2)).sum(0)
+    return x / x.max()
+
+
+def _store_for(cfg) -> Path:
+    """Synthetic store at the config's dataset path: IR and Raman share band positions with
+    different heights; every 16th molecule is centrosymmetric."""
+    path = default_dataset_path(cfg.data)
+    grid = make_grid(cfg.data.grid.n_points, cfg.data.grid.lo, cfg.data.grid.hi)
+    rng = np.random.default_rng(0)
+    with StoreWriter(path, grid, fg_names=["a", "b"]) as w:
+        for i in range(160):
+            rec = fake_record(i, grid, rng)
+            c = rng.uniform(600, 3900, 5)
+            rec.ir = _bands(grid, c, rng.uniform(0.2, 1.0, 5))
+            rec.raman = _bands(grid, c, rng.uniform(0.2, 1.0, 5))
+            rec.centrosymmetric = int(i % 16 == 0)
+            rec.stick_freq, rec.stick_ir, rec.stick_raman = c, rng.random(5), rng.random(5)
+            w.append(rec)
+    return path
+
+
+@pytest.fixture(scope="module")
+def e2_run(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPEKTRON_CACHE", str(cache))
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("runs")
+    cfg1 = preset_config("smoke", COMMON)
+    store = _store_for(cfg1)
+    run_e1(cfg1, root / "e1", progress=False)
+    cfg = preset_config("smoke", [*COMMON, f"e2.pretrained_from={json.dumps(str(root / 'e1'))}"])
+    plans: list = []
+    summary = run_e2(cfg, root / "e2", progress=False, announce=plans.append)
+    yield cfg, root, summary, plans, store, cache
+    mp.undo()
+
+
+def test_e2_summary_covers_every_arm_and_baseline(e2_run):
+    cfg, root, summary, plans, _, _ = e2_run
+    assert "SIMULATED" in summary["data_label"]
+    assert summary["primary_metric"] == PRIMARY_METRIC
+    assert len(summary["models"]) == 2 * 2 * 2  # directions × inits × backbones
+    for m in summary["models"].values():
+        assert np.isfinite(m["test"][PRIMARY_METRIC]["mean"])
+        assert set(m["skill"]) == {"identity", "mean", "nearest_neighbour", "pls"}
+        assert isinstance(m["beats_retrieval"], bool)
+        assert "leak" in m["symmetric"]["all"]
+    for dname in ("ir_to_raman", "raman_to_ir"):
+        assert set(summary["baselines"][dname]) == {"identity", "mean", "pls", "nearest_neighbour"}
+        assert summary["baselines"][dname]["pls"]["params"]["n_components"] in (2, 4)
+        assert summary["error_analysis"][dname]["arm"].startswith(dname)
+    assert all(0 < r["p_holm"] <= 1 and r["p_holm"] >= r["p_value"] for r in summary["paired"])
+    assert plans and plans[0]["experiment"] == "e2" and plans[0]["n_training_runs"] == 8
+
+
+def test_e2_holds_centrosymmetric_molecules_out(e2_run):
+    _, root, summary, _, store, _ = e2_run
+    with open_store(store) as st:
+        centro = set(np.flatnonzero(st.column("centrosymmetric") == 1).tolist())
+    run = root / "e2" / next(iter(summary["models"].values()))["runs"][0]
+    spec = json.loads((run / "run_spec.json").read_text())["spec"]
+    # Rows are not in the public spec; the per-molecule files name them.
+    test_rows, _ = read_per_molecule(run / "per_molecule.csv")
+    sym_rows, sym = read_per_molecule(run / "symmetric_per_molecule.csv")
+    assert centro and set(sym_rows.tolist()) == centro
+    assert not centro & set(test_rows.tolist())
+    assert spec["direction"] in ("ir_to_raman", "raman_to_ir")
+    assert {"leak", "leak_truth", "leak_copy"} <= set(sym)
+
+
+def test_identity_baseline_scores_the_input_itself(e2_run):
+    _, root, summary, _, store, _ = e2_run
+    rows, per = read_per_molecule(root / "e2/baselines/ir_to_raman/identity_per_molecule.csv")
+    with open_store(store) as st:
+        ir = st.spectra("ir", rows)
+        ra = st.spectra("raman", rows)
+    cos = (ir * ra).sum(1) / np.linalg.norm(ir, axis=1) / np.linalg.norm(ra, axis=1)
+    np.testing.assert_allclose(per[PRIMARY_METRIC], cos, rtol=1e-5)
+
+
+def test_pretrained_arms_start_from_the_e1_weights(e2_run):
+    _, root, summary, _, _, _ = e2_run
+    m = summary["models"]["ir_to_raman/pretrained/cnn"]
+    run = root / "e2" / m["runs"][0]
+    init = read_checkpoint(run / "init.pt")["state_dict"]
+    e1_ckpt = read_checkpoint(
+        root
+        / "e1"
+        / json.loads((root / "e1/summary.json").read_text())["backbones"]["cnn"]["runs"][0]
+        / "best.pt"
+    )["state_dict"]
+    shared = [k for k in e1_ckpt if k.startswith(("embedding.", "backbone."))]
+    assert shared and all(torch.equal(init[k], e1_ckpt[k]) for k in shared)
+    scratch = read_checkpoint(
+        root / "e2" / summary["models"]["ir_to_raman/scratch/cnn"]["runs"][0] / "init.pt"
+    )["state_dict"]
+    assert not all(torch.equal(scratch[k], e1_ckpt[k]) for k in shared)
+
+
+def test_best_checkpoint_carries_the_predict_contract(e2_run):
+    cfg, root, summary, _, _, _ = e2_run
+    run = root / "e2" / summary["models"]["raman_to_ir/scratch/dlinoss"]["runs"][0]
+    extra = read_checkpoint(run / "best.pt")["extra"]
+    assert extra["task"] == "cross_spectral"
+    assert (extra["source_kind"], extra["target_kind"]) == ("raman", "ir")
+    assert extra["grid"]["n_points"] == N_POINTS and extra["normalization"] == "max"
+    assert "SIMULATED" in extra["data_label"]
+
+
+def test_e2_report_files_and_rebuild(e2_run, capsys):
+    _, root, _, _, _, _ = e2_run
+    table = (root / "e2" / "table.md").read_text()
+    for text in (
+        "identity copy",
+        "nearest-neighbour retrieval",
+        "PLS2",
+        "mean target spectrum",
+        "SIMULATED",
+        "Held-out centrosymmetric",
+        "beats retrieval",
+    ):
+        assert text in table
+    figs = {p.name for p in (root / "e2" / "figures").iterdir()}
+    assert {"examples_ir_to_raman.png", "distribution_raman_to_ir.png"} <= figs
+    assert main(["report", "--out", str(root)]) == 0
+    assert "e2:" in capsys.readouterr().out
+
+
+def test_e2_rerun_reuses_finished_runs_and_refuses_changed_settings(e2_run, monkeypatch):
+    cfg, root, summary, _, _, cache = e2_run
+    monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
+    run = root / "e2" / summary["models"]["ir_to_raman/scratch/cnn"]["runs"][0]
+    before = (run / "best.pt").stat().st_mtime_ns
+    again = run_e2(cfg, root / "e2", progress=False)
+    assert (run / "best.pt").stat().st_mtime_ns == before
+    key = "ir_to_raman/scratch/cnn"
+    assert again["models"][key]["test"] == summary["models"][key]["test"]
+    changed = preset_config(
+        "smoke",
+        [*COMMON, f"e2.pretrained_from={json.dumps(str(root / 'e1'))}", "e2.train.steps=4"],
+    )
+    with pytest.raises(ConfigError, match=r"changed: \['e2_train'\]"):
+        run_e2(changed, root / "e2", progress=False)
+
+
+def test_e2_errors_name_the_problem(e2_run, tmp_path, monkeypatch):
+    cfg, root, _, _, _, cache = e2_run
+    monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
+    bad = preset_config("smoke", COMMON)  # pretrained arms but no pretrained_from
+    with pytest.raises(ConfigError, match="pretrained_from"):
+        run_e2(bad, tmp_path / "e2", progress=False)
+    other = Spektron(SpektronConfig(d_model=16, backbone="cnn", head="cross_spectral"))
+    ckpt = json.loads((root / "e1/summary.json").read_text())["backbones"]["cnn"]["runs"][0]
+    with pytest.raises(CheckpointError, match="d_model"):
+        load_pretrained(other, str(root / "e1" / ckpt / "best.pt"))
+
+
+def test_cli_e2_scratch_only(e2_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPEKTRON_CACHE", str(e2_run[5]))
+    args = ["-q", "e2", "--preset", "smoke", "--out", str(tmp_path / "e2")]
+    for s in [
+        *COMMON,
+        'e2.inits=["scratch"]',
+        'e2.backbones=["cnn"]',
+        'e2.directions=["ir_to_raman"]',
+    ]:
+        args += ["--set", s]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "beats retrieval" in out or "does not beat retrieval" in out
+
+
+def test_cross_spectral_task_loss_is_the_pointwise_mse():
+    wn = make_grid(32)
+    task = CrossSpectralPrediction(wn)
+    torch.manual_seed(0)
+    model = Spektron(
+        SpektronConfig(
+            d_model=8, backbone="cnn", head="cross_spectral", head_config={"zero_init": False}
+        )
+    )
+    items = {"x": torch.rand(3, 32), "y": torch.rand(3, 32), "row": torch.arange(3)}
+    batch = task.prepare(items, task.sample_seeds(items, True, 0, 0, np.arange(3)), True)
+    pred = task.forward(model, batch)
+    s = task.sums(model, batch)
+    assert task.counts(batch).item() == 96
+    torch.testing.assert_close(s[0] / 96, ((pred - items["y"]) ** 2).mean())
