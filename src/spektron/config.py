@@ -231,7 +231,7 @@ class E2Config:
     nonnegative: bool = False  # softplus on the head's output
     train: TrainConfig = field(default_factory=_paper_train)
     baselines: tuple[str, ...] = E2_BASELINES
-    pls_candidates: tuple[int, ...] = (2, 4, 8, 16, 32)
+    pls_candidates: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128)
     nn_metric: str = "cosine"
     # PLS fits on at most this many training pairs (a seeded subsample): its NIPALS fit grows
     # linearly in N (about 10 min at N = 100k, k = 16, see PLSBaseline); null = all.
