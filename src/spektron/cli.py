@@ -149,6 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrained arms (default: OUT/../e1 when it exists)",
     )
 
+    e3 = sub.add_parser("e3", help="E3: transfer functions of trained D-LinOSS vs controls")
+    _add_experiment_args(e3)
+    e3.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=None,
+        help="D-LinOSS checkpoint(s) to analyse (repeatable; their init.pt siblings are the "
+        "untrained control). Default: the dlinoss runs of OUT/../e1 (or --trained-from)",
+    )
+    e3.add_argument(
+        "--trained-from", type=Path, default=None, help="E1 results folder with dlinoss runs"
+    )
+    e3.add_argument(
+        "--jobs", type=int, default=None, help="parallel training processes on CPU (0 = cores)"
+    )
+
     pt = sub.add_parser("pretrain", help="train one backbone on MSRP (checkpoint for E2-E4)")
     _add_experiment_args(pt)
     pt.add_argument("--backbone", default="dlinoss", help="registered backbone (default dlinoss)")
@@ -352,6 +369,40 @@ def _cmd_e2(a: argparse.Namespace) -> int:
     return 0
 
 
+def _print_e3(res: dict) -> None:
+    print(f"\nE3 ({res['data_label']}), preset {res['preset']}: models per group {res['n_models']}")
+    for r in res["statistics"]:
+        if r["scope"] != "all":
+            continue  # per-layer rows are in the table
+        ci = f"[{r['ci_lo']:.3g}, {r['ci_hi']:.3g}]"
+        print(
+            f"  {r['group']} vs {r['reference']}: {r['statistic']} of {r['feature']} "
+            f"{r['estimate']:.3g} {ci}, p {r['p_value']:.3g} (Holm {r['p_holm']:.3g})"
+            + ("" if r["conclusive"] else ", inconclusive by design")
+        )
+    print(f"  {res['conclusions_note']}")
+    print(f"E3 wall time {res['wall_time_s'] / 60:.1f} min; table: {res['report']['table']}")
+
+
+def _cmd_e3(a: argparse.Namespace) -> int:
+    from spektron.experiments.e3 import run_e3
+
+    extra = [] if a.jobs is None else [f"e3.jobs={a.jobs}"]
+    trained = a.trained_from
+    if trained is None and not a.checkpoint and (a.out.parent / "e1" / "summary.json").is_file():
+        trained = a.out.parent / "e1"
+    if trained is not None:
+        extra.append(f"e3.trained_from={json.dumps(str(trained))}")
+    cfg = _experiment_config(a, extra)
+    print(f"spektron e3: preset {cfg.preset}, out {a.out}, models from {a.checkpoint or trained}")
+    res = run_e3(
+        cfg, a.out, progress=not a.quiet, announce=_announce("E3"), checkpoints=a.checkpoint
+    )
+    if res:
+        _print_e3(res)
+    return 0
+
+
 def _cmd_pretrain(a: argparse.Namespace) -> int:
     from spektron.experiments.pretrain import run_pretrain
 
@@ -403,6 +454,8 @@ def _cmd_run_all(a: argparse.Namespace) -> int:
         _print_e1(res["e1"], a.out / "e1")
     if res.get("e2"):
         _print_e2(res["e2"])
+    if res.get("e3"):
+        _print_e3(res["e3"])
     return 0
 
 
@@ -473,6 +526,7 @@ COMMANDS = {
     ("data", "nir"): _cmd_nir,
     ("e1", None): _cmd_e1,
     ("e2", None): _cmd_e2,
+    ("e3", None): _cmd_e3,
     ("predict", None): cmd_predict,
     ("pretrain", None): _cmd_pretrain,
     ("report", None): _cmd_report,

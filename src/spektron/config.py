@@ -309,6 +309,33 @@ class E2Config:
 
 
 @dataclass
+class E3Config:
+    """E3: transfer functions of trained D-LinOSS against untrained and shuffled-order controls.
+
+    Trained models are the D-LinOSS runs of an E1 folder (``trained_from``; run-all sets it to
+    its own E1 folder): their best checkpoints, and their step-0 checkpoints (``init.pt``) as the
+    untrained control. The shuffled-order control trains ``n_shuffled`` seeds with E1's recipe
+    and chosen LR on spectra whose grid order (values and wavenumber encoding alike) is one fixed
+    permutation (``permutation_seed``).
+    """
+
+    trained_from: str | None = None
+    n_shuffled: int = 3
+    permutation_seed: int = 1
+    n_freq: int = 512  # points of the frequency responses on [0, π]
+    n_bootstrap: int = 2000
+    alpha: float = 0.05
+    jobs: int = 0  # parallel training processes (CPU); 0 = one per core; 1 on CUDA
+
+    def __post_init__(self) -> None:
+        _check(self.n_shuffled >= 0, f"e3.n_shuffled must be >= 0, got {self.n_shuffled}")
+        _check(self.n_freq >= 16, f"e3.n_freq must be >= 16, got {self.n_freq}")
+        _check(self.n_bootstrap >= 100, f"e3.n_bootstrap must be >= 100, got {self.n_bootstrap}")
+        _check(0 < self.alpha < 1, f"e3.alpha must lie in (0, 1), got {self.alpha}")
+        _check(self.jobs >= 0, f"e3.jobs must be >= 0, got {self.jobs}")
+
+
+@dataclass
 class RunConfig:
     """Top-level config of ``spektron run-all`` (grows as experiments land)."""
 
@@ -320,6 +347,7 @@ class RunConfig:
     data: DatasetConfig = field(default_factory=DatasetConfig)
     e1: E1Config = field(default_factory=E1Config)
     e2: E2Config = field(default_factory=E2Config)
+    e3: E3Config = field(default_factory=E3Config)
 
     def __post_init__(self) -> None:
         _check(
@@ -355,6 +383,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "log_every": 1,
             },
         },
+        "e3": {"n_shuffled": 1, "n_freq": 64, "n_bootstrap": 200},
         "e2": {
             "n_seeds": 1,
             "lr_sweep": [1e-3],

@@ -358,7 +358,11 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         run_dir,
         dist,
         progress=spec.get("progress", False),
-        model_checkpoint_extra={"task": "msrp", "data_label": SIMULATED_LABEL},
+        model_checkpoint_extra={
+            "task": "msrp",
+            "data_label": SIMULATED_LABEL,
+            "grid": spec["grid"],
+        },
     )
     fit = trainer.fit()
     if not dist.is_main:
@@ -489,6 +493,7 @@ class E1Context:
         }
         self.common = {
             "store": str(store_path),
+            "grid": to_dict(cfg.data.grid),
             "wavenumber": self.wn.tolist(),
             "e1": to_dict(self.e1),
             "dataset": self.dataset,

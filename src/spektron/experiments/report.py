@@ -575,9 +575,16 @@ def _build_e2_report(e2_dir: Path) -> dict[str, Any]:
     return build_e2_report(e2_dir)
 
 
+def _build_e3_report(e3_dir: Path) -> dict[str, Any]:
+    from spektron.experiments.report_e3 import build_e3_report  # imports this module
+
+    return build_e3_report(e3_dir)
+
+
 REPORT_BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "e1": build_e1_report,
     "e2": _build_e2_report,
+    "e3": _build_e3_report,
 }
 
 

@@ -1,6 +1,7 @@
-"""``spektron run-all``: the study's main job. Today: the data stage, E1 and E2 (which starts
-its pretrained arms from this run's E1 checkpoints); E3 and E4 join as they land. Each stage
-writes into its own folder under ``out``."""
+"""``spektron run-all``: the study's main job. Today: the data stage, E1, E2 (which starts
+its pretrained arms from this run's E1 checkpoints) and E3 (which analyses this run's E1
+D-LinOSS models); E4 joins when it lands. Each stage writes into its own folder under
+``out``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from spektron.experiments.data_overview import run_data_overview
 
 log = logging.getLogger(__name__)
 
-STAGES = ("data", "e1", "e2")
+STAGES = ("data", "e1", "e2", "e3")
 
 
 def run_all(
@@ -23,6 +24,7 @@ def run_all(
     """Run every stage that exists, in order, each into its own folder under ``out``."""
     from spektron.experiments.e1 import run_e1
     from spektron.experiments.e2 import run_e2
+    from spektron.experiments.e3 import run_e3
 
     results: dict[str, Any] = {}
     results["data"] = run_data_overview(cfg, out / "data", progress=progress)
@@ -30,4 +32,10 @@ def run_all(
     if cfg.e2.pretrained_from is None:
         cfg = replace(cfg, e2=replace(cfg.e2, pretrained_from=str(out / "e1")))
     results["e2"] = run_e2(cfg, out / "e2", progress=progress, announce=announce)
+    if "dlinoss" in cfg.e1.backbones:
+        if cfg.e3.trained_from is None:
+            cfg = replace(cfg, e3=replace(cfg.e3, trained_from=str(out / "e1")))
+        results["e3"] = run_e3(cfg, out / "e3", progress=progress, announce=announce)
+    else:
+        log.warning("E3 skipped: e1.backbones has no dlinoss arm to analyse")
     return results

@@ -1,0 +1,168 @@
+"""E3 report: ``table.md`` and ``figures/`` from ``summary.json`` (and the checkpoints it
+names, re-analysed when the analyses are not passed in, so ``spektron report`` can rebuild it).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from spektron.errors import DataError
+from spektron.experiments.report import NA, _load_json, _num, _row
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+def _check(summary: dict[str, Any], where: Path) -> None:
+    if summary.get("schema_version") != SCHEMA_VERSION or summary.get("experiment") != "e3":
+        raise DataError(f"{where}: not an E3 summary of schema version {SCHEMA_VERSION}")
+    if not isinstance(summary.get("groups"), dict) or not summary["groups"].get("trained"):
+        raise DataError(f"{where}: no trained models listed under 'groups'")
+
+
+def _stat_rows(rows: list[dict[str, Any]]) -> list[str]:
+    head = [
+        "group vs reference",
+        "feature",
+        "scope",
+        "statistic",
+        "estimate",
+        "95% CI",
+        "p",
+        "p (Holm)",
+        "min. attainable p",
+        "conclusive",
+    ]
+    lines = [_row(head), _row(["---"] * len(head))]
+    for r in rows:
+        lines.append(
+            _row(
+                [
+                    f"{r.get('group')} vs {r.get('reference')}",
+                    str(r.get("feature")),
+                    str(r.get("scope")),
+                    str(r.get("statistic")),
+                    _num(r.get("estimate"), 3),
+                    f"[{_num(r.get('ci_lo'), 3)}, {_num(r.get('ci_hi'), 3)}]",
+                    _num(r.get("p_value"), 3),
+                    _num(r.get("p_holm"), 3),
+                    _num(r.get("min_attainable_p"), 3),
+                    "yes" if r.get("conclusive") else "no",
+                ]
+            )
+        )
+    return lines
+
+
+def format_e3_table(summary: dict[str, Any]) -> str:
+    lines = [
+        "# E3: transfer functions of trained D-LinOSS",
+        "",
+        f"Models trained on: {summary.get('data_label', NA)}",
+        "",
+        f"Source: {summary.get('source')}. Models per group: {summary.get('n_models')}.",
+        "",
+        summary.get("frequency_note", ""),
+        "",
+        f"**{summary.get('conclusions_note', '')}**",
+        "",
+        "## Per-model medians over oscillators (both directions, all layers)",
+        "",
+    ]
+    feats: list[str] = []
+    for models in summary["groups"].values():
+        for m in models:
+            feats = feats or list(m.get("medians", {}))
+    lines += [_row(["group", "model", *feats]), _row(["---"] * (len(feats) + 2))]
+    for group, models in summary["groups"].items():
+        for i, m in enumerate(models):
+            med = m.get("medians", {})
+            lines.append(_row([group, str(i), *(_num(med.get(f), 4) for f in feats)]))
+    lines.append("")
+    stats = summary.get("statistics") or []
+    pooled = [r for r in stats if r.get("scope") == "all"]
+    if stats:
+        lines += [
+            "## Group comparisons (unit: the model; pooled over layers)",
+            "",
+            "Effect sizes: Wasserstein distance between the groups' oscillator distributions "
+            "(each model weighted equally; ≥ 0 and biased upwards with few models, judge it by "
+            "p) and the difference of per-model medians; bootstrap CIs resample models; exact "
+            "permutation tests over model labels; Holm over every row (pooled and per layer).",
+            "",
+            *_stat_rows(pooled),
+            "",
+            "## Per layer",
+            "",
+            *_stat_rows([r for r in stats if r.get("scope") != "all"]),
+            "",
+        ]
+    else:
+        lines += ["No group comparisons (too few models per group).", ""]
+    shuffled = summary.get("shuffled_runs") or []
+    if shuffled:
+        lines += [
+            f"Shuffled-order controls (permutation seed {summary.get('permutation_seed')}): "
+            + ", ".join(
+                f"seed {r['seed']}: best val masked MSE {_num(r['best_val_masked_mse'], 4)}"
+                for r in shuffled
+            ),
+            "",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def build_e3_report(e3_dir: Path, analyses: dict[str, list[dict[str, Any]]] | None = None) -> dict:
+    """Write ``table.md`` and ``figures/``; re-analyses the checkpoints when ``analyses`` is
+    None. Returns the paths (as strings)."""
+    from spektron.analysis.e3_figures import (
+        plot_filter_banks,
+        plot_layer_summary,
+        plot_periods_vs_bands,
+        plot_pole_zero,
+    )
+
+    e3_dir = Path(e3_dir)
+    summary_path = e3_dir / "summary.json"
+    if analyses is None:
+        summary = _load_json(summary_path)
+        _check(summary, summary_path)
+        analyses = _reanalyse(summary)
+    else:
+        summary = _load_json(summary_path) if summary_path.is_file() else None
+    table = e3_dir / "table.md"
+    if summary is not None:
+        table.write_text(format_e3_table(summary), encoding="utf-8")
+    fig_dir = e3_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    label = "D-LinOSS trained on SIMULATED spectra"
+    files = []
+    for group, ans in analyses.items():
+        files += plot_filter_banks(ans[0], fig_dir / f"filter_bank_{group}_0", label=f"{group} 0")
+    init = analyses.get("init", [None])[0]
+    files += plot_pole_zero(
+        analyses["trained"][0], init, fig_dir / "pole_zero_trained_0", label=label
+    )
+    files += plot_periods_vs_bands(analyses, fig_dir / "periods_vs_bands", label=label)
+    files += plot_layer_summary(analyses, fig_dir / "layer_summary", label=label)
+    log.info("E3 report: %s and %d figure files in %s", table, len(files), fig_dir)
+    return {"table": str(table), "figures": [str(p) for p in files]}
+
+
+def _reanalyse(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    from spektron.analysis.transfer_function import analyse_model
+    from spektron.models.spektron import Spektron
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for group, models in summary["groups"].items():
+        out[group] = []
+        for m in models:
+            path = Path(m["checkpoint"])
+            if not path.is_file():
+                raise DataError(f"E3 report: checkpoint {path} ({group}) no longer exists")
+            model = Spektron.from_checkpoint(path)
+            out[group].append(analyse_model(model, m["spacing_cm"], summary.get("n_freq", 512)))
+    return out
