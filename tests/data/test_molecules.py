@@ -353,6 +353,9 @@ def test_smiles_list_from_text():
         M.read_smiles_list("CCO,C1CC")
     with pytest.raises(MoleculeError, match="no SMILES"):
         M.read_smiles_list(" , ")
+    # A list longer than a file name may be (was: OSError "File name too long").
+    long_list = ",".join(["c1ccc2ccccc2c1"] * 40)
+    assert len(M.read_smiles_list(long_list)) == 40
 
 
 def test_smiles_list_from_file(tmp_path):

@@ -893,7 +893,11 @@ def read_smiles_list(arg: str | os.PathLike) -> list[MoleculeInput]:
     text = os.fspath(arg)
     path = Path(text)
     entries: list[tuple[str, str | None, str]] = []  # (smiles, name, where)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # e.g. a long SMILES list is not a valid file name ("name too long")
+        is_file = False
+    if is_file:
         try:
             lines = path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as e:
