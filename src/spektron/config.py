@@ -25,6 +25,17 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _check_normalization(value: str, name: str) -> None:
+    _check(value in ("max", "area", "l2"), f"{name} must be max|area|l2, got {value!r}")
+
+
+def _check_subset(values: tuple, allowed: tuple, name: str, non_empty: bool = False) -> None:
+    _check(
+        set(values) <= set(allowed) and (len(values) > 0 or not non_empty),
+        f"{name} must be a {'non-empty ' if non_empty else ''}subset of {allowed}, got {values}",
+    )
+
+
 @dataclass
 class GridConfig:
     """Uniform wavenumber grid of the model (cm⁻¹)."""
@@ -183,14 +194,8 @@ class E1Config:
             set(self.kinds) <= {"ir", "raman"} and len(self.kinds) > 0,
             f"e1.kinds must be a subset of ('ir', 'raman'), got {self.kinds}",
         )
-        _check(
-            self.normalization in ("max", "area", "l2"),
-            f"e1.normalization must be max|area|l2, got {self.normalization!r}",
-        )
-        _check(
-            set(self.baselines) <= set(E1_BASELINES),
-            f"e1.baselines must be a subset of {E1_BASELINES}, got {self.baselines}",
-        )
+        _check_normalization(self.normalization, "e1.normalization")
+        _check_subset(self.baselines, E1_BASELINES, "e1.baselines")
         _check(all(k >= 1 for k in self.pca_candidates), "e1.pca_candidates must be >= 1")
         _check(
             self.peak_tolerance_cm > 0 and self.peak_prominence > 0,
@@ -256,27 +261,15 @@ class E2Config:
         self.peak_tolerances_cm = tuple(self.peak_tolerances_cm)
         _check(len(self.backbones) > 0, "e2.backbones is empty")
         _check(len(set(self.backbones)) == len(self.backbones), "e2.backbones has duplicates")
-        _check(
-            len(self.directions) > 0 and set(self.directions) <= set(E2_DIRECTIONS),
-            f"e2.directions must be a non-empty subset of {E2_DIRECTIONS}, got {self.directions}",
-        )
-        _check(
-            len(self.inits) > 0 and set(self.inits) <= set(E2_INITS),
-            f"e2.inits must be a non-empty subset of {E2_INITS}, got {self.inits}",
-        )
+        _check_subset(self.directions, E2_DIRECTIONS, "e2.directions", non_empty=True)
+        _check_subset(self.inits, E2_INITS, "e2.inits", non_empty=True)
         _check(self.n_seeds >= 1, f"e2.n_seeds must be >= 1, got {self.n_seeds}")
         _check(
             len(self.lr_sweep) > 0 and all(lr > 0 for lr in self.lr_sweep),
             f"e2.lr_sweep must be a non-empty list of positive learning rates, got {self.lr_sweep}",
         )
-        _check(
-            self.normalization in ("max", "area", "l2"),
-            f"e2.normalization must be max|area|l2, got {self.normalization!r}",
-        )
-        _check(
-            set(self.baselines) <= set(E2_BASELINES),
-            f"e2.baselines must be a subset of {E2_BASELINES}, got {self.baselines}",
-        )
+        _check_normalization(self.normalization, "e2.normalization")
+        _check_subset(self.baselines, E2_BASELINES, "e2.baselines")
         _check(
             len(self.pls_candidates) > 0 and all(k >= 1 for k in self.pls_candidates),
             f"e2.pls_candidates must be positive integers, got {self.pls_candidates}",

@@ -319,22 +319,11 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     dist = spec.get("dist") or D.DistInfo(device=torch.device(spec["device"]))
     e1 = from_dict(E1Config, spec["e1"], "e1")
     metrics_path = run_dir / "metrics.json"
-    spec_path = run_dir / "run_spec.json"
-    key = spec["run_hash"]
-    if spec_path.is_file():
-        old = json.loads(spec_path.read_text()).get("run_hash")
-        if old != key:
-            raise ConfigError(
-                f"{run_dir} holds a run with different settings (hash {old} != {key}); "
-                "choose a new --out folder"
-            )
-        if metrics_path.is_file():
-            return json.loads(metrics_path.read_text())
+    done = claim_run_dir(run_dir, spec["run_hash"], _hashed(spec), _public_spec(spec), dist)
+    if done is not None:
+        return done
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(spec_path, {"run_hash": key, "spec": _public_spec(spec)})
     splits = load_splits(Path(spec["store"]), e1)
     wn = np.asarray(spec["wavenumber"])
     task = MaskedReconstruction(e1.msrp, wn)
@@ -406,9 +395,43 @@ def _public_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in ("dist", "example_idx", "wavenumber")}
 
 
-def _run_hash(spec: dict[str, Any]) -> str:
+def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
+    """What identifies an E1 run (a finished run is reused only when all of it is unchanged)."""
     keys = ("backbone", "lr", "seed", "model", "e1", "dataset")
-    return config_hash({k: spec[k] for k in keys}, n=16)
+    return json.loads(json.dumps({k: spec[k] for k in keys}))
+
+
+def _run_hash(spec: dict[str, Any]) -> str:
+    return config_hash(_hashed(spec), n=16)
+
+
+def claim_run_dir(
+    run_dir: Path, key: str, hashed: dict[str, Any], public: dict[str, Any], dist: D.DistInfo
+) -> dict[str, Any] | None:
+    """Reuse or claim a run folder: the finished run's ``metrics.json`` when the folder holds
+    this run (same ``key``) and it finished; None when it is to be (re)started, after writing
+    ``run_spec.json`` (rank 0). A folder holding another run is refused, naming what changed.
+    """
+    spec_path, metrics_path = run_dir / "run_spec.json", run_dir / "metrics.json"
+    if spec_path.is_file():
+        stored = json.loads(spec_path.read_text())
+        if stored.get("run_hash") != key:
+            was = stored.get("hashed")
+            changed = (
+                sorted(k for k in hashed if was.get(k) != hashed[k])
+                if isinstance(was, dict)
+                else "not recorded by the version that wrote it"
+            )
+            raise ConfigError(
+                f"{run_dir} holds a run with different settings (changed: {changed}); "
+                "choose a new --out folder"
+            )
+        if metrics_path.is_file():
+            return json.loads(metrics_path.read_text())
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(spec_path, {"run_hash": key, "hashed": hashed, "spec": public})
+    return None
 
 
 # ----------------------------------------------------------------------------- orchestration

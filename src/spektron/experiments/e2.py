@@ -58,6 +58,7 @@ from spektron.experiments.e1 import (
     _run_specs,
     _threads_for,
     arm_flops,
+    claim_run_dir,
     device_description,
     file_sha256,
     git_commit,
@@ -390,26 +391,12 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = from_dict(RunConfig, spec["config"], "config")
     e2 = cfg.e2
     metrics_path = run_dir / "metrics.json"
-    spec_path = run_dir / "run_spec.json"
-    key = spec["run_hash"]
-    if spec_path.is_file():
-        stored = json.loads(spec_path.read_text())
-        if stored.get("run_hash") != key:
-            was = stored.get("hashed", {})
-            now = _hashed(spec)
-            changed = sorted(k for k in now if was.get(k) != now[k])
-            raise ConfigError(
-                f"{run_dir} holds a run with different settings (changed: {changed}); "
-                "choose a new --out folder"
-            )
-        if metrics_path.is_file():
-            return json.loads(metrics_path.read_text())
+    public = {k: v for k, v in spec.items() if k not in ("dist", "wavenumber", "rows")}
+    done = claim_run_dir(run_dir, spec["run_hash"], _hashed(spec), public, dist)
+    if done is not None:
+        return done
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        public = {k: v for k, v in spec.items() if k not in ("dist", "wavenumber", "rows")}
-        write_json_atomic(spec_path, {"run_hash": key, "hashed": _hashed(spec), "spec": public})
     wn = np.asarray(spec["wavenumber"])
     store = Path(spec["store"])
     rows = {k: np.asarray(v, dtype=np.int64) for k, v in spec["rows"].items()}

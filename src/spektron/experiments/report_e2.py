@@ -269,9 +269,10 @@ def plot_examples(examples: dict[str, Any], summary: dict[str, Any], fig_dir: Pa
             ax.plot(wn, truth, color="k", lw=1.0, label=f"true {d['target']}")
             model_pred = np.asarray(ex["pred"][d["arm"]])
             ax.plot(wn, model_pred, color="C3", lw=1.0, label=d["arm"])
-            for j, (name, p) in enumerate(ex["pred"].items()):
-                if name != d["arm"]:
-                    ax.plot(wn, np.asarray(p), lw=0.7, alpha=0.7, color=f"C{j}", label=name)
+            others = [(n, p) for n, p in ex["pred"].items() if n != d["arm"]]
+            colours = ("C0", "C1", "C2", "C4", "C5", "C6")  # C3 is the model's
+            for (name, p), colour in zip(others, colours, strict=False):
+                ax.plot(wn, np.asarray(p), lw=0.7, alpha=0.6, color=colour, label=name)
             tp = pick_peaks(truth, wn, prom)
             pp = pick_peaks(model_pred, wn, prom)
             mi, mj = match_peaks(wn[pp], wn[tp], 10.0)
