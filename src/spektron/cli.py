@@ -340,8 +340,10 @@ def _print_e2(res: dict) -> None:
         arms = [m for m in res["models"].values() if m["direction"] == dname]
         for m in sorted(arms, key=lambda m: -m["test"][key]["mean"]):
             t, sk = m["test"][key], m["skill"].get("identity", {})
-            retr = {True: "beats retrieval", False: "does not beat retrieval"}.get(
-                m.get("beats_retrieval"), ""
+            retr = ", ".join(
+                f"{'beats' if m[flag] else 'does not beat'} {what}"
+                for flag, what in (("beats_retrieval", "retrieval"), ("beats_pls", "PLS2"))
+                if flag in m
             )
             print(
                 f"    {m['backbone']:12s} {m['init']:10s} {t['mean']:.4f} ± {t['std']:.2g}  "

@@ -84,7 +84,7 @@ def test_e2_summary_covers_every_arm_and_baseline(e2_run):
     for m in summary["models"].values():
         assert np.isfinite(m["test"][PRIMARY_METRIC]["mean"])
         assert set(m["skill"]) == {"identity", "mean", "nearest_neighbour", "pls"}
-        assert isinstance(m["beats_retrieval"], bool)
+        assert isinstance(m["beats_retrieval"], bool) and isinstance(m["beats_pls"], bool)
         assert "leak" in m["symmetric"]["all"]
     for dname in ("ir_to_raman", "raman_to_ir"):
         assert set(summary["baselines"][dname]) == {"identity", "mean", "pls", "nearest_neighbour"}

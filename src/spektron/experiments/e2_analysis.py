@@ -146,11 +146,13 @@ def aggregate(
             for ref in ("identity", "mean", "nearest_neighbour", "pls")
             if ref in bp
         }
-        if "nearest_neighbour" in bp:
-            r = paired_bootstrap(
-                per_mol[key][PRIMARY_METRIC], bp["nearest_neighbour"][PRIMARY_METRIC], n_boot=nb
-            )
-            entry["beats_retrieval"] = bool(r["lo"] > 0)
+        # "Beats" a baseline: the paired bootstrap CI of (model − baseline) lies above 0.
+        for bname, flag in (("nearest_neighbour", "beats_retrieval"), ("pls", "beats_pls")):
+            if bname in bp:
+                r = paired_bootstrap(
+                    per_mol[key][PRIMARY_METRIC], bp[bname][PRIMARY_METRIC], n_boot=nb
+                )
+                entry[flag] = bool(r["lo"] > 0)
         if runs[0].get("symmetric"):
             entry["symmetric"] = {
                 part: {
