@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -113,3 +114,12 @@ def test_run_all_smoke_end_to_end(tmp_path):
     assert "E1 will run" in proc.stdout and "quality gate" in proc.stdout
     assert (out / "data" / "data_summary.json").is_file()
     assert (out / "e1" / "summary.json").is_file() and (out / "e1" / "table.md").is_file()
+    # E2 on the same run's E1 checkpoints, with the simulated centrosymmetric set outside QM9.
+    assert "E2 will run" in proc.stdout and "beat retrieval" in proc.stdout
+    e2 = json.loads((out / "e2" / "summary.json").read_text())
+    assert e2["dataset"]["n_symmetric"]["external"] > 0
+    assert any(m["init"] == "pretrained" for m in e2["models"].values())
+    # E3 on the same run's E1 D-LinOSS models and one shuffled-order control (smoke).
+    assert "E3 will run" in proc.stdout and "models per group" in proc.stdout
+    e3 = json.loads((out / "e3" / "summary.json").read_text())
+    assert e3["n_models"] == {"trained": 1, "init": 1, "shuffled": 1}
