@@ -76,7 +76,7 @@ def train_shuffled(spec: dict[str, Any]) -> dict[str, Any]:
     if done.is_file():
         res = json.loads(done.read_text())
         if res.get("run_hash") == spec["run_hash"]:
-            return res
+            return {**res, "checkpoint": str(run_dir / BEST_NAME)}  # the folder may have moved
         raise ConfigError(
             f"{run_dir} holds a shuffled-order run with different settings; choose a new --out"
         )
