@@ -59,6 +59,8 @@ def test_e3_groups_statistics_and_honest_notes(e3_run):
     for models in summary["groups"].values():
         for m in models:
             assert (root / "e3" / m["oscillators_csv"]).is_file()
+            js = json.loads((root / "e3" / m["oscillators_csv"]).with_suffix(".json").read_text())
+            assert js["layers"] and "theta" in js["layers"][0]["directions"]["forward"]
             assert set(m["medians"]) >= {"f_res", "zeta", "coupling_norm"}
             # 256-point grid, stride 8: Δν̃ = 8 · 3500 / 255.
             assert m["spacing_cm"] == pytest.approx(8 * 3500 / 255)

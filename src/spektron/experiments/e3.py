@@ -18,8 +18,9 @@ and figures but cannot support conclusions, and says so.
 ``spektron e3 --checkpoint CKPT ...`` analyses given checkpoints instead (their ``init.pt``
 siblings, where present, are the untrained control; no shuffled training).
 
-Layout under ``out``: ``shuffled/seed<k>/`` (training runs), ``models/<group>_<i>.csv``
-(per-oscillator tables), ``coupling_<group>_0.npz``, ``summary.json``, ``table.md``,
+Layout under ``out``: ``shuffled/seed<k>/`` (training runs), ``models/<group>_<i>.csv`` and
+``.json`` (per-oscillator tables; the JSON holds the whole analysis without the responses),
+``coupling_<group>_0.npz``, ``summary.json``, ``table.md``,
 ``figures/``. The data the models were trained on are SIMULATED.
 """
 
@@ -181,7 +182,7 @@ def run_e3(
 ) -> dict[str, Any]:
     """Run E3 end to end; see the module docstring. Returns the summary dict."""
     from spektron.analysis.e3_stats import compare_groups, model_features
-    from spektron.analysis.transfer_function import analyse_model, sample_spacing_cm
+    from spektron.analysis.transfer_function import analyse_model, sample_spacing_cm, to_json
     from spektron.models.spektron import Spektron, read_checkpoint
 
     t0 = time.perf_counter()
@@ -227,6 +228,8 @@ def run_e3(
             analyses[group].append(ana)
             csv_path = out / "models" / f"{group}_{i}.csv"
             _write_oscillator_csv(csv_path, ana)
+            # The whole analysis without the (P, F) responses (rebuilt from the coefficients).
+            write_json_atomic(out / "models" / f"{group}_{i}.json", to_json(ana))
             if i == 0:
                 _write_coupling(out / f"coupling_{group}_0.npz", model)
             models[group].append(
