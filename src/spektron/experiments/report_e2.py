@@ -279,7 +279,7 @@ def plot_examples(examples: dict[str, Any], summary: dict[str, Any], fig_dir: Pa
             pp = pick_peaks(model_pred, wn, prom)
             mi, mj = match_peaks(wn[pp], wn[tp], 10.0)
             for a, b in zip(mi, mj, strict=True):
-                ax.plot([wn[pp[a]]] * 2, [model_pred[pp[a]], truth[tp[b]]], color="C2", lw=0.8)
+                ax.plot([wn[pp[a]]] * 2, [model_pred[pp[a]], truth[tp[b]]], color="m", lw=0.8)
             ax.plot(wn[tp], truth[tp], "kv", ms=3)
             ax.plot(wn[pp], model_pred[pp], "^", color="C3", ms=3)
             ax.set_title(
