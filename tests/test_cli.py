@@ -123,3 +123,10 @@ def test_run_all_smoke_end_to_end(tmp_path):
     assert "E3 will run" in proc.stdout and "models per group" in proc.stdout
     e3 = json.loads((out / "e3" / "summary.json").read_text())
     assert e3["n_models"] == {"trained": 1, "init": 1, "shuffled": 1}
+    # E4 on the real corn data, deep arms from the same run's E1 checkpoints.
+    assert "E4 will run" in proc.stdout and "corn_m5_mp5" in proc.stdout
+    e4 = json.loads((out / "e4" / "summary.json").read_text())
+    arms = e4["pairs"]["corn_m5_mp5"]["deep"]["arms"]
+    assert {a["head"] for a in arms} == {"probe", "finetune"}
+    assert any(a["init"] == "pretrained" for a in arms)
+    assert (out / "e4" / "table.md").is_file()

@@ -166,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=None, help="parallel training processes on CPU (0 = cores)"
     )
 
+    e4 = sub.add_parser("e4", help="E4: calibration transfer on the real corn / tablet NIR data")
+    _add_experiment_args(e4)
+    e4.add_argument("--jobs", type=int, default=None, help="parallel processes on CPU (0 = cores)")
+    e4.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="E1 results folder (or a `spektron pretrain` folder) whose checkpoints start the "
+        "pretrained deep arms (default: OUT/../e1 when it exists)",
+    )
+
     pt = sub.add_parser("pretrain", help="train one backbone on MSRP (checkpoint for E2-E4)")
     _add_experiment_args(pt)
     pt.add_argument("--backbone", default="dlinoss", help="registered backbone (default dlinoss)")
@@ -405,6 +416,46 @@ def _cmd_e3(a: argparse.Namespace) -> int:
     return 0
 
 
+def _print_e4(res: dict) -> None:
+    print(f"\nE4 ({res['data_label']}), preset {res['preset']}: test RMSEP")
+    for key, pair in res["pairs"].items():
+        c = pair["classical"]
+        ds = c["dataset"]
+        print(f"  {key} (y = {ds['property']}, {ds['unit']}; n_test {ds['n_test']}):")
+        for name, m in c["methods"].items():
+            r = m["metrics"]["rmsep"]
+            print(
+                f"    {name:22s} {r['value']:.4g} [{r['lo']:.3g}, {r['hi']:.3g}]  "
+                f"PLS comp. {m['pls_components']}"
+            )
+        for arm in (pair.get("deep") or {}).get("arms", []):
+            cells = "  ".join(
+                f"{v} {e['rmsep_mean']:.4g}±{e['rmsep_sd']:.2g}" for v, e in arm["variants"].items()
+            )
+            print(
+                f"    {arm['head']:8s} {arm['backbone']:11s} {arm['init']:10s} "
+                f"{arm['input_mode']:10s} {cells}"
+            )
+    print(f"E4 wall time {res['runtime_s'] / 60:.1f} min; table: {res['report']['table']}")
+
+
+def _cmd_e4(a: argparse.Namespace) -> int:
+    from spektron.experiments.e4 import run_e4
+
+    extra = [] if a.jobs is None else [f"e4.jobs={a.jobs}"]
+    pretrained = a.pretrained
+    if pretrained is None and (a.out.parent / "e1" / "summary.json").is_file():
+        pretrained = a.out.parent / "e1"
+    if pretrained is not None:
+        extra.append(f"e4.pretrained_from={json.dumps(str(pretrained))}")
+    cfg = _experiment_config(a, extra)
+    print(f"spektron e4: preset {cfg.preset}, out {a.out}, pretrained from {pretrained}")
+    res = run_e4(cfg, a.out, progress=not a.quiet, announce=_announce("E4"))
+    if res:
+        _print_e4(res)
+    return 0
+
+
 def _cmd_pretrain(a: argparse.Namespace) -> int:
     from spektron.experiments.pretrain import run_pretrain
 
@@ -458,6 +509,8 @@ def _cmd_run_all(a: argparse.Namespace) -> int:
         _print_e2(res["e2"])
     if res.get("e3"):
         _print_e3(res["e3"])
+    if res.get("e4"):
+        _print_e4(res["e4"])
     return 0
 
 
@@ -529,6 +582,7 @@ COMMANDS = {
     ("e1", None): _cmd_e1,
     ("e2", None): _cmd_e2,
     ("e3", None): _cmd_e3,
+    ("e4", None): _cmd_e4,
     ("predict", None): cmd_predict,
     ("pretrain", None): _cmd_pretrain,
     ("report", None): _cmd_report,

@@ -328,6 +328,127 @@ class E3Config:
         _check(self.jobs >= 0, f"e3.jobs must be >= 0, got {self.jobs}")
 
 
+E4_PAIRS = ("corn:m5:mp5", "corn:m5:mp6", "tablet:1:2")
+E4_HEADS = ("probe", "finetune")
+E4_INPUT_MODES = ("wavenumber", "index")
+E4_NORMALIZATIONS = ("center", "minmax", "snv")
+
+
+def _e4_train() -> TrainConfig:
+    # Fixed a priori (no validation split: corn has 30 calibration samples); see E4Config.
+    return TrainConfig(
+        steps=400,
+        batch_size=16,
+        warmup_steps=20,
+        lr=1e-3,
+        eval_every=400,
+        checkpoint_every=100,
+        log_every=20,
+    )
+
+
+def _e4_standards_train() -> TrainConfig:
+    return TrainConfig(
+        steps=100,
+        batch_size=16,
+        warmup_steps=10,
+        lr=3e-4,
+        eval_every=100,
+        checkpoint_every=100,
+        log_every=20,
+    )
+
+
+@dataclass
+class E4Config:
+    """E4: calibration transfer on the real NIR data (corn, tablets).
+
+    Classical part: :mod:`spektron.experiments.e4_classical` on every pair of ``pairs``
+    ("dataset:master:slave"), learning curve over ``n_standards`` (Kennard–Stone and
+    ``n_random_subsets`` random subsets per size).
+
+    Deep part (issue 7): backbones of E1's shape (``e1.d_model``, ``e1.stride``, ``e1.budget``),
+    from scratch or from E1 / ``pretrain`` checkpoints (``pretrained_from``; run-all sets it to
+    its own E1 folder), with two heads: ``probe`` (frozen backbone, ridge regression on the
+    mean-pooled features, α by leave-one-out on the calibration set) for every backbone of
+    ``backbones`` and mode of ``input_modes``, and ``finetune`` (whole model trained with the
+    regression head, recipe ``train``; then ``standards_train`` on the slave transfer standards)
+    for ``finetune_backbones`` × ``finetune_input_modes``. Input modes: ``wavenumber`` (the NIR
+    channels at their own wavenumbers, outside the 500–4000 cm⁻¹ pretraining range) and
+    ``index`` (the spectrum resampled along its channel index onto the pretraining grid and
+    given that grid's wavenumbers). ``normalization``: ``center`` (minus the master
+    calibration mean spectrum, over one global scale), ``minmax`` or ``snv`` per spectrum.
+    """
+
+    pairs: tuple[str, ...] = E4_PAIRS
+    n_standards: tuple[int, ...] = (5, 10, 20, 30)
+    n_random_subsets: int = 10
+    max_components: int = 20
+    n_bootstrap: int = 2000
+    backbones: tuple[str, ...] = E1_BACKBONES
+    finetune_backbones: tuple[str, ...] = E1_BACKBONES
+    inits: tuple[str, ...] = E2_INITS
+    input_modes: tuple[str, ...] = E4_INPUT_MODES
+    finetune_input_modes: tuple[str, ...] = E4_INPUT_MODES
+    normalization: str = "center"
+    n_seeds: int = 3
+    pretrained_from: str | None = None
+    probe_alphas: tuple[float, ...] = tuple(10.0**k for k in range(-3, 6))
+    train: TrainConfig = field(default_factory=_e4_train)
+    standards_train: TrainConfig = field(default_factory=_e4_standards_train)
+    jobs: int = 0  # parallel processes (CPU); 0 = one per core; 1 on CUDA
+
+    def __post_init__(self) -> None:
+        for name in (
+            "pairs",
+            "n_standards",
+            "backbones",
+            "finetune_backbones",
+            "inits",
+            "input_modes",
+            "finetune_input_modes",
+            "probe_alphas",
+        ):
+            setattr(self, name, tuple(getattr(self, name)))
+        _check(len(self.pairs) > 0, "e4.pairs is empty")
+        for p in self.pairs:
+            parts = str(p).split(":")
+            _check(
+                len(parts) == 3 and parts[0] in ("corn", "tablet") and parts[1] != parts[2],
+                f"e4.pairs entries must be 'dataset:master:slave' with dataset corn|tablet and "
+                f"two different instruments, got {p!r}",
+            )
+        _check(
+            all(int(n) >= 2 for n in self.n_standards),
+            f"e4.n_standards must be >= 2 each, got {self.n_standards}",
+        )
+        _check(self.n_random_subsets >= 0, "e4.n_random_subsets must be >= 0")
+        _check(self.max_components >= 1, "e4.max_components must be >= 1")
+        _check(self.n_bootstrap >= 100, f"e4.n_bootstrap must be >= 100, got {self.n_bootstrap}")
+        for name in ("backbones", "finetune_backbones"):
+            _check_subset(getattr(self, name), E1_BACKBONES, f"e4.{name}")
+        _check_subset(self.inits, E2_INITS, "e4.inits", non_empty=True)
+        _check_subset(self.input_modes, E4_INPUT_MODES, "e4.input_modes")
+        _check_subset(self.finetune_input_modes, E4_INPUT_MODES, "e4.finetune_input_modes")
+        _check(
+            self.normalization in E4_NORMALIZATIONS,
+            f"e4.normalization must be one of {E4_NORMALIZATIONS}, got {self.normalization!r}",
+        )
+        _check(self.n_seeds >= 1, f"e4.n_seeds must be >= 1, got {self.n_seeds}")
+        _check(
+            len(self.probe_alphas) > 0 and all(a > 0 for a in self.probe_alphas),
+            f"e4.probe_alphas must be positive, got {self.probe_alphas}",
+        )
+        _check(self.jobs >= 0, f"e4.jobs must be >= 0, got {self.jobs}")
+
+    @property
+    def has_deep(self) -> bool:
+        return bool(
+            (self.backbones and self.input_modes)
+            or (self.finetune_backbones and self.finetune_input_modes)
+        )
+
+
 @dataclass
 class RunConfig:
     """Top-level config of ``spektron run-all`` (grows as experiments land)."""
@@ -341,6 +462,7 @@ class RunConfig:
     e1: E1Config = field(default_factory=E1Config)
     e2: E2Config = field(default_factory=E2Config)
     e3: E3Config = field(default_factory=E3Config)
+    e4: E4Config = field(default_factory=E4Config)
 
     def __post_init__(self) -> None:
         _check(
@@ -377,6 +499,19 @@ PRESETS: dict[str, dict[str, Any]] = {
             },
         },
         "e3": {"n_shuffled": 1, "n_freq": 64, "n_bootstrap": 200},
+        "e4": {
+            "pairs": ["corn:m5:mp5"],
+            "n_standards": [5],
+            "n_random_subsets": 1,
+            "max_components": 5,
+            "n_bootstrap": 200,
+            "backbones": ["dlinoss", "cnn"],
+            "finetune_backbones": ["dlinoss"],
+            "finetune_input_modes": ["wavenumber"],
+            "n_seeds": 1,
+            "train": {"steps": 3, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 3},
+            "standards_train": {"steps": 2, "batch_size": 4, "warmup_steps": 1},
+        },
         "e2": {
             "n_seeds": 1,
             "lr_sweep": [1e-3],
@@ -429,6 +564,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "checkpoint_every": 50,
                 "log_every": 20,
             },
+        },
+        "e4": {
+            # Probes (cheap) for every backbone, init and input mode; the costly fine-tuned arms
+            # for D-LinOSS and the CNN in the wavenumber mode; 5 random subsets per curve size.
+            "n_random_subsets": 5,
+            "finetune_backbones": ["dlinoss", "cnn"],
+            "finetune_input_modes": ["wavenumber"],
         },
     },
     "paper": {"data": {"n_molecules": None}},

@@ -512,18 +512,26 @@ def _load_symmetric_for_run(sym: dict[str, Any], normalization: str) -> dict[str
 
 
 def resolve_pretrained(e2: E2Config, backbones: tuple[str, ...]) -> dict[str, list[str]]:
-    """Checkpoint paths per backbone (one per seed of the source) from ``e2.pretrained_from``:
-    an E1 folder (``summary.json``: each backbone's runs at its chosen LR) or a ``pretrain``
-    folder (``pretrain.json``: one backbone, one checkpoint)."""
+    """Checkpoint paths per backbone for E2's pretrained arms (see :func:`find_checkpoints`)."""
     if "pretrained" not in e2.inits:
         return {}
-    if not e2.pretrained_from:
+    return find_checkpoints(e2.pretrained_from, backbones, "e2")
+
+
+def find_checkpoints(
+    root: str | os.PathLike | None, backbones: tuple[str, ...], section: str
+) -> dict[str, list[str]]:
+    """Checkpoint paths per backbone (one per seed of the source) from an E1 folder
+    (``summary.json``: each backbone's runs at its chosen LR) or a ``pretrain`` folder
+    (``pretrain.json``: one backbone, one checkpoint); ``section`` names the config section
+    (``e2``, ``e4``) in the errors."""
+    if not root:
         raise ConfigError(
-            "e2.inits includes 'pretrained' but e2.pretrained_from is not set: run E1 (spektron "
-            "e1 / run-all) or `spektron pretrain` first and pass its folder with --pretrained, "
-            "or use --set e2.inits='[\"scratch\"]'"
+            f"{section}.inits includes 'pretrained' but {section}.pretrained_from is not set: "
+            f"run E1 (spektron e1 / run-all) or `spektron pretrain` first and pass its folder "
+            f"with --pretrained, or use --set {section}.inits='[\"scratch\"]'"
         )
-    root = Path(e2.pretrained_from)
+    root = Path(root)
     found: dict[str, list[str]] = {}
     if (root / "summary.json").is_file():
         summ = json.loads((root / "summary.json").read_text())
@@ -533,11 +541,13 @@ def resolve_pretrained(e2: E2Config, backbones: tuple[str, ...]) -> dict[str, li
         p = json.loads((root / "pretrain.json").read_text())
         found[p["backbone"]] = [p["checkpoint"]]
     else:
-        raise ConfigError(f"e2.pretrained_from = {root}: no E1 summary.json or pretrain.json there")
+        raise ConfigError(
+            f"{section}.pretrained_from = {root}: no E1 summary.json or pretrain.json there"
+        )
     missing = [b for b in backbones if not found.get(b)]
     if missing:
         raise ConfigError(
-            f"e2.pretrained_from = {root} has no checkpoint for backbone(s) {missing}"
+            f"{section}.pretrained_from = {root} has no checkpoint for backbone(s) {missing}"
         )
     for b in backbones:
         for p in found[b]:

@@ -581,10 +581,17 @@ def _build_e3_report(e3_dir: Path) -> dict[str, Any]:
     return build_e3_report(e3_dir)
 
 
+def _build_e4_report(e4_dir: Path) -> dict[str, Any]:
+    from spektron.experiments.report_e4 import build_e4_report  # imports this module
+
+    return build_e4_report(e4_dir)
+
+
 REPORT_BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "e1": build_e1_report,
     "e2": _build_e2_report,
     "e3": _build_e3_report,
+    "e4": _build_e4_report,
 }
 
 

@@ -1,7 +1,7 @@
 """``spektron run-all``: the study's main job. Today: the data stage, E1, E2 (which starts
-its pretrained arms from this run's E1 checkpoints) and E3 (which analyses this run's E1
-D-LinOSS models); E4 joins when it lands. Each stage writes into its own folder under
-``out``."""
+its pretrained arms from this run's E1 checkpoints), E3 (which analyses this run's E1
+D-LinOSS models) and E4 (calibration transfer on the real NIR data; its pretrained deep arms
+start from this run's E1 checkpoints). Each stage writes into its own folder under ``out``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from spektron.experiments.data_overview import run_data_overview
 
 log = logging.getLogger(__name__)
 
-STAGES = ("data", "e1", "e2", "e3")
+STAGES = ("data", "e1", "e2", "e3", "e4")
 
 
 def run_all(
@@ -25,6 +25,7 @@ def run_all(
     from spektron.experiments.e1 import run_e1
     from spektron.experiments.e2 import run_e2
     from spektron.experiments.e3 import run_e3
+    from spektron.experiments.e4 import run_e4
 
     results: dict[str, Any] = {}
     results["data"] = run_data_overview(cfg, out / "data", progress=progress)
@@ -38,4 +39,15 @@ def run_all(
         results["e3"] = run_e3(cfg, out / "e3", progress=progress, announce=announce)
     else:
         log.warning("E3 skipped: e1.backbones has no dlinoss arm to analyse")
+    if cfg.e4.pretrained_from is None:
+        # Deep arms need this run's E1 checkpoints: only backbones that E1 trained.
+        keep = {
+            name: tuple(b for b in getattr(cfg.e4, name) if b in cfg.e1.backbones)
+            for name in ("backbones", "finetune_backbones")
+        }
+        for name, kept in keep.items():
+            if kept != getattr(cfg.e4, name):
+                log.warning("E4 %s limited to E1's backbones: %s", name, list(kept))
+        cfg = replace(cfg, e4=replace(cfg.e4, pretrained_from=str(out / "e1"), **keep))
+    results["e4"] = run_e4(cfg, out / "e4", progress=progress, announce=announce)
     return results

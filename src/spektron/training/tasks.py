@@ -129,3 +129,40 @@ class CrossSpectralPrediction:
     def sums(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pred = self.forward(model, batch).float()  # (B, L)
         return ((pred - batch["y"]) ** 2).sum().reshape(1)
+
+
+class ScalarRegression:
+    """Regression of scalar properties from whole spectra (E4: NIR calibration), over
+    :class:`~spektron.training.data.ArrayData` of ``x`` (N, L) inputs and ``y`` (N, T) targets
+    (standardised by the caller).
+
+    The model sees the whole spectrum (no mask); the loss is the squared error summed over
+    samples and targets, normalised by their number B·T. Nothing is random.
+    """
+
+    terms = ("mse",)
+
+    def __init__(self, wavenumber: np.ndarray) -> None:
+        self.wavenumber = torch.as_tensor(np.asarray(wavenumber, dtype=np.float32))  # (L,)
+
+    def sample_seeds(
+        self, items: dict[str, torch.Tensor], train: bool, seed: int, epoch: int, index: np.ndarray
+    ) -> np.ndarray:
+        return np.zeros(len(index), dtype=np.int64)  # nothing to draw
+
+    def prepare(
+        self, items: dict[str, torch.Tensor], seeds: np.ndarray, train: bool
+    ) -> dict[str, torch.Tensor]:
+        return {"x": items["x"].float(), "y": items["y"].float()}  # (B, L), (B, T)
+
+    def counts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.tensor([float(batch["y"].numel())], dtype=torch.float64)
+
+    def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Predicted targets (B, T)."""
+        wn = self.wavenumber.to(batch["x"].device)
+        return model(batch["x"], wn, None)["pred"]  # (B, T)
+
+    def sums(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        pred = self.forward(model, batch).float()  # (B, T)
+        return ((pred - batch["y"]) ** 2).sum().reshape(1)
