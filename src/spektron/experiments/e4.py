@@ -44,7 +44,7 @@ from spektron.experiments.e4_deep import (
     pair_key,
     run_finetune,
     run_hash,
-    run_probe,
+    run_probe_group,
 )
 from spektron.training import distributed as D
 from spektron.utils import write_json_atomic
@@ -242,7 +242,16 @@ def run_e4(
                                 specs_ft.append(spec)
                             else:
                                 specs_probe.append(spec)
-    probe_res = _run_specs(specs_probe, jobs, dist, progress, "E4 probes", fn=run_probe)
+    # Probes grouped by (pair, backbone): one process each (a probe costs less than a start).
+    groups: dict[str, dict[str, Any]] = {}
+    for spec in specs_probe:
+        key = f"{spec['pair']}/{spec['backbone']}"
+        g = groups.setdefault(key, {"backbone": spec["backbone"], "run_dir": key, "specs": []})
+        g["specs"].append(spec)
+    probe_groups = _run_specs(
+        list(groups.values()), jobs, dist, progress, "E4 probes", fn=run_probe_group
+    )
+    probe_res = {r["run_dir"]: r for g in probe_groups.values() for r in g["results"]}
     ft_res = _run_specs(specs_ft, jobs, dist, progress, "E4 fine-tuning", fn=run_finetune)
     t_deep = time.perf_counter() - t0
     results = list(probe_res.values()) + list(ft_res.values())

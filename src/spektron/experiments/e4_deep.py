@@ -249,13 +249,26 @@ def _prepared(spec: dict[str, Any]) -> tuple[NIRTransferDataset, NIRInputs, dict
     return data, inputs, {k: inputs.transform(v) for k, v in raw.items()}
 
 
-def run_probe(spec: dict[str, Any]) -> dict[str, Any]:
+def run_probe_group(group: dict[str, Any]) -> dict[str, Any]:
+    """Several probe arms of one pair in one process (``group["specs"]``): a probe costs less
+    than starting a process, and arms of one input mode share their prepared inputs."""
+    prepared: dict[str, Any] = {}
+    results = []
+    for spec in group["specs"]:
+        key = spec["input_mode"]
+        if key not in prepared:
+            prepared[key] = _prepared(spec)
+        results.append(run_probe(spec, prepared[key]))
+    return {"results": results}
+
+
+def run_probe(spec: dict[str, Any], prepared: Any = None) -> dict[str, Any]:
     """One probe arm: frozen backbone, ridge on pooled features; all variants."""
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     t0 = time.perf_counter()
     cfg = from_dict(RunConfig, spec["config"], "config")
-    data, inputs, X = _prepared(spec)
+    data, inputs, X = prepared or _prepared(spec)
     device = torch.device(spec["device"])
     model, info = build_model(spec)
     model.to(device)
@@ -288,7 +301,16 @@ def run_probe(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _public(spec: dict[str, Any]) -> dict[str, Any]:
-    keys = ("pair", "head", "backbone", "init", "input_mode", "seed", "pretrained_checkpoint")
+    keys = (
+        "pair",
+        "head",
+        "backbone",
+        "init",
+        "input_mode",
+        "seed",
+        "pretrained_checkpoint",
+        "run_dir",
+    )
     return {k: spec.get(k) for k in keys}
 
 
