@@ -111,3 +111,42 @@ def test_bad_requests_are_refused(corn):
         run_classical_transfer(corn, "oil", n_standards=(31,), config=FAST)
     with pytest.raises(ConfigError):
         ClassicalTransferConfig(compare_to=("nonsense",))
+
+
+def test_settings_on_grid_edges_are_flagged():
+    from spektron.experiments.e4_classical import (
+        ClassicalTransferConfig,
+        FittedMethod,
+        settings_at_grid_edge,
+    )
+
+    cfg = ClassicalTransferConfig()
+
+    def fitted(selection, hyper=None):
+        return FittedMethod(
+            lambda X: X, lambda X: X, 3, selection=selection, hyperparameters=hyper or {}
+        )
+
+    cands = [{"half_width": h, "n_components": k} for h in (1, 2, 3) for k in (1, 2)]
+    pds = fitted(
+        {"transfer_cv": {"best": {"half_width": 2, "n_components": 2}, "candidates": cands}}
+    )
+    assert settings_at_grid_edge(pds, cfg) == ["n_components=2 (grid max)"]
+    low = fitted(
+        {"transfer_cv": {"best": {"half_width": 1, "n_components": 1}, "candidates": cands}}
+    )
+    assert settings_at_grid_edge(low, cfg) == [
+        "half_width=1 (grid min)",
+        "n_components=1 (grid min)",
+    ]
+    dipls = fitted(
+        {
+            "lambda_factor": 10.0,
+            "factors": [0.0, 1.0, 10.0, 100.0],
+            "n_components": 4,
+            "components": [1, 2, 3, 4, 5],
+        }
+    )
+    assert settings_at_grid_edge(dipls, cfg) == []
+    sg = fitted({}, {"window_length": cfg.sg_windows[-1], "polyorder": 2})
+    assert settings_at_grid_edge(sg, cfg) == [f"window_length={cfg.sg_windows[-1]} (grid max)"]

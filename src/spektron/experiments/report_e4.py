@@ -367,6 +367,17 @@ def _classical_lines(classical: dict[str, Any]) -> list[str]:
     chosen = [c for c in chosen if not c.endswith(": ")]
     if chosen:
         lines += ["", "Chosen settings: " + "; ".join(chosen) + "."]
+    edges = [
+        f"{n}: {', '.join(methods[n]['settings_at_grid_edge'])}"
+        for n in _method_order(methods)
+        if isinstance(methods[n], dict) and methods[n].get("settings_at_grid_edge")
+    ]
+    if edges:
+        lines.append(
+            "Settings on an edge of their CV grid (a wider grid might have chosen otherwise): "
+            + "; ".join(edges)
+            + "."
+        )
     return lines
 
 
