@@ -245,10 +245,11 @@ def run_e4(
                                 specs_ft.append(spec)
                             else:
                                 specs_probe.append(spec)
-    # Probes grouped by (pair, backbone): one process each (a probe costs less than a start).
+    # Probes grouped by (pair, backbone, input mode): one process each (a probe costs less
+    # than a process start; arms of one mode share their prepared inputs).
     groups: dict[str, dict[str, Any]] = {}
     for spec in specs_probe:
-        key = f"{spec['pair']}/{spec['backbone']}"
+        key = f"{spec['pair']}/{spec['backbone']}/{spec['input_mode']}"
         g = groups.setdefault(key, {"backbone": spec["backbone"], "run_dir": key, "specs": []})
         g["specs"].append(spec)
     probe_groups = _run_specs(
