@@ -365,15 +365,22 @@ def _print_e2(res: dict) -> None:
     print(f"E2 wall time {res['wall_time_s'] / 60:.1f} min; table: {res['report']['table']}")
 
 
-def _cmd_e2(a: argparse.Namespace) -> int:
-    from spektron.experiments.e2 import run_e2
-
-    extra = [] if a.jobs is None else [f"e2.jobs={a.jobs}"]
+def _pretrained_overrides(a: argparse.Namespace, section: str) -> tuple[Path | None, list[str]]:
+    """``--jobs`` and ``--pretrained`` (default: OUT/../e1 when it holds an E1 summary) as
+    config overrides of ``section``."""
+    extra = [] if a.jobs is None else [f"{section}.jobs={a.jobs}"]
     pretrained = a.pretrained
     if pretrained is None and (a.out.parent / "e1" / "summary.json").is_file():
         pretrained = a.out.parent / "e1"
     if pretrained is not None:
-        extra.append(f"e2.pretrained_from={json.dumps(str(pretrained))}")
+        extra.append(f"{section}.pretrained_from={json.dumps(str(pretrained))}")
+    return pretrained, extra
+
+
+def _cmd_e2(a: argparse.Namespace) -> int:
+    from spektron.experiments.e2 import run_e2
+
+    pretrained, extra = _pretrained_overrides(a, "e2")
     cfg = _experiment_config(a, extra)
     print(f"spektron e2: preset {cfg.preset}, out {a.out}, pretrained from {pretrained}")
     res = run_e2(cfg, a.out, progress=not a.quiet, announce=_announce("E2"))
@@ -442,12 +449,7 @@ def _print_e4(res: dict) -> None:
 def _cmd_e4(a: argparse.Namespace) -> int:
     from spektron.experiments.e4 import run_e4
 
-    extra = [] if a.jobs is None else [f"e4.jobs={a.jobs}"]
-    pretrained = a.pretrained
-    if pretrained is None and (a.out.parent / "e1" / "summary.json").is_file():
-        pretrained = a.out.parent / "e1"
-    if pretrained is not None:
-        extra.append(f"e4.pretrained_from={json.dumps(str(pretrained))}")
+    pretrained, extra = _pretrained_overrides(a, "e4")
     cfg = _experiment_config(a, extra)
     print(f"spektron e4: preset {cfg.preset}, out {a.out}, pretrained from {pretrained}")
     res = run_e4(cfg, a.out, progress=not a.quiet, announce=_announce("E4"))

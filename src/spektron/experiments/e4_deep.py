@@ -204,31 +204,36 @@ def build_model(spec: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, Any]]:
 
 
 @torch.no_grad()
+def _batched(
+    model: torch.nn.Module,
+    x: np.ndarray,
+    grid: np.ndarray,
+    device: torch.device,
+    read: Any,
+    batch: int = 64,
+) -> np.ndarray:
+    """``read(model output)`` over batches of ``x`` (N, L), model in eval mode → float64."""
+    model.eval()
+    w = torch.as_tensor(grid, dtype=torch.float32, device=device)
+    out = []
+    for s in range(0, len(x), batch):
+        xb = torch.from_numpy(np.ascontiguousarray(x[s : s + batch])).to(device)
+        out.append(read(model(xb, w, None)).double().cpu().numpy())
+    return np.concatenate(out)
+
+
 def pooled_features(
-    model: torch.nn.Module, x: np.ndarray, grid: np.ndarray, device: torch.device, batch: int = 64
+    model: torch.nn.Module, x: np.ndarray, grid: np.ndarray, device: torch.device
 ) -> np.ndarray:
-    """Mean-pooled backbone features (N, d_model), float64, model in eval mode."""
-    model.eval()
-    w = torch.as_tensor(grid, dtype=torch.float32, device=device)
-    out = []
-    for s in range(0, len(x), batch):
-        xb = torch.from_numpy(np.ascontiguousarray(x[s : s + batch])).to(device)
-        out.append(model(xb, w, None)["features"].float().mean(dim=1).double().cpu().numpy())
-    return np.concatenate(out)
+    """Mean-pooled backbone features (N, d_model)."""
+    return _batched(model, x, grid, device, lambda o: o["features"].float().mean(dim=1))
 
 
-@torch.no_grad()
 def predict_y(
-    model: torch.nn.Module, x: np.ndarray, grid: np.ndarray, device: torch.device, batch: int = 64
+    model: torch.nn.Module, x: np.ndarray, grid: np.ndarray, device: torch.device
 ) -> np.ndarray:
-    """Head output (N,) in standardised units, model in eval mode."""
-    model.eval()
-    w = torch.as_tensor(grid, dtype=torch.float32, device=device)
-    out = []
-    for s in range(0, len(x), batch):
-        xb = torch.from_numpy(np.ascontiguousarray(x[s : s + batch])).to(device)
-        out.append(model(xb, w, None)["pred"][:, 0].double().cpu().numpy())
-    return np.concatenate(out)
+    """Head output (N,) in standardised units."""
+    return _batched(model, x, grid, device, lambda o: o["pred"][:, 0])
 
 
 def _ridge(F: np.ndarray, y: np.ndarray, alphas: tuple[float, ...]) -> Any:

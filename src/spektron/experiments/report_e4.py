@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from spektron.errors import DataError
-from spektron.experiments.e4_classical import METHODS
+from spektron.experiments.e4_classical import METHODS, TRANSFER_METHODS
 from spektron.experiments.report import (
     NA,
     NOT_APPLICABLE,
@@ -64,14 +64,8 @@ DEFAULT_DATA_LABEL = (
 REFERENCE = "no_transfer"  # the paired comparisons of the classical table are against it
 FLOOR = "master_on_master"  # the master model on master test spectra: not a transfer
 # Classical methods that transfer with the standards; the best of them is the deep yardstick.
-TRANSFER_CANDIDATES: tuple[str, ...] = (
-    "ds",
-    "pds",
-    "cca",
-    "sbc_y",
-    "sbc_master",
-    "dipls",
-    "model_update",
+TRANSFER_CANDIDATES: tuple[str, ...] = tuple(
+    m for m in TRANSFER_METHODS if m != "slave_standards_only"
 )
 BAR_VARIANTS: tuple[str, ...] = ("direct", "standards", "ds")  # deep bars in *_rmsep
 USES_LEGEND = (

@@ -93,7 +93,40 @@ class MaskedReconstruction:
         return torch.stack(out)
 
 
-class CrossSpectralPrediction:
+class _WholeSpectrumTask:
+    """Supervised objective on whole spectra: the model sees ``x`` (B, L) with no mask; the loss
+    is the squared error summed over every element of the target ``y``, normalised by its
+    element count. Nothing is random."""
+
+    terms = ("mse",)
+
+    def __init__(self, wavenumber: np.ndarray) -> None:
+        self.wavenumber = torch.as_tensor(np.asarray(wavenumber, dtype=np.float32))  # (L,)
+
+    def sample_seeds(
+        self, items: dict[str, torch.Tensor], train: bool, seed: int, epoch: int, index: np.ndarray
+    ) -> np.ndarray:
+        return np.zeros(len(index), dtype=np.int64)  # nothing to draw
+
+    def prepare(
+        self, items: dict[str, torch.Tensor], seeds: np.ndarray, train: bool
+    ) -> dict[str, torch.Tensor]:
+        return {"x": items["x"].float(), "y": items["y"].float()}
+
+    def counts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.tensor([float(batch["y"].numel())], dtype=torch.float64)
+
+    def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's main output for the batch (shaped like ``y``)."""
+        wn = self.wavenumber.to(batch["x"].device)
+        return model(batch["x"], wn, None)["pred"]
+
+    def sums(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        pred = self.forward(model, batch).float()
+        return ((pred - batch["y"]) ** 2).sum().reshape(1)
+
+
+class CrossSpectralPrediction(_WholeSpectrumTask):
     """Sequence-to-sequence prediction of one spectrum kind from another (E2: Raman from IR and
     IR from Raman), over :class:`~spektron.training.data.ArrayData` of ``x`` (N, L) inputs,
     ``y`` (N, L) targets and ``row``.
@@ -103,35 +136,8 @@ class CrossSpectralPrediction:
     validation loss is the same for every run that sees the same data.
     """
 
-    terms = ("mse",)
 
-    def __init__(self, wavenumber: np.ndarray) -> None:
-        self.wavenumber = torch.as_tensor(np.asarray(wavenumber, dtype=np.float32))  # (L,)
-
-    def sample_seeds(
-        self, items: dict[str, torch.Tensor], train: bool, seed: int, epoch: int, index: np.ndarray
-    ) -> np.ndarray:
-        return np.zeros(len(index), dtype=np.int64)  # nothing to draw
-
-    def prepare(
-        self, items: dict[str, torch.Tensor], seeds: np.ndarray, train: bool
-    ) -> dict[str, torch.Tensor]:
-        return {"x": items["x"].float(), "y": items["y"].float()}  # (B, L) each
-
-    def counts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.tensor([float(batch["y"].numel())], dtype=torch.float64)
-
-    def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Predicted target spectra ŷ (B, L)."""
-        wn = self.wavenumber.to(batch["x"].device)
-        return model(batch["x"], wn, None)["pred"]  # (B, L)
-
-    def sums(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        pred = self.forward(model, batch).float()  # (B, L)
-        return ((pred - batch["y"]) ** 2).sum().reshape(1)
-
-
-class ScalarRegression:
+class ScalarRegression(_WholeSpectrumTask):
     """Regression of scalar properties from whole spectra (E4: NIR calibration), over
     :class:`~spektron.training.data.ArrayData` of ``x`` (N, L) inputs and ``y`` (N, T) targets
     (standardised by the caller).
@@ -139,30 +145,3 @@ class ScalarRegression:
     The model sees the whole spectrum (no mask); the loss is the squared error summed over
     samples and targets, normalised by their number B·T. Nothing is random.
     """
-
-    terms = ("mse",)
-
-    def __init__(self, wavenumber: np.ndarray) -> None:
-        self.wavenumber = torch.as_tensor(np.asarray(wavenumber, dtype=np.float32))  # (L,)
-
-    def sample_seeds(
-        self, items: dict[str, torch.Tensor], train: bool, seed: int, epoch: int, index: np.ndarray
-    ) -> np.ndarray:
-        return np.zeros(len(index), dtype=np.int64)  # nothing to draw
-
-    def prepare(
-        self, items: dict[str, torch.Tensor], seeds: np.ndarray, train: bool
-    ) -> dict[str, torch.Tensor]:
-        return {"x": items["x"].float(), "y": items["y"].float()}  # (B, L), (B, T)
-
-    def counts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.tensor([float(batch["y"].numel())], dtype=torch.float64)
-
-    def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Predicted targets (B, T)."""
-        wn = self.wavenumber.to(batch["x"].device)
-        return model(batch["x"], wn, None)["pred"]  # (B, T)
-
-    def sums(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        pred = self.forward(model, batch).float()  # (B, T)
-        return ((pred - batch["y"]) ** 2).sum().reshape(1)
