@@ -190,6 +190,11 @@ def test_run_e4_cli_on_corn(tmp_path, capsys):
         ("finetune", "wavenumber"),
     }
     assert (out / "table.md").is_file() and (out / "figures" / "corn_m5_mp5_rmsep.png").is_file()
+    # every arm leaves its results JSON in its own folder
+    probe_json = (
+        out / "corn_m5_mp5" / "probe" / "cnn" / "scratch" / "index" / "seed0" / "metrics.json"
+    )
+    assert json.loads(probe_json.read_text())["variants"]["direct"]["rmsep"] > 0
     # the classical result is reused by a second run with the same settings
     first = (out / "corn_m5_mp5" / "classical.json").stat().st_mtime_ns
     cfg = preset_config("smoke", ["e4.backbones=[]", "e4.finetune_backbones=[]", "e4.jobs=1"])

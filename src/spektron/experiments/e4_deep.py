@@ -263,7 +263,9 @@ def run_probe_group(group: dict[str, Any]) -> dict[str, Any]:
         key = spec["input_mode"]
         if key not in prepared:
             prepared[key] = _prepared(spec)
-        results.append(run_probe(spec, prepared[key]))
+        res = run_probe(spec, prepared[key])
+        write_json_atomic(Path(spec["run_dir"]) / "metrics.json", res)
+        results.append(res)
     return {"results": results}
 
 
