@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_cmd", required=True)
 
     sim = dsub.add_parser(
-        "simulate", help="simulate IR/Raman spectra (MMFF94 physics) into a store"
+        "simulate", help="simulate IR/Raman spectra into a store (physics level: --level)"
     )
     src = sim.add_mutually_exclusive_group()
     src.add_argument(
@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--smiles", default=None, help="comma-separated SMILES or a file with one SMILES per line"
     )
     sim.add_argument("--out", type=Path, required=True, help="output store (.h5)")
+    sim.add_argument(
+        "--scheduler",
+        default=None,
+        help="run the chunks on Dask distributed: 'dask' (a LocalCluster of --workers "
+        "processes) or a scheduler address tcp://host:port (workers must share the output "
+        "folder); default: a local process pool",
+    )
+    sim.add_argument(
+        "--level",
+        default=None,
+        help="physics level: mmff (default), xtb (GFN2-xTB via tblite), hybrid (QM9 DFT "
+        "frequencies + xtb intensities), mmff-hybrid (QM9 DFT frequencies + mmff intensities)",
+    )
     sim.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
     sim.add_argument("--shard", default="0/1", help="i/N: simulate shard i of N (default 0/1)")
     sim.add_argument(
@@ -204,7 +217,8 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
         selection_seed=a.seed,
         smiles=a.smiles,
     )
-    cfg = apply_overrides(base, a.overrides)
+    level = [f"physics.level={json.dumps(a.level)}"] if a.level is not None else []
+    cfg = apply_overrides(base, level + a.overrides)
     shard = parse_shard(a.shard)
     what = (
         f"SMILES list {cfg.smiles!r}"
@@ -214,7 +228,13 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
     )
     log.info("simulating %s, shard %d/%d, level %s -> %s", what, *shard, cfg.physics.level, a.out)
     rep = generate_dataset(
-        cfg, a.out, workers=a.workers, shard=shard, chunk_size=a.chunk_size, progress=not a.quiet
+        cfg,
+        a.out,
+        workers=a.workers,
+        shard=shard,
+        chunk_size=a.chunk_size,
+        progress=not a.quiet,
+        scheduler=a.scheduler,
     )
     rpath = a.report or a.out.with_name(a.out.name + ".report.json")
     write_json_atomic(rpath, rep.to_dict(max_failures=10_000))
@@ -233,14 +253,20 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
     with open_store(a.file) as s:
         summ = s.summary()
-        summ["attrs"] = {k: v for k, v in s.attrs.items() if k in ("label", "source", "created")}
+        keep = ("label", "source", "created", "level")
+        summ["attrs"] = {k: v for k, v in s.attrs.items() if k in keep}
     if a.json:
         print(json.dumps(summ, indent=2))
         return 0
     g = summ["grid"]
+    level = []
+    if summ["simulated"]:  # stores written before levels existed are mmff
+        lv = summ["attrs"].get("level", "mmff")
+        level = [f"level        {lv}: {summ['attrs'].get('label', '')}".rstrip(": ")]
     lines = [
         f"file         {summ['file']}",
         f"source       {summ['source']}" + ("  (SIMULATED)" if summ["simulated"] else ""),
+        *level,
         f"records      {summ['n_records']}  (IR {summ['has_ir']}, Raman {summ['has_raman']})",
         f"grid         {g['n_points']} points, {g['lo']:.1f}–{g['hi']:.1f} cm⁻¹",
         "splits       " + ", ".join(f"{k} {v}" for k, v in summ["splits"].items()),

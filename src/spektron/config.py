@@ -49,6 +49,12 @@ class GridConfig:
         _check(self.hi > self.lo, f"grid.hi must exceed grid.lo, got {self.lo}..{self.hi}")
 
 
+# mmff: MMFF94 modes, fixed-charge IR, bond-polarizability Raman; xtb: GFN2-xTB modes, IR and
+# Raman; hybrid: QM9's DFT frequencies with xtb intensities; mmff-hybrid: DFT frequencies with
+# mmff intensities (the hybrid levels need QM9 molecules).
+PHYSICS_LEVELS = ("mmff", "xtb", "hybrid", "mmff-hybrid")
+
+
 @dataclass
 class PhysicsConfig:
     """Settings of the simulated IR/Raman physics (DESIGN §2.1)."""
@@ -81,9 +87,30 @@ class PhysicsConfig:
     # Scale α∥ per bond type (element pair and order) in the bond-polarizability Raman model
     # (spektron.data.simulate.RAMAN_BOND_FACTOR, calibrated); False gives the raw model.
     raman_bond_correction: bool = True
+    # Levels "hybrid" / "mmff-hybrid": QM9's DFT harmonic frequencies (B3LYP/6-31G(2df,p)) times
+    # this factor (QM9S's convention) replace the level's own frequencies, matched in sorted order.
+    dft_freq_scale: float = 0.965
+    # Level "xtb" / "hybrid" (GFN2-xTB through tblite; spektron.data.xtb): SCF accuracy (0.01:
+    # the field second derivatives of the Raman tensors are noisy at tblite's default 1.0),
+    # electric-field step (a.u.) and Hessian displacement (bohr).
+    xtb_accuracy: float = 0.01
+    xtb_field_step: float = 1e-3
+    xtb_hessian_step: float = 0.005
 
     def __post_init__(self) -> None:
-        _check(self.level in ("mmff",), f"physics.level must be 'mmff', got {self.level!r}")
+        _check(
+            self.level in PHYSICS_LEVELS,
+            f"physics.level must be one of {PHYSICS_LEVELS}, got {self.level!r}",
+        )
+        _check(
+            0.5 < self.dft_freq_scale <= 1.1,
+            f"physics.dft_freq_scale must lie in (0.5, 1.1], got {self.dft_freq_scale}",
+        )
+        _check(self.xtb_accuracy > 0, "physics.xtb_accuracy must be > 0")
+        _check(0 < self.xtb_field_step < 0.05, "physics.xtb_field_step must lie in (0, 0.05) a.u.")
+        _check(
+            0 < self.xtb_hessian_step < 0.1, "physics.xtb_hessian_step must lie in (0, 0.1) bohr"
+        )
         _check(self.opt_max_iters > 0, "physics.opt_max_iters must be > 0")
         _check(self.opt_grad_tol > 0, "physics.opt_grad_tol must be > 0")
         _check(0 < self.fd_step < 0.1, f"physics.fd_step must be in (0, 0.1) Å, got {self.fd_step}")

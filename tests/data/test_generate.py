@@ -124,3 +124,44 @@ def test_killed_run_resumes_and_finishes(tmp_path):
     with open_store(out) as s:
         assert s.n == rep["n_ok"]
     assert not list(tmp_path.glob(".r.h5.parts-*"))
+
+
+def test_dask_local_cluster_equals_the_process_pool_and_resumes(tmp_path, smiles_file):
+    pytest.importorskip("distributed")
+    cfg = cfg_for(smiles_file)
+    generate_dataset(cfg, tmp_path / "pool.h5", workers=2, chunk_size=4, progress=False)
+    rep = generate_dataset(
+        cfg, tmp_path / "dask.h5", workers=2, chunk_size=4, progress=False, scheduler="dask"
+    )
+    assert rep.n_ok + rep.n_failed == len(SMILES)
+    with open_store(tmp_path / "pool.h5") as a, open_store(tmp_path / "dask.h5") as b:
+        np.testing.assert_array_equal(a.column("source_index"), b.column("source_index"))
+        np.testing.assert_array_equal(a.column("split"), b.column("split"))
+        np.testing.assert_allclose(
+            a.spectra("ir", slice(None)), b.spectra("ir", slice(None)), rtol=1e-5, atol=1e-6
+        )
+    # a kept parts folder with finished chunks is resumed through Dask too
+    out = tmp_path / "keep.h5"
+    from spektron.data.generate import dataset_attrs, dataset_inputs, simulate_to_store
+
+    inputs, _ = dataset_inputs(cfg)
+    kw = dict(workers=2, chunk_size=4, attrs=dataset_attrs(cfg), progress=False)
+    simulate_to_store(inputs[:8], out, cfg.physics, cfg.grid, keep_parts=True, **kw)
+    parts = next(tmp_path.glob(".keep.h5.parts-*"))
+    (parts / "chunk_000001.json").unlink()  # one chunk "unfinished"
+    out.unlink()
+    again = simulate_to_store(inputs[:8], out, cfg.physics, cfg.grid, scheduler="dask", **kw)
+    assert again.n_resumed_chunks == 1 and again.n_ok + again.n_failed == 8
+
+
+def test_unreachable_dask_scheduler_is_a_config_error(tmp_path, smiles_file, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setattr("spektron.data.generate.DASK_CONNECT_TIMEOUT_S", 2)
+    with pytest.raises(ConfigError, match="Dask scheduler"):
+        generate_dataset(
+            cfg_for(smiles_file),
+            tmp_path / "x.h5",
+            workers=1,
+            progress=False,
+            scheduler="tcp://127.0.0.1:9",
+        )

@@ -42,6 +42,17 @@ SIMULATED_LABEL = (
     "SIMULATED spectra (MMFF94 normal modes, fixed-charge IR, bond-polarizability Raman) "
     "of real QM9 molecules; not DFT, not measured"
 )
+# What each physics level's spectra are (the store's "label" attribute).
+LEVEL_LABELS = {
+    "mmff": SIMULATED_LABEL,
+    "xtb": "SIMULATED spectra (GFN2-xTB normal modes, IR from dipole derivatives, Raman from "
+    "polarizability derivatives) of real QM9 molecules; not DFT, not measured",
+    "hybrid": "SIMULATED spectra (QM9's B3LYP harmonic frequencies x scale, GFN2-xTB IR and "
+    "Raman intensities matched in sorted order) of real QM9 molecules; not measured",
+    "mmff-hybrid": "SIMULATED spectra (QM9's B3LYP harmonic frequencies x scale, MMFF94-mode "
+    "fixed-charge IR and bond-polarizability Raman intensities matched in sorted order) of real "
+    "QM9 molecules; not measured",
+}
 
 
 @dataclass
@@ -121,6 +132,44 @@ def _worker_init() -> None:
     setup_logging(-1)
 
 
+DASK_CONNECT_TIMEOUT_S = 30  # seconds to reach a remote Dask scheduler
+
+
+def _run_dask(todo: list[tuple], scheduler: str, workers: int, bar: Any) -> None:
+    """The chunks on Dask distributed: a LocalCluster (``scheduler == "dask"``) or a running
+    scheduler at an address. Each chunk is one task (a molecule is too small a task)."""
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as e:
+        raise ConfigError(
+            f"the Dask scheduler needs dask[distributed] ({e}); pip install 'dask[distributed]'"
+        ) from e
+    cluster = None
+    if scheduler == "dask":
+        cluster = LocalCluster(
+            n_workers=max(1, min(workers, len(todo))),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
+        except OSError as e:
+            raise ConfigError(f"cannot reach the Dask scheduler at {scheduler!r}: {e}") from e
+    try:
+        client.run(_worker_init)
+        futures = client.map(_simulate_chunk, todo, pure=False)
+        for fut in as_completed(futures):
+            _k, n_ok, fails, _cpu = fut.result()
+            bar.update(n_ok + len(fails))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def simulate_to_store(
     inputs: Sequence[MoleculeInput],
     out: str | os.PathLike,
@@ -133,8 +182,16 @@ def simulate_to_store(
     attrs: dict[str, Any] | None = None,
     progress: bool = True,
     keep_parts: bool = False,
+    scheduler: str | None = None,
 ) -> GenerationReport:
-    """Simulate ``inputs`` (this shard's part) into the store ``out``; see module docstring."""
+    """Simulate ``inputs`` (this shard's part) into the store ``out``; see module docstring.
+
+    ``scheduler``: None runs the chunks in a local spawn pool of ``workers`` processes;
+    ``"dask"`` in a Dask distributed ``LocalCluster`` of ``workers`` single-threaded worker
+    processes; any other value is the address of a running Dask scheduler
+    (``tcp://host:8786``), whose workers must see ``out``'s folder (they write the chunk stores
+    there) and have spektron installed. Chunks, resumption and merge are the same for all.
+    """
     out = Path(out)
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -172,7 +229,9 @@ def simulate_to_store(
         disable=not progress,
     )
     try:
-        if workers == 1 or len(todo) <= 1:
+        if scheduler is not None:
+            _run_dask(todo, scheduler, workers, bar)
+        elif workers == 1 or len(todo) <= 1:
             for a in todo:
                 _simulate_chunk(a)
                 bar.update(len(a[1]))
@@ -221,7 +280,8 @@ def dataset_attrs(cfg: DatasetConfig) -> dict[str, Any]:
     return {
         "source": "qm9s-sim" if cfg.source == "qm9" else "smiles-sim",
         "simulated": True,
-        "label": SIMULATED_LABEL,
+        "label": LEVEL_LABELS[cfg.physics.level],
+        "level": cfg.physics.level,
         "config": to_dict(cfg),
         "config_hash": config_hash({"cfg": to_dict(cfg), "gen": GENERATOR_VERSION}),
         "generator_version": GENERATOR_VERSION,
@@ -237,8 +297,10 @@ def generate_dataset(
     shard: tuple[int, int] = (0, 1),
     chunk_size: int = 32,
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> GenerationReport:
-    """Select molecules per ``cfg`` and simulate them into ``out``."""
+    """Select molecules per ``cfg`` and simulate them into ``out`` (``scheduler``: see
+    :func:`simulate_to_store`)."""
     inputs, rejects = dataset_inputs(cfg)
     report = simulate_to_store(
         inputs,
@@ -250,6 +312,7 @@ def generate_dataset(
         chunk_size=chunk_size,
         attrs=dataset_attrs(cfg),
         progress=progress,
+        scheduler=scheduler,
     )
     report.input_rejects = rejects
     return report

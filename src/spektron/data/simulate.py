@@ -52,6 +52,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rdkit import Chem, rdBase
@@ -657,6 +658,93 @@ def _inchikey(inp: MoleculeInput, mol: Chem.Mol) -> str:
     return key
 
 
+HYBRID_LEVELS = ("hybrid", "mmff-hybrid")
+LEVEL_CHARGE_MODEL = {"xtb": "GFN2-xTB dipole derivatives", "hybrid": "GFN2-xTB dipole derivatives"}
+
+
+def _mmff_level(
+    mol: Chem.Mol, inp: MoleculeInput, physics: PhysicsConfig, timings: dict[str, float] | None
+) -> tuple[np.ndarray, np.ndarray, NormalModes, Any, str]:
+    """MMFF94 geometry, Hessian and modes; fixed-charge IR and bond-polarizability Raman."""
+    # Charges and bond parameters do not depend on the geometry: fail early on them.
+    with _timed(timings, "ir"):
+        q, charge_model = atomic_charges(mol, inp, physics)
+    with _timed(timings, "raman"):
+        bonds = bond_table(mol, RAMAN_BOND_FACTOR if physics.raman_bond_correction else None)
+    _, x, hess, modes = optimise_to_minimum(mol, physics, timings)
+
+    def intensities(m: NormalModes) -> tuple[np.ndarray, np.ndarray]:
+        with _timed(timings, "ir"):
+            ir = ir_intensities(q, m)
+        with _timed(timings, "raman"):
+            raman = raman_activities(polarizability_gradient(bonds, x), m)
+        return ir, raman
+
+    return x, hess, modes, intensities, charge_model
+
+
+def _xtb_level(
+    mol: Chem.Mol, inp: MoleculeInput, physics: PhysicsConfig, timings: dict[str, float] | None
+) -> tuple[np.ndarray, np.ndarray, NormalModes, Any, str]:
+    """GFN2-xTB (tblite) geometry, Hessian and modes, IR from dipole derivatives and Raman from
+    polarizability derivatives (both by electric-field derivatives of the gradient).
+
+    The start geometry is QM9's DFT geometry, or for user SMILES the MMFF94 minimum."""
+    from spektron.data.xtb import XtbSettings, xtb_ir_raman, xtb_vibrations
+
+    x0 = mol.GetConformer().GetPositions()  # (N, 3) Å
+    if inp.coords is None:
+        with _timed(timings, "optimise"):
+            _, x0 = mmff_optimise(mol, physics)
+    settings = XtbSettings(
+        accuracy=physics.xtb_accuracy,
+        field_step=physics.xtb_field_step,
+        hessian_step=physics.xtb_hessian_step,
+    )
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    charge = Chem.GetFormalCharge(mol)
+    masses = atomic_masses(mol)
+    # As for MMFF: a stationary point with an imaginary mode (a rotor left on a saddle) is left
+    # along that mode and re-optimised, up to physics.saddle_escapes times.
+    for attempt in range(physics.saddle_escapes + 1):
+        with _timed(timings, "hessian"):
+            vib = xtb_vibrations(numbers, x0, charge=charge, settings=settings)
+        x = vib.coords
+        with _timed(timings, "modes"):
+            modes = normal_modes(vib.hessian, masses, x, is_linear(x, physics.symmetry_tol))
+        if modes.freqs.size == 0 or modes.freqs[0] >= -physics.imag_tol_cm:
+            break
+        if attempt == physics.saddle_escapes:
+            raise SimulationError(
+                f"imaginary frequency: {modes.freqs[0]:.1f} cm-1 at the GFN2-xTB stationary "
+                f"point after {physics.saddle_escapes} saddle escapes"
+            )
+        step = modes.cart[:, 0].reshape(-1, 3)
+        x0 = x + step * (physics.saddle_step / np.linalg.norm(step, axis=1).max())
+
+    def intensities(m: NormalModes) -> tuple[np.ndarray, np.ndarray]:
+        with _timed(timings, "ir"):
+            return xtb_ir_raman(vib, m)
+
+    return x, vib.hessian, modes, intensities, LEVEL_CHARGE_MODEL["xtb"]
+
+
+def _with_dft_frequencies(
+    modes: NormalModes, inp: MoleculeInput, physics: PhysicsConfig
+) -> NormalModes:
+    """The level's modes with QM9's DFT harmonic frequencies × ``dft_freq_scale``, matched in
+    sorted order (mode k keeps its intensities and gets the k-th lowest DFT frequency)."""
+    dft = np.sort(np.asarray(inp.dft_freqs, dtype=np.float64)) * physics.dft_freq_scale
+    if len(dft) != len(modes.freqs):
+        raise SimulationError(
+            f"{inp.smiles!r}: {len(dft)} DFT frequencies for {len(modes.freqs)} modes"
+        )
+    order = np.argsort(modes.freqs, kind="stable")
+    freqs = np.empty_like(modes.freqs)
+    freqs[order] = dft
+    return NormalModes(freqs=freqs, l_mw=modes.l_mw, cart=modes.cart, linear=modes.linear)
+
+
 def simulate_molecule(
     inp: MoleculeInput,
     physics: PhysicsConfig,
@@ -693,6 +781,12 @@ def _simulate(
     grid: np.ndarray,
     timings: dict[str, float] | None,
 ) -> SpectrumRecord:
+    level = physics.level
+    if level in HYBRID_LEVELS and inp.dft_freqs is None:
+        raise SimulationError(
+            f"level {level!r} needs QM9's DFT frequencies; {inp.smiles!r} has none (user "
+            "SMILES: use level 'mmff' or 'xtb')"
+        )
     with _timed(timings, "build"):
         mol = build_molecule(inp, physics)
     n = mol.GetNumAtoms()
@@ -700,22 +794,18 @@ def _simulate(
         raise SimulationError(f"no vibrations: {inp.smiles!r} has a single atom")
     symbols = [a.GetSymbol() for a in mol.GetAtoms()]
     masses = atomic_masses(mol)
-    # Charges and bond parameters do not depend on the geometry: fail early on them.
-    with _timed(timings, "ir"):
-        q, charge_model = atomic_charges(mol, inp, physics)
-    with _timed(timings, "raman"):
-        bonds = bond_table(mol, RAMAN_BOND_FACTOR if physics.raman_bond_correction else None)
-    _, x, hess, modes = optimise_to_minimum(mol, physics, timings)
+    if level in ("xtb", "hybrid"):
+        x, hess, modes, intensities, charge_model = _xtb_level(mol, inp, physics, timings)
+    else:
+        x, hess, modes, intensities, charge_model = _mmff_level(mol, inp, physics, timings)
     with _timed(timings, "symmetry"):
         perm = inversion_permutation(symbols, x, physics.symmetry_tol)
         if perm is not None:
             modes = symmetry_adapt(modes, hess, masses, perm, physics.degeneracy_tol_cm)
         pg = point_group(symbols, x, physics.symmetry_tol)
-    with _timed(timings, "ir"):
-        ir = ir_intensities(q, modes)
-    with _timed(timings, "raman"):
-        dadx = polarizability_gradient(bonds, x)
-        raman = raman_activities(dadx, modes)
+    ir, raman = intensities(modes)
+    if level in HYBRID_LEVELS:
+        modes = _with_dft_frequencies(modes, inp, physics)
     with _timed(timings, "broaden"):
         keep = modes.freqs > MIN_BROADENED_FREQ
         ir_spec = lorentzian_broaden(modes.freqs[keep], ir[keep], grid, physics.ir_fwhm)

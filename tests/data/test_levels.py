@@ -1,0 +1,101 @@
+"""Levels of theory of the simulator: mmff, xtb, hybrid (DFT frequencies + xtb intensities) and
+mmff-hybrid (DFT frequencies + mmff intensities)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from spektron.config import DatasetConfig, PhysicsConfig
+from spektron.data import simulate as sim
+from spektron.data.generate import LEVEL_LABELS, dataset_attrs
+from spektron.data.molecules import MoleculeInput
+from spektron.data.spectra import make_grid
+from spektron.errors import ConfigError, SimulationError
+from tests.data.test_simulate import ACTIVE_FRACTION, _both_active, _qm9_inputs
+
+GRID = make_grid()
+HAS_TBLITE = importlib.util.find_spec("tblite") is not None
+# QM9 rows 4 (acetylene, D∞h) and 7 (ethane, staggered D3d): centrosymmetric; 8: methanol.
+CENTRO = [4, 7]
+
+
+def test_level_settings_are_validated():
+    with pytest.raises(ConfigError, match="physics.level"):
+        PhysicsConfig(level="dft")
+    with pytest.raises(ConfigError, match="dft_freq_scale"):
+        PhysicsConfig(dft_freq_scale=2.0)
+    with pytest.raises(ConfigError, match="xtb_field_step"):
+        PhysicsConfig(xtb_field_step=0.5)
+
+
+def test_store_attributes_name_the_level():
+    for level in ("mmff", "mmff-hybrid"):
+        attrs = dataset_attrs(DatasetConfig(physics=PhysicsConfig(level=level)))
+        assert attrs["level"] == level and attrs["label"] == LEVEL_LABELS[level]
+        assert "SIMULATED" in attrs["label"]
+
+
+@pytest.mark.parametrize("level", ["hybrid", "mmff-hybrid"])
+def test_hybrid_levels_need_dft_frequencies(level):
+    with pytest.raises(SimulationError, match=f"level '{level}' needs QM9's DFT frequencies"):
+        sim.simulate_molecule(MoleculeInput(0, "CCO"), PhysicsConfig(level=level), GRID)
+
+
+def test_mmff_hybrid_takes_dft_frequencies_and_keeps_mmff_intensities():
+    inputs = _qm9_inputs([8, *CENTRO])
+    for inp in inputs:
+        mmff = sim.simulate_molecule(inp, PhysicsConfig(), GRID)
+        hyb = sim.simulate_molecule(inp, PhysicsConfig(level="mmff-hybrid"), GRID)
+        dft = np.sort(inp.dft_freqs) * 0.965
+        assert np.allclose(np.sort(hyb.stick_freq), dft)
+        # mode k of the MMFF analysis gets the k-th lowest DFT frequency
+        order = np.argsort(mmff.stick_freq, kind="stable")
+        assert np.allclose(hyb.stick_freq[order], dft)
+        assert np.allclose(hyb.stick_ir, mmff.stick_ir) and np.allclose(
+            hyb.stick_raman, mmff.stick_raman
+        )
+        assert hyb.centrosymmetric == mmff.centrosymmetric
+    for inp in inputs[1:]:
+        hyb = sim.simulate_molecule(inp, PhysicsConfig(level="mmff-hybrid"), GRID)
+        assert hyb.centrosymmetric == 1 and not _both_active(hyb).any()
+
+
+def test_dft_frequency_count_must_match_the_modes():
+    inp = _qm9_inputs([8])[0]
+    bad = MoleculeInput(
+        inp.source_index, inp.smiles, inp.inchi, inp.elements, inp.coords, inp.charges,
+        dft_freqs=inp.dft_freqs[:-1],
+    )  # fmt: skip
+    with pytest.raises(SimulationError, match="DFT frequencies for"):
+        sim.simulate_molecule(bad, PhysicsConfig(level="mmff-hybrid"), GRID)
+
+
+@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
+def test_xtb_and_hybrid_levels_on_qm9_rows():
+    inputs = _qm9_inputs([8, *CENTRO])
+    for inp in inputs:
+        rec = sim.simulate_molecule(inp, PhysicsConfig(level="xtb"), GRID)
+        assert rec.charge_model.startswith("GFN2-xTB")
+        assert len(rec.stick_freq) == len(inp.dft_freqs) and rec.stick_freq.min() > 0
+        assert np.all(rec.stick_ir >= 0) and np.all(rec.stick_raman >= 0)
+        assert rec.stick_ir.max() > 0 and rec.stick_raman.max() > 0
+        hyb = sim.simulate_molecule(inp, PhysicsConfig(level="hybrid"), GRID)
+        assert np.allclose(np.sort(hyb.stick_freq), np.sort(inp.dft_freqs) * 0.965)
+        order = np.argsort(rec.stick_freq, kind="stable")
+        assert np.allclose(hyb.stick_ir[order], rec.stick_ir[order], rtol=1e-6, atol=1e-9)
+        if inp.source_index in CENTRO:
+            for r in (rec, hyb):
+                assert r.centrosymmetric == 1 and not _both_active(r).any()
+                assert (r.stick_ir > ACTIVE_FRACTION * r.stick_ir.max()).sum() >= 1
+    # methanol: the O-H stretch is the highest xtb mode, between 3400 and 3800 cm-1
+    meth = sim.simulate_molecule(inputs[0], PhysicsConfig(level="xtb"), GRID)
+    assert 3400 < meth.stick_freq.max() < 3800
+
+
+@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
+def test_xtb_level_on_user_smiles_keeps_mutual_exclusion():
+    rec = sim.simulate_molecule(MoleculeInput(0, "F/C=C/F"), PhysicsConfig(level="xtb"), GRID)
+    assert rec.centrosymmetric == 1 and not _both_active(rec).any()
