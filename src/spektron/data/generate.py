@@ -275,12 +275,17 @@ def dataset_inputs(cfg: DatasetConfig) -> tuple[list[MoleculeInput], dict[str, i
     return mols, dict(rep.rejects)
 
 
+def data_label(cfg: DatasetConfig) -> str:
+    """What the spectra of a dataset config are (SIMULATED, at its physics level)."""
+    return LEVEL_LABELS[cfg.physics.level]
+
+
 def dataset_attrs(cfg: DatasetConfig) -> dict[str, Any]:
     """Store attributes recording what generated the data (and that it is simulated)."""
     return {
         "source": "qm9s-sim" if cfg.source == "qm9" else "smiles-sim",
         "simulated": True,
-        "label": LEVEL_LABELS[cfg.physics.level],
+        "label": data_label(cfg),
         "level": cfg.physics.level,
         "config": to_dict(cfg),
         "config_hash": config_hash({"cfg": to_dict(cfg), "gen": GENERATOR_VERSION}),

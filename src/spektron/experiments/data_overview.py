@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from spektron.config import RunConfig, to_dict
-from spektron.data.generate import SIMULATED_LABEL, ensure_dataset
+from spektron.data.generate import data_label, ensure_dataset
 from spektron.data.spectra import make_grid, normalize_spectra
 from spektron.data.store import SpectralStore, open_store
 from spektron.utils import write_json_atomic
@@ -77,7 +77,7 @@ def run_data_overview(cfg: RunConfig, out: Path, progress: bool = True) -> dict[
     grid = make_grid(cfg.data.grid.n_points, cfg.data.grid.lo, cfg.data.grid.hi)
     with open_store(path, expected_grid=grid) as store:
         summary = store.summary()
-        summary["label"] = SIMULATED_LABEL
+        summary["label"] = data_label(cfg.data)
         if report is not None:
             summary["generation"] = report.to_dict(max_failures=20)
         rows = pick_pairs(store, cfg.n_figure_pairs, cfg.seed)

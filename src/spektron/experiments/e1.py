@@ -40,7 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spektron.config import E1Config, RunConfig, config_hash, to_dict
-from spektron.data.generate import SIMULATED_LABEL, ensure_dataset
+from spektron.data.generate import data_label, ensure_dataset
 from spektron.data.store import open_store
 from spektron.errors import ConfigError, DataError
 from spektron.evaluation.baselines import build_baseline, select_pca_components
@@ -349,7 +349,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         progress=spec.get("progress", False),
         model_checkpoint_extra={
             "task": "msrp",
-            "data_label": SIMULATED_LABEL,
+            "data_label": spec["dataset"]["label"],
             "grid": spec["grid"],
         },
     )
@@ -368,7 +368,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "experiment": "e1",
-        "data_label": SIMULATED_LABEL,
+        "data_label": spec["dataset"]["label"],
         "backbone": spec["backbone"],
         "lr": spec["lr"],
         "seed": spec["seed"],
@@ -511,7 +511,7 @@ class E1Context:
             "path": str(store_path),
             "sha256": file_sha256(store_path),
             "config_hash": config_hash(cfg.data),
-            "label": SIMULATED_LABEL,
+            "label": data_label(cfg.data),
             "n_spectra": {s: len(d) for s, d in self.splits.items()},
         }
         self.common = {
@@ -684,7 +684,9 @@ def run_e1(
         n: results[spec_for(n, best_lr[n], seeds[0])["run_dir"]]["examples"]["pred"]
         for n in e1.backbones
     }
-    write_examples(out, splits["test"], ex_idx, test_mask, wn, model_preds, base_preds)
+    write_examples(
+        out, splits["test"], ex_idx, test_mask, wn, model_preds, base_preds, data_label(cfg.data)
+    )
     from spektron.experiments.report import build_e1_report
 
     summary["report"] = build_e1_report(out)
@@ -823,7 +825,7 @@ def aggregate(
         "schema_version": SCHEMA_VERSION,
         "experiment": "e1",
         "preset": cfg.preset,
-        "data_label": SIMULATED_LABEL,
+        "data_label": data_label(cfg.data),
         "dataset": dataset,
         "scale": {
             "grid_points": L,
@@ -871,6 +873,7 @@ def write_examples(
     wn: np.ndarray,
     model_preds: dict[str, list[list[float]]],
     base_preds: dict[str, np.ndarray],
+    label: str,
 ) -> None:
     """examples.json: fixed test spectra, their masks, and every arm's reconstruction (first
     seed at the chosen LR) and every baseline's, for the figures."""
@@ -889,5 +892,5 @@ def write_examples(
         )
     write_json_atomic(
         out / "examples.json",
-        {"data_label": SIMULATED_LABEL, "wavenumber": wn.tolist(), "examples": examples},
+        {"data_label": label, "wavenumber": wn.tolist(), "examples": examples},
     )

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from spektron.config import E2Config, RunConfig, config_hash, to_dict
-from spektron.data.generate import SIMULATED_LABEL, ensure_dataset
+from spektron.data.generate import data_label, ensure_dataset
 from spektron.data.spectra import make_grid, normalize_spectra
 from spektron.data.store import open_store
 from spektron.errors import CheckpointError, ConfigError, DataError
@@ -418,7 +418,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "target_kind": tgt,
         "normalization": e2.normalization,
         "grid": to_dict(cfg.data.grid),
-        "data_label": SIMULATED_LABEL,
+        "data_label": data_label(cfg.data),
         "init": spec["init"],
         "pretrained_checkpoint": spec.get("pretrained_checkpoint") or "",
     }
@@ -453,7 +453,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "experiment": "e2",
-        "data_label": SIMULATED_LABEL,
+        "data_label": data_label(cfg.data),
         "direction": dname,
         "init": init_info,
         "backbone": spec["backbone"],
@@ -626,7 +626,7 @@ def run_e2(
         "path": str(store_path),
         "sha256": file_sha256(store_path),
         "config_hash": config_hash(cfg.data),
-        "label": SIMULATED_LABEL,
+        "label": data_label(cfg.data),
         "n_molecules": {s: int(len(rows[s])) for s in ("train", "val", "test")},
         "n_symmetric": {p[2]: len(p[1]) for p in (sym_parts or {}).get("parts", [])},
         "n_store_molecules": int(rows["n_molecules"]),
@@ -800,5 +800,5 @@ def write_examples(
         out_dirs[dname] = {"source": src, "target": tgt, "arm": ana["arm"], "examples": items}
     write_json_atomic(
         out / "examples.json",
-        {"data_label": SIMULATED_LABEL, "wavenumber": wn.tolist(), "directions": out_dirs},
+        {"data_label": summary["data_label"], "wavenumber": wn.tolist(), "directions": out_dirs},
     )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from spektron.config import RunConfig
-from spektron.data.generate import SIMULATED_LABEL
+from spektron.data.generate import data_label
 from spektron.errors import DataError
 from spektron.evaluation.cross_spectral import PRIMARY_METRIC, direction, skill
 from spektron.evaluation.cross_spectral_analysis import (
@@ -215,7 +215,7 @@ def aggregate(
         "schema_version": SCHEMA_VERSION,
         "experiment": "e2",
         "preset": cfg.preset,
-        "data_label": SIMULATED_LABEL,
+        "data_label": data_label(cfg.data),
         "dataset": dataset,
         "simulation_levels": {
             "used": [cfg.data.physics.level],

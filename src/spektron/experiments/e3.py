@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from spektron.config import RunConfig, config_hash, to_dict
-from spektron.data.generate import SIMULATED_LABEL, ensure_dataset
+from spektron.data.generate import data_label, ensure_dataset
 from spektron.data.spectra import make_grid
 from spektron.errors import CheckpointError, ConfigError
 from spektron.experiments.e1 import _run_specs, _threads_for, device_description, load_splits
@@ -110,7 +110,7 @@ def train_shuffled(spec: dict[str, Any]) -> dict[str, Any]:
         progress=spec.get("progress", False),
         model_checkpoint_extra={
             "task": "msrp",
-            "data_label": SIMULATED_LABEL,
+            "data_label": data_label(cfg.data),
             "grid": spec["grid"],
             "wavenumber_permutation_seed": spec["permutation_seed"],
             "note": "trained on spectra in a permuted grid order (E3 control); not for use on "
@@ -269,7 +269,7 @@ def run_e3(
         "schema_version": SCHEMA_VERSION,
         "experiment": "e3",
         "preset": cfg.preset,
-        "data_label": SIMULATED_LABEL,
+        "data_label": data_label(cfg.data),
         "source": source,
         "groups": models,
         "n_models": n_per_group,
