@@ -49,9 +49,11 @@ tblite is imported lazily inside the functions: importing this module stays chea
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from spektron.data.vibrations import ir_intensity, raman_activity
 from spektron.errors import ConfigError, MoleculeError, SimulationError
@@ -174,6 +176,19 @@ def _calculator_class():
             f"the xTB level needs tblite: pip install {_TBLITE_PIN} ({type(e).__name__}: {e})"
         ) from None
     return Calculator
+
+
+@contextmanager
+def _single_thread():
+    """tblite's OpenMP and BLAS limited to one thread for the duration.
+
+    Molecules are small: threads cost more than they give (and spin-waiting OpenMP threads
+    slow down badly on a shared machine); parallelism comes from worker processes. tblite is
+    imported first so that threadpoolctl sees its OpenMP runtime.
+    """
+    _calculator_class()
+    with threadpool_limits(limits=1):
+        yield
 
 
 def _check_inputs(numbers, coords_angstrom, charge) -> tuple[np.ndarray, np.ndarray, int]:
@@ -380,7 +395,8 @@ def xtb_optimise(
     """
     settings = XtbSettings() if settings is None else settings
     z, x, q = _check_inputs(numbers, coords_angstrom, charge)
-    return _optimise(_Engine(z, q, settings), x, settings)
+    with _single_thread():
+        return _optimise(_Engine(z, q, settings), x, settings)
 
 
 def xtb_hessian(
@@ -389,7 +405,8 @@ def xtb_hessian(
     """(3N, 3N) Cartesian Hessian in kcal/mol/Å² (central differences of xTB gradients)."""
     settings = XtbSettings() if settings is None else settings
     z, x, q = _check_inputs(numbers, coords_angstrom, charge)
-    return _hessian(_Engine(z, q, settings), x, settings)[0]
+    with _single_thread():
+        return _hessian(_Engine(z, q, settings), x, settings)[0]
 
 
 def xtb_field_derivatives(
@@ -402,7 +419,8 @@ def xtb_field_derivatives(
     """
     settings = XtbSettings() if settings is None else settings
     z, x, q = _check_inputs(numbers, coords_angstrom, charge)
-    return _field_derivatives(_Engine(z, q, settings), x, settings)
+    with _single_thread():
+        return _field_derivatives(_Engine(z, q, settings), x, settings)
 
 
 def xtb_vibrations(
@@ -419,12 +437,13 @@ def xtb_vibrations(
     """
     settings = XtbSettings() if settings is None else settings
     z, x, q = _check_inputs(numbers, coords_angstrom, charge)
-    eng = _Engine(z, q, settings)
-    iters = 0
-    if optimise:
-        x, _, iters = _optimise(eng, x, settings)
-    hess, energy = _hessian(eng, x, settings)
-    apt, alpha, dalpha = _field_derivatives(eng, x, settings)
+    with _single_thread():
+        eng = _Engine(z, q, settings)
+        iters = 0
+        if optimise:
+            x, _, iters = _optimise(eng, x, settings)
+        hess, energy = _hessian(eng, x, settings)
+        apt, alpha, dalpha = _field_derivatives(eng, x, settings)
     for name, arr in (("APT", apt), ("polarizability", alpha), ("dα/dx", dalpha)):
         if not np.all(np.isfinite(arr)):
             raise SimulationError(f"xtb field derivatives: non-finite {name}")
