@@ -267,15 +267,22 @@ def run_baselines(
 # ----------------------------------------------------------------------------- one run
 
 
-def model_config(e1: E1Config, backbone: str, backbone_config: dict[str, Any]) -> dict[str, Any]:
-    """The shared model config of every arm; only the backbone fields differ."""
+def model_config(
+    e1: E1Config,
+    backbone: str,
+    backbone_config: dict[str, Any],
+    head: str = "reconstruction",
+    head_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The shared model config of every arm; only the backbone fields differ. E2 and E4 use the
+    same shape with their own head, so E1 / ``pretrain`` checkpoints load into their models."""
     return {
         "d_model": e1.d_model,
         "embedding": {"stride": e1.stride},
         "backbone": backbone,
         "backbone_config": backbone_config,
-        "head": "reconstruction",
-        "head_config": {},
+        "head": head,
+        "head_config": dict(head_config or {}),
     }
 
 
@@ -709,7 +716,7 @@ def _run_specs(
         return results
     # Slowest arms first, so the pool's last jobs are short ones.
     order = {"mamba": 0, "transformer": 1, "s4d": 2, "dlinoss": 3, "s4d_real": 4, "cnn": 5}
-    specs = sorted(specs, key=lambda s: order.get(s["backbone"], -1))
+    specs = sorted(specs, key=lambda s: order.get(s.get("backbone"), -1))
     bar = tqdm(total=len(specs), desc=desc, disable=not (progress and dist.is_main))
     if jobs == 1:
         for spec in specs:

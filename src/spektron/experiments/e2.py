@@ -65,6 +65,7 @@ from spektron.experiments.e1 import (
     package_versions,
     size_arms,
 )
+from spektron.experiments.e1 import model_config as e1_model_config
 from spektron.training import distributed as D
 from spektron.training.config import TrainConfig
 from spektron.training.data import ArrayData
@@ -328,14 +329,8 @@ def _symmetric_summary(ss: dict[str, np.ndarray], sym: dict[str, Any], e2: E2Con
 
 def model_config(cfg: RunConfig, backbone: str, backbone_config: dict[str, Any]) -> dict:
     """E1's model shape with the cross-spectral head."""
-    return {
-        "d_model": cfg.e1.d_model,
-        "embedding": {"stride": cfg.e1.stride},
-        "backbone": backbone,
-        "backbone_config": backbone_config,
-        "head": "cross_spectral",
-        "head_config": {"nonnegative": cfg.e2.nonnegative},
-    }
+    head_config = {"nonnegative": cfg.e2.nonnegative}
+    return e1_model_config(cfg.e1, backbone, backbone_config, "cross_spectral", head_config)
 
 
 _SHARED_MODEL_KEYS = ("d_model", "embedding", "backbone", "backbone_config")

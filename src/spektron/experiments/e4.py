@@ -32,6 +32,7 @@ from spektron.experiments.e1 import (
     device_description,
     file_sha256,
     git_commit,
+    model_config,
     package_versions,
     size_arms,
 )
@@ -120,14 +121,7 @@ def _transfers(classical: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _model_config(cfg: RunConfig, backbone: str, backbone_config: dict[str, Any]) -> dict:
     """E1's model shape with a one-target regression head."""
-    return {
-        "d_model": cfg.e1.d_model,
-        "embedding": {"stride": cfg.e1.stride},
-        "backbone": backbone,
-        "backbone_config": backbone_config,
-        "head": "regression",
-        "head_config": {"n_targets": 1},
-    }
+    return model_config(cfg.e1, backbone, backbone_config, "regression", {"n_targets": 1})
 
 
 def run_e4(
@@ -186,7 +180,6 @@ def run_e4(
     # 1. classical, one process per pair
     cspecs = [
         {
-            "backbone": "",
             "run_dir": str(out / pair_key(p)),
             "settings": classical_settings(cfg, p),
         }
