@@ -116,6 +116,42 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("file", type=Path)
     info.add_argument("--json", action="store_true", help="print JSON")
 
+    val = dsub.add_parser(
+        "validate",
+        help="score the simulation levels against the DFT reference set (B3LYP, PySCF)",
+    )
+    val.add_argument(
+        "--level",
+        default=None,
+        help="comma-separated levels (default: mmff,xtb,hybrid,mmff-hybrid)",
+    )
+    val.add_argument(
+        "--reference", type=Path, default=None, help="reference folder (default: the packaged set)"
+    )
+    val.add_argument(
+        "--only", type=int, nargs="+", default=None, metavar="QM9_INDEX", help="these molecules"
+    )
+    val.add_argument(
+        "--ref-freq-scale",
+        type=float,
+        default=None,
+        help="factor on the reference frequencies (default physics.dft_freq_scale, 0.965)",
+    )
+    val.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="physics override, e.g. --set physics.ir_fwhm=12",
+    )
+    val.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/data/validation.json"),
+        help="report JSON (default runs/data/validation.json; a .md table is written beside it)",
+    )
+
     nir = dsub.add_parser("nir", help="summarise the real NIR transfer datasets (corn, tablet)")
     nir.add_argument("--json", action="store_true")
 
@@ -277,6 +313,30 @@ def _cmd_info(a: argparse.Namespace) -> int:
         f"config hash  {summ['config_hash']}   spektron {summ['spektron_version']}",
     ]
     print("\n".join(lines))
+    return 0
+
+
+def _cmd_validate(a: argparse.Namespace) -> int:
+    from spektron.config import DatasetConfig, apply_overrides
+    from spektron.data.validate import REFERENCE_DIR, format_report, validate
+    from spektron.utils import write_json_atomic, write_text_atomic
+
+    cfg = apply_overrides(DatasetConfig(), a.overrides)
+    rep = validate(
+        levels=a.level,
+        reference=a.reference or REFERENCE_DIR,
+        only=a.only,
+        physics=cfg.physics,
+        grid=cfg.grid,
+        ref_freq_scale=a.ref_freq_scale,
+        progress=not a.quiet,
+    )
+    table = format_report(rep)
+    md = a.out.with_suffix(".md")
+    write_json_atomic(a.out, rep)
+    write_text_atomic(md, table + "\n")
+    print(table)
+    print(f"wrote {a.out} and {md}")
     return 0
 
 
@@ -605,6 +665,7 @@ COMMANDS = {
     ("data", "merge"): _cmd_merge,
     ("data", "simulate"): _cmd_simulate,
     ("data", "info"): _cmd_info,
+    ("data", "validate"): _cmd_validate,
     ("data", "convert-qm9s"): _cmd_convert,
     ("data", "nir"): _cmd_nir,
     ("e1", None): _cmd_e1,

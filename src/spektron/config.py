@@ -485,6 +485,10 @@ class RunConfig:
     device: str = "auto"
     workers: int = 0  # simulation processes; 0 = all cores
     n_figure_pairs: int = 4
+    # The data stage scores these simulation levels against the DFT reference set
+    # (``spektron data validate``); ``validate_only``: those reference QM9 indices (None = all).
+    validate_levels: tuple[str, ...] = PHYSICS_LEVELS
+    validate_only: tuple[int, ...] | None = None
     data: DatasetConfig = field(default_factory=DatasetConfig)
     e1: E1Config = field(default_factory=E1Config)
     e2: E2Config = field(default_factory=E2Config)
@@ -497,6 +501,10 @@ class RunConfig:
         )
         _check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
         _check(self.n_figure_pairs >= 1, "n_figure_pairs must be >= 1")
+        _check(
+            all(lv in PHYSICS_LEVELS for lv in self.validate_levels),
+            f"validate_levels must be among {PHYSICS_LEVELS}, got {self.validate_levels}",
+        )
 
 
 # Presets differ only in size: smoke (seconds, for tests), quick (minutes on a laptop CPU; its
@@ -505,6 +513,8 @@ class RunConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "data": {"n_molecules": 48},
+        "validate_levels": ["mmff", "mmff-hybrid"],
+        "validate_only": [1, 3],
         "e1": {
             "n_seeds": 1,
             "lr_sweep": [1e-3],

@@ -277,7 +277,10 @@ def dataset_inputs(cfg: DatasetConfig) -> tuple[list[MoleculeInput], dict[str, i
 
 def data_label(cfg: DatasetConfig) -> str:
     """What the spectra of a dataset config are (SIMULATED, at its physics level)."""
-    return LEVEL_LABELS[cfg.physics.level]
+    label = LEVEL_LABELS[cfg.physics.level]
+    if cfg.source == "smiles":
+        label = label.replace("of real QM9 molecules", "of user-supplied molecules (SMILES)")
+    return label
 
 
 def dataset_attrs(cfg: DatasetConfig) -> dict[str, Any]:

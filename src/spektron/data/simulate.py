@@ -750,6 +750,7 @@ def simulate_molecule(
     physics: PhysicsConfig,
     grid: np.ndarray,
     timings: dict[str, float] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> SpectrumRecord:
     """Simulate one molecule's IR and Raman spectra (see the module docstring).
 
@@ -760,6 +761,10 @@ def simulate_molecule(
     grid : (L,) wavenumbers (cm⁻¹) of the broadened spectra.
     timings : when given, seconds per stage are added to it (keys ``build``, ``optimise``,
         ``hessian``, ``modes``, ``symmetry``, ``ir``, ``raman``, ``broaden``, ``annotate``).
+    details : when given, filled with what the record leaves out: ``coords`` (N, 3) Å, the
+        level's final geometry; ``masses`` (N,) amu; ``modes`` (``NormalModes``, in the order of
+        the record's sticks, with the level's final frequencies). Used by the validation against
+        DFT (``spektron.data.validate``), which matches modes by eigenvector overlap.
 
     Raises
     ------
@@ -768,7 +773,7 @@ def simulate_molecule(
         non-finite results, or any unexpected error of the libraries underneath (chained).
     """
     try:
-        return _simulate(inp, physics, grid, timings)
+        return _simulate(inp, physics, grid, timings, details)
     except SpektronError:
         raise
     except Exception as e:  # noqa: BLE001 - a batch run needs typed, countable failures
@@ -780,6 +785,7 @@ def _simulate(
     physics: PhysicsConfig,
     grid: np.ndarray,
     timings: dict[str, float] | None,
+    details: dict[str, Any] | None = None,
 ) -> SpectrumRecord:
     level = physics.level
     if level in HYBRID_LEVELS and inp.dft_freqs is None:
@@ -816,6 +822,8 @@ def _simulate(
     arrays = (modes.freqs, ir, raman, ir_spec, ra_spec)
     if not all(np.all(np.isfinite(a)) for a in arrays):
         raise SimulationError(f"non-finite result: spectra of {inp.smiles!r}")
+    if details is not None:
+        details.update(coords=x, masses=masses, modes=modes)
     return SpectrumRecord(
         smiles=inp.smiles,
         inchikey=key,

@@ -70,6 +70,41 @@ def plot_pairs(store: SpectralStore, rows: list[int], path_stem: Path, title: st
     return out
 
 
+def _figure_title(label: str) -> str:
+    """The dataset label as a figure title ('SIMULATED spectra (...) of ...; not ...')."""
+    return label.replace("SIMULATED spectra", "SIMULATED IR / Raman pairs", 1).replace(
+        " of ", "\nof ", 1
+    )
+
+
+def run_validation(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Score ``cfg.validate_levels`` against the DFT reference set; writes ``validation.json``
+    and ``validation.md`` under ``out`` and returns the per-level means."""
+    from spektron.data.validate import format_report, validate
+    from spektron.utils import write_text_atomic
+
+    rep = validate(
+        levels=cfg.validate_levels,
+        only=cfg.validate_only,
+        physics=cfg.data.physics,
+        grid=cfg.data.grid,
+        progress=progress,
+    )
+    write_json_atomic(out / "validation.json", rep)
+    write_text_atomic(out / "validation.md", format_report(rep) + "\n")
+    return {
+        "dataset_level": cfg.data.physics.level,
+        "reference": rep["reference"]["level"],
+        "n_reference_molecules": rep["reference"]["n_molecules"],
+        "ref_freq_scale": rep["conventions"]["ref_freq_scale"],
+        "means": {
+            lv: {k: (v["mean"] if v else None) for k, v in r["summary"].items()}
+            for lv, r in rep["levels"].items()
+        },
+        "files": [str(out / "validation.json"), str(out / "validation.md")],
+    }
+
+
 def run_data_overview(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str, Any]:
     """Ensure the dataset, write its summary (JSON) and a pairs figure under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -87,10 +122,11 @@ def run_data_overview(cfg: RunConfig, out: Path, progress: bool = True) -> dict[
             store,
             rows,
             fig_dir / "ir_raman_pairs",
-            "SIMULATED IR / Raman pairs of real QM9 molecules\n(MMFF94 normal modes, "
-            "fixed-charge IR, bond-polarizability Raman activity)",
+            _figure_title(summary["label"]),
         )
     summary["figures"] = [str(p) for p in figs]
+    if cfg.validate_levels:
+        summary["validation"] = run_validation(cfg, out, progress=progress)
     write_json_atomic(out / "data_summary.json", summary)
     write_json_atomic(out / "config.json", to_dict(cfg))
     return summary
