@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="factor on the reference frequencies (default physics.dft_freq_scale, 0.965)",
     )
     val.add_argument(
+        "--exclusion",
+        action="store_true",
+        help="also simulate every centrosymmetric QM9 molecule (85) at each level and check "
+        "mutual exclusion (minutes at the xtb levels)",
+    )
+    val.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -318,7 +324,12 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
 def _cmd_validate(a: argparse.Namespace) -> int:
     from spektron.config import DatasetConfig, apply_overrides
-    from spektron.data.validate import REFERENCE_DIR, format_report, validate
+    from spektron.data.validate import (
+        REFERENCE_DIR,
+        check_mutual_exclusion,
+        format_report,
+        validate,
+    )
     from spektron.utils import write_json_atomic, write_text_atomic
 
     cfg = apply_overrides(DatasetConfig(), a.overrides)
@@ -331,6 +342,10 @@ def _cmd_validate(a: argparse.Namespace) -> int:
         ref_freq_scale=a.ref_freq_scale,
         progress=not a.quiet,
     )
+    if a.exclusion:
+        rep["mutual_exclusion_qm9"] = check_mutual_exclusion(
+            levels=a.level, physics=cfg.physics, grid=cfg.grid, progress=not a.quiet
+        )
     table = format_report(rep)
     md = a.out.with_suffix(".md")
     write_json_atomic(a.out, rep)

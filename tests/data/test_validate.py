@@ -250,3 +250,13 @@ def test_cli_validate_bad_input(tmp_path, capsys):
     assert main(["-q", "data", "validate", "--reference", str(bad), "--out", str(out)]) == 2
     assert "not a spektron-dft-reference-index file" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_mutual_exclusion_check_on_qm9_molecules(fast_qm9):
+    levels = ["mmff", "mmff-hybrid"] + (["xtb", "hybrid"] if HAS_TBLITE else [])
+    rep = val.check_mutual_exclusion(levels=levels, indices=[4, 7])  # acetylene, ethane
+    for level in levels:
+        r = rep["levels"][level]
+        assert r["holds"] is True and r["n_centrosymmetric"] == 2, level
+        assert not r["violations"] and not r["failed"]
+    assert "- hybrid: holds on 2" in val.format_exclusion(rep) or not HAS_TBLITE
