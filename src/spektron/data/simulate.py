@@ -22,6 +22,10 @@ Pipeline (DESIGN §2.1), each step a public function below:
 5. Centrosymmetric molecules: inside blocks of modes closer than ``physics.degeneracy_tol_cm``
    the inversion operator is diagonalised, so every mode is g or u and the mutual-exclusion rule
    holds (finite differences otherwise mix accidentally degenerate g/u pairs, e.g. 2-butyne).
+   At the GFN2-xTB levels the geometry, Hessian, dipole and polarizability derivatives are first
+   symmetrised under the inversion (``symmetrize_inversion``): their SCF and finite-difference
+   noise otherwise leaks up to 9 % of the intensity across the rule (measured on QM9's 85
+   centrosymmetric molecules).
 6. IR: fixed atomic charges q_i, dμ/dQ_k = Σ_i q_i L_ik, intensity
    A_k = 42.2561 · (4.80320 · |dμ/dQ_k|)² km/mol (1 e·Å = 4.80320 D;
    (D/Å)²/amu × 42.2561 = km/mol; Wilson, Decius & Cross; Neugebauer et al., J. Comput. Chem.
@@ -51,7 +55,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -448,6 +452,41 @@ def symmetry_adapt(
     return NormalModes(freqs=freqs, l_mw=l_mw, cart=l_mw * inv_sm[:, None], linear=modes.linear)
 
 
+def symmetrize_inversion(
+    perm: np.ndarray,
+    coords: np.ndarray,
+    hessian: np.ndarray,
+    apt: np.ndarray | None = None,
+    dalpha: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Impose the inversion symmetry that numerical noise breaks (GFN2-xTB path).
+
+    ``perm`` is the inversion permutation (an involution). With c the centroid and P the
+    inversion (P v)_{perm(i)} = −v_i: coordinates x_i → (x_i + 2c − x_perm(i))/2; Hessian
+    H → (H + P H Pᵀ)/2; dipole derivatives (3N, 3), a g quantity per atom pair,
+    ∂μ/∂x_i → (∂μ/∂x_i + ∂μ/∂x_perm(i))/2; polarizability derivatives (3N, 3, 3),
+    ∂α/∂x_i → (∂α/∂x_i − ∂α/∂x_perm(i))/2 (α is invariant under inversion, so a central atom
+    gets 0). On the symmetrised quantities every mode is g or u and the mutual exclusion of IR
+    and Raman activity is exact, instead of holding only up to the SCF/finite-difference noise.
+    """
+    perm = np.asarray(perm)
+    n = len(perm)
+    x = np.asarray(coords, dtype=np.float64)
+    c = x.mean(axis=0)
+    x_sym = 0.5 * (x + 2.0 * c - x[perm])
+    idx = (3 * perm[:, None] + np.arange(3)[None, :]).reshape(-1)  # coordinate of perm(atom)
+    h = np.asarray(hessian, dtype=np.float64)
+    h_sym = 0.5 * (h + h[np.ix_(idx, idx)])  # P H Pᵀ: the signs cancel in pairs
+    apt_sym = dalpha_sym = None
+    if apt is not None:
+        a = np.asarray(apt, dtype=np.float64).reshape(n, 3, 3)
+        apt_sym = (0.5 * (a + a[perm])).reshape(3 * n, 3)
+    if dalpha is not None:
+        d = np.asarray(dalpha, dtype=np.float64).reshape(n, 3, 3, 3)
+        dalpha_sym = (0.5 * (d - d[perm])).reshape(3 * n, 3, 3)
+    return x_sym, h_sym, apt_sym, dalpha_sym
+
+
 def optimise_to_minimum(
     mol: Chem.Mol, physics: PhysicsConfig, timings: dict[str, float] | None = None
 ) -> tuple[rdForceFieldHelpers.ForceField, np.ndarray, np.ndarray, NormalModes]:
@@ -659,6 +698,7 @@ def _inchikey(inp: MoleculeInput, mol: Chem.Mol) -> str:
 
 
 HYBRID_LEVELS = ("hybrid", "mmff-hybrid")
+XTB_LEVELS = ("xtb", "hybrid")
 LEVEL_CHARGE_MODEL = {"xtb": "GFN2-xTB dipole derivatives", "hybrid": "GFN2-xTB dipole derivatives"}
 
 
@@ -673,7 +713,8 @@ def _mmff_level(
         bonds = bond_table(mol, RAMAN_BOND_FACTOR if physics.raman_bond_correction else None)
     _, x, hess, modes = optimise_to_minimum(mol, physics, timings)
 
-    def intensities(m: NormalModes) -> tuple[np.ndarray, np.ndarray]:
+    def intensities(m: NormalModes, perm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        # MMFF's analytic minimum keeps the inversion symmetry exactly: nothing to impose.
         with _timed(timings, "ir"):
             ir = ir_intensities(q, m)
         with _timed(timings, "raman"):
@@ -722,9 +763,19 @@ def _xtb_level(
         step = modes.cart[:, 0].reshape(-1, 3)
         x0 = x + step * (physics.saddle_step / np.linalg.norm(step, axis=1).max())
 
-    def intensities(m: NormalModes) -> tuple[np.ndarray, np.ndarray]:
+    def intensities(m: NormalModes, perm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        v = vib
+        if perm is not None:
+            _, _, apt, dalpha = symmetrize_inversion(
+                perm,
+                vib.coords,
+                vib.hessian,
+                vib.dipole_derivatives,
+                vib.polarizability_derivatives,
+            )
+            v = replace(vib, dipole_derivatives=apt, polarizability_derivatives=dalpha)
         with _timed(timings, "ir"):
-            return xtb_ir_raman(vib, m)
+            return xtb_ir_raman(v, m)
 
     return x, vib.hessian, modes, intensities, LEVEL_CHARGE_MODEL["xtb"]
 
@@ -800,16 +851,19 @@ def _simulate(
         raise SimulationError(f"no vibrations: {inp.smiles!r} has a single atom")
     symbols = [a.GetSymbol() for a in mol.GetAtoms()]
     masses = atomic_masses(mol)
-    if level in ("xtb", "hybrid"):
+    if level in XTB_LEVELS:
         x, hess, modes, intensities, charge_model = _xtb_level(mol, inp, physics, timings)
     else:
         x, hess, modes, intensities, charge_model = _mmff_level(mol, inp, physics, timings)
     with _timed(timings, "symmetry"):
         perm = inversion_permutation(symbols, x, physics.symmetry_tol)
-        if perm is not None:
-            modes = symmetry_adapt(modes, hess, masses, perm, physics.degeneracy_tol_cm)
         pg = point_group(symbols, x, physics.symmetry_tol)
-    ir, raman = intensities(modes)
+        if perm is not None:
+            if level in XTB_LEVELS:  # noisy SCF/finite-difference quantities: symmetrise
+                x, hess, _, _ = symmetrize_inversion(perm, x, hess)
+                modes = normal_modes(hess, masses, x, modes.linear)
+            modes = symmetry_adapt(modes, hess, masses, perm, physics.degeneracy_tol_cm)
+    ir, raman = intensities(modes, perm)
     if level in HYBRID_LEVELS:
         modes = _with_dft_frequencies(modes, inp, physics)
     with _timed(timings, "broaden"):
