@@ -135,3 +135,16 @@ def test_subset_store_copies_rows_in_order(tmp_path, small_grid):
             np.testing.assert_array_equal(a.spectra("ir", i), b.spectra("ir", j))
     with pytest.raises(StoreError):
         subset_store(tmp_path / "a.h5", [], tmp_path / "c.h5")
+
+
+def test_hybrid_levels_fall_back_to_their_intensity_level_outside_qm9():
+    from spektron.data.centrosymmetric import centrosymmetric_attrs, external_physics
+
+    assert external_physics(PhysicsConfig(level="hybrid")).level == "xtb"
+    assert external_physics(PhysicsConfig(level="mmff-hybrid")).level == "mmff"
+    phys = PhysicsConfig(level="xtb", ir_fwhm=12.0)
+    assert external_physics(phys) is phys
+    attrs = centrosymmetric_attrs(phys, GridConfig())
+    assert attrs["level"] == "xtb" and "GFN2-xTB" in attrs["label"]
+    assert "SIMULATED" in attrs["label"]
+    assert "MMFF94" in centrosymmetric_attrs(PhysicsConfig(), GridConfig())["label"]

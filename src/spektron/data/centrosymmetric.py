@@ -69,7 +69,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +333,17 @@ class CentrosymmetricReport:
         )
 
 
+def centrosymmetric_label(level: str) -> str:
+    """The SIMULATED label of the set at a physics level (mmff or xtb; see external_physics)."""
+    if level == "xtb":
+        return (
+            "SIMULATED spectra (GFN2-xTB normal modes, IR from dipole derivatives, Raman from "
+            "polarizability derivatives) of centrosymmetric molecules from outside QM9; "
+            "not DFT, not measured"
+        )
+    return CENTROSYMMETRIC_LABEL
+
+
 def centrosymmetric_attrs(
     physics: PhysicsConfig,
     grid_cfg: GridConfig,
@@ -351,7 +362,8 @@ def centrosymmetric_attrs(
     return {
         "source": SOURCE,
         "simulated": True,
-        "label": CENTROSYMMETRIC_LABEL,
+        "label": centrosymmetric_label(physics.level),
+        "level": physics.level,
         "config": cfg,
         "config_hash": config_hash({"cfg": cfg, **versions}),
         "generator_version": GENERATOR_VERSION,
@@ -533,6 +545,26 @@ def default_centrosymmetric_path(
     return cache_dir() / "datasets" / f"{SOURCE}-{h}.h5"
 
 
+# Molecules outside QM9 have no QM9 DFT frequencies: a hybrid level falls back to the level that
+# supplies its intensities.
+EXTERNAL_LEVEL = {"hybrid": "xtb", "mmff-hybrid": "mmff"}
+
+
+def external_physics(physics: PhysicsConfig) -> PhysicsConfig:
+    """The physics for the external (non-QM9) molecules: a hybrid level, which needs QM9's DFT
+    frequencies, becomes the level of its intensities (hybrid → xtb, mmff-hybrid → mmff)."""
+    level = EXTERNAL_LEVEL.get(physics.level)
+    if level is None:
+        return physics
+    log.warning(
+        "centrosymmetric set: molecules outside QM9 have no DFT frequencies; simulated at level "
+        "%r (the intensity source of %r)",
+        level,
+        physics.level,
+    )
+    return replace(physics, level=level)
+
+
 def ensure_centrosymmetric_store(
     physics: PhysicsConfig,
     grid_cfg: GridConfig,
@@ -543,7 +575,9 @@ def ensure_centrosymmetric_store(
     exclusion_threshold: float = EXCLUSION_THRESHOLD,
 ) -> Path:
     """Return the cached centrosymmetric store, simulating it first if needed (as
-    :func:`spektron.data.generate.ensure_dataset` does for the main dataset)."""
+    :func:`spektron.data.generate.ensure_dataset` does for the main dataset). A hybrid level
+    is replaced by :func:`external_physics`; the store records the level it used."""
+    physics = external_physics(physics)
     path = default_centrosymmetric_path(physics, grid_cfg, molecules, exclusion_threshold)
     grid = make_grid(grid_cfg.n_points, grid_cfg.lo, grid_cfg.hi)
     if path.exists():
