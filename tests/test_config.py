@@ -22,7 +22,9 @@ from spektron.errors import ConfigError
 def test_presets_and_overrides_are_type_checked():
     cfg = preset_config("smoke", ["data.physics.ir_fwhm=12", "data.n_molecules=10"], seed=3)
     assert cfg.data.physics.ir_fwhm == 12.0 and cfg.data.n_molecules == 10 and cfg.seed == 3
-    assert preset_config("paper").data.n_molecules is None
+    paper = preset_config("paper")
+    assert paper.data.n_molecules is None and paper.data.physics.level == "hybrid"
+    assert preset_config("quick").data.physics.level == "mmff"  # ~20 s for 3,000 on 2 cores
     for bad, msg in [
         ("data.n_molecules=abc", "n_molecules"),
         ("data.n_molecules=1.5", "n_molecules"),
