@@ -94,6 +94,9 @@ class PhysicsConfig:
     # the field second derivatives of the Raman tensors are noisy at tblite's default 1.0),
     # electric-field step (a.u.) and Hessian displacement (bohr).
     xtb_accuracy: float = 0.01
+    # Raman activities at the xtb levels: "xtb" (GFN2-xTB polarizability derivatives) or "bond"
+    # (the bond-polarizability model of the mmff level, on the xtb geometry and modes).
+    xtb_raman: str = "xtb"
     xtb_field_step: float = 1e-3
     xtb_hessian_step: float = 0.005
 
@@ -107,6 +110,10 @@ class PhysicsConfig:
             f"physics.dft_freq_scale must lie in (0.5, 1.1], got {self.dft_freq_scale}",
         )
         _check(self.xtb_accuracy > 0, "physics.xtb_accuracy must be > 0")
+        _check(
+            self.xtb_raman in ("xtb", "bond"),
+            f"physics.xtb_raman must be xtb|bond, got {self.xtb_raman!r}",
+        )
         _check(0 < self.xtb_field_step < 0.05, "physics.xtb_field_step must lie in (0, 0.05) a.u.")
         _check(
             0 < self.xtb_hessian_step < 0.1, "physics.xtb_hessian_step must lie in (0, 0.1) bohr"

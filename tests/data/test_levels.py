@@ -138,3 +138,18 @@ def test_xtb_mutual_exclusion_is_exact_where_noise_broke_it():
         assert rec.centrosymmetric == 1
         assert exclusion_overlap(rec.stick_ir, rec.stick_raman) < 1e-9
         assert not _both_active(rec).any()
+
+
+@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
+def test_xtb_levels_with_bond_polarizability_raman():
+    for inp in _qm9_inputs([8, *CENTRO]):
+        xtb = sim.simulate_molecule(inp, PhysicsConfig(level="xtb"), GRID)
+        bond = sim.simulate_molecule(inp, PhysicsConfig(level="xtb", xtb_raman="bond"), GRID)
+        assert np.allclose(bond.stick_freq, xtb.stick_freq)
+        assert np.allclose(bond.stick_ir, xtb.stick_ir)
+        assert not np.allclose(bond.stick_raman, xtb.stick_raman, rtol=0.05)
+        assert bond.stick_raman.max() > 0
+        if inp.source_index in CENTRO:
+            assert bond.centrosymmetric == 1 and not _both_active(bond).any()
+    with pytest.raises(ConfigError, match="xtb_raman"):
+        PhysicsConfig(xtb_raman="dft")

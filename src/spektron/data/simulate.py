@@ -763,10 +763,15 @@ def _xtb_level(
         step = modes.cart[:, 0].reshape(-1, 3)
         x0 = x + step * (physics.saddle_step / np.linalg.norm(step, axis=1).max())
 
+    bonds = None
+    if physics.xtb_raman == "bond":
+        with _timed(timings, "raman"):
+            bonds = bond_table(mol, RAMAN_BOND_FACTOR if physics.raman_bond_correction else None)
+
     def intensities(m: NormalModes, perm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        v = vib
+        v, xr = vib, vib.coords
         if perm is not None:
-            _, _, apt, dalpha = symmetrize_inversion(
+            xr, _, apt, dalpha = symmetrize_inversion(
                 perm,
                 vib.coords,
                 vib.hessian,
@@ -775,7 +780,11 @@ def _xtb_level(
             )
             v = replace(vib, dipole_derivatives=apt, polarizability_derivatives=dalpha)
         with _timed(timings, "ir"):
-            return xtb_ir_raman(v, m)
+            ir, raman = xtb_ir_raman(v, m)
+        if bonds is not None:  # bond-polarizability Raman on the xtb geometry and modes
+            with _timed(timings, "raman"):
+                raman = raman_activities(polarizability_gradient(bonds, xr), m)
+        return ir, raman
 
     return x, vib.hessian, modes, intensities, LEVEL_CHARGE_MODEL["xtb"]
 
