@@ -20,20 +20,38 @@ from spektron.utils import setup_logging
 log = logging.getLogger("spektron")
 
 
-def _add_experiment_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="quick", help="smoke | quick | paper (default: quick)")
-    p.add_argument("--out", type=Path, default=Path("runs"), help="results folder (default runs/)")
-    p.add_argument("--seed", type=int, default=None, help="seed (default from the preset)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda[:i]")
-    p.add_argument("--workers", type=int, default=None, help="processes for simulation (0 = all)")
+def _add_set_arg(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="config override, e.g. --set data.n_molecules=500 (repeatable)",
+        help=f"config override, e.g. --set {example} (repeatable)",
     )
+
+
+def _add_jobs_arg(p: argparse.ArgumentParser, what: str = "training processes") -> None:
+    p.add_argument("--jobs", type=int, default=None, help=f"parallel {what} on CPU (0 = cores)")
+
+
+def _add_pretrained_arg(p: argparse.ArgumentParser, arms: str) -> None:
+    p.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="E1 results folder (or a `spektron pretrain` folder) whose checkpoints start the "
+        f"{arms} (default: OUT/../e1 when it exists)",
+    )
+
+
+def _add_experiment_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="quick", help="smoke | quick | paper (default: quick)")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="results folder (default runs/)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default from the preset)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda[:i]")
+    p.add_argument("--workers", type=int, default=None, help="processes for simulation (0 = all)")
+    _add_set_arg(p, "data.n_molecules=500")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,14 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-size", type=int, default=32, help="molecules per resumable chunk (default 32)"
     )
     sim.add_argument("--seed", type=int, default=0, help="selection seed for --n (default 0)")
-    sim.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dataset config override, e.g. --set physics.ir_fwhm=12",
-    )
+    _add_set_arg(sim, "physics.ir_fwhm=12")
     sim.add_argument(
         "--report",
         type=Path,
@@ -143,14 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also simulate every centrosymmetric QM9 molecule (85) at each level and check "
         "mutual exclusion (minutes at the xtb levels)",
     )
-    val.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="physics override, e.g. --set physics.ir_fwhm=12",
-    )
+    _add_set_arg(val, "physics.xtb_raman=bond")
     val.add_argument(
         "--out",
         type=Path,
@@ -187,22 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e1 = sub.add_parser("e1", help="E1: masked reconstruction benchmark of every backbone")
     _add_experiment_args(e1)
-    e1.add_argument(
-        "--jobs", type=int, default=None, help="parallel training processes on CPU (0 = cores)"
-    )
+    _add_jobs_arg(e1)
 
     e2 = sub.add_parser("e2", help="E2: cross-spectral prediction (Raman from IR and back)")
     _add_experiment_args(e2)
-    e2.add_argument(
-        "--jobs", type=int, default=None, help="parallel training processes on CPU (0 = cores)"
-    )
-    e2.add_argument(
-        "--pretrained",
-        type=Path,
-        default=None,
-        help="E1 results folder (or a `spektron pretrain` folder) whose checkpoints start the "
-        "pretrained arms (default: OUT/../e1 when it exists)",
-    )
+    _add_jobs_arg(e2)
+    _add_pretrained_arg(e2, "pretrained arms")
 
     e3 = sub.add_parser("e3", help="E3: transfer functions of trained D-LinOSS vs controls")
     _add_experiment_args(e3)
@@ -217,20 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     e3.add_argument(
         "--trained-from", type=Path, default=None, help="E1 results folder with dlinoss runs"
     )
-    e3.add_argument(
-        "--jobs", type=int, default=None, help="parallel training processes on CPU (0 = cores)"
-    )
+    _add_jobs_arg(e3)
 
     e4 = sub.add_parser("e4", help="E4: calibration transfer on the real corn / tablet NIR data")
     _add_experiment_args(e4)
-    e4.add_argument("--jobs", type=int, default=None, help="parallel processes on CPU (0 = cores)")
-    e4.add_argument(
-        "--pretrained",
-        type=Path,
-        default=None,
-        help="E1 results folder (or a `spektron pretrain` folder) whose checkpoints start the "
-        "pretrained deep arms (default: OUT/../e1 when it exists)",
-    )
+    _add_jobs_arg(e4, "processes")
+    _add_pretrained_arg(e4, "pretrained deep arms")
 
     pt = sub.add_parser("pretrain", help="train one backbone on MSRP (checkpoint for E2-E4)")
     _add_experiment_args(pt)

@@ -124,20 +124,26 @@ def _array(d: dict, key: str, path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return a
 
 
+def _read_json(path: Path, fmt: str, missing: str) -> dict[str, Any]:
+    """A JSON object of format ``fmt``; DataError (``missing`` + path when absent) otherwise."""
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise DataError(f"{missing}: {path}") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not a readable JSON file ({e})") from e
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise DataError(f"{path}: not a {fmt} file")
+    return d
+
+
 def read_reference_molecule(path: str | Path) -> ReferenceMolecule:
     """Read and check one reference JSON (``qm9_<index>.json``).
 
     Raises ``DataError`` naming the file and the problem (missing key, wrong shape, NaN/Inf,
     unsupported format, modes that are not orthonormal)."""
     path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise DataError(f"reference file not found: {path}") from e
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not a readable JSON file ({e})") from e
-    if not isinstance(d, dict) or d.get("format") != REFERENCE_FORMAT:
-        raise DataError(f"{path}: not a {REFERENCE_FORMAT} file")
+    d = _read_json(path, REFERENCE_FORMAT, "reference file not found")
     if d.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
         raise DataError(
             f"{path}: format_version {d.get('format_version')!r} is not supported "
@@ -181,14 +187,7 @@ def load_reference(
     these QM9 indices) and the index's description (level, settings, versions)."""
     folder = Path(folder)
     ipath = folder / "index.json"
-    try:
-        index = json.loads(ipath.read_text())
-    except FileNotFoundError as e:
-        raise DataError(f"no reference index: {ipath} (see scripts/dft_reference)") from e
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{ipath}: not a readable JSON file ({e})") from e
-    if not isinstance(index, dict) or index.get("format") != REFERENCE_INDEX_FORMAT:
-        raise DataError(f"{ipath}: not a {REFERENCE_INDEX_FORMAT} file")
+    index = _read_json(ipath, REFERENCE_INDEX_FORMAT, "no reference index (scripts/dft_reference)")
     done = index.get("molecules", [])
     available = sorted({int(m["qm9_index"]) for m in done if isinstance(m, dict)})
     if only is not None:
