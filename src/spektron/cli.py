@@ -314,6 +314,7 @@ def _cmd_validate(a: argparse.Namespace) -> int:
         REFERENCE_DIR,
         check_mutual_exclusion,
         format_report,
+        plot_validation,
         validate,
     )
     from spektron.utils import write_json_atomic, write_text_atomic
@@ -336,8 +337,9 @@ def _cmd_validate(a: argparse.Namespace) -> int:
     md = a.out.with_suffix(".md")
     write_json_atomic(a.out, rep)
     write_text_atomic(md, table + "\n")
+    figs = plot_validation(rep, a.out.with_suffix(".png"), reference=a.reference or REFERENCE_DIR)
     print(table)
-    print(f"wrote {a.out} and {md}")
+    print(f"wrote {a.out}, {md} and {', '.join(str(f) for f in figs)}")
     return 0
 
 

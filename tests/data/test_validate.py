@@ -201,7 +201,7 @@ def test_bad_levels_and_scale():
 # ----------------------------------------------------------------------------- end to end
 
 
-def test_validate_fast_subset_every_level(fast_qm9):
+def test_validate_fast_subset_every_level(fast_qm9, tmp_path):
     levels = ["mmff", "mmff-hybrid"] + (["xtb", "hybrid"] if HAS_TBLITE else [])
     rep = val.validate(levels=levels, only=FAST)
     assert rep["conventions"]["ref_freq_scale"] == 0.965
@@ -222,6 +222,10 @@ def test_validate_fast_subset_every_level(fast_qm9):
         b = rep["levels"]["mmff-hybrid"]["summary"][key]["mean"]
         assert a == pytest.approx(b, abs=0.05)
     assert "| mmff-hybrid | 3 |" in val.format_report(rep)
+    sticks = rep["levels"]["xtb" if HAS_TBLITE else "mmff"]["molecules"][0]["sticks"]
+    assert len(sticks["freq_cm"]) == len(sticks["ir_km_mol"]) == 9  # CH4
+    figs = val.plot_validation(rep, tmp_path / "fig" / "validation")
+    assert [f.suffix for f in figs] == [".png", ".pdf"] and all(f.stat().st_size for f in figs)
 
 
 def test_mutual_exclusion_is_checked_on_centrosymmetric_references(fast_qm9):
@@ -237,6 +241,7 @@ def test_cli_validate(tmp_path, fast_qm9, capsys):
     rep = json.loads(out.read_text())
     assert rep["levels"]["mmff"]["n_ok"] == 1
     assert out.with_suffix(".md").read_text().startswith("Validation against")
+    assert out.with_suffix(".png").stat().st_size > 0
     assert "| mmff | 1 |" in capsys.readouterr().out
 
 

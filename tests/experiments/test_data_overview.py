@@ -35,6 +35,7 @@ def test_data_stage_writes_summary_figure_and_validation(tmp_path, monkeypatch):
     rep = json.loads((tmp_path / "data" / "validation.json").read_text())
     assert rep["levels"]["mmff-hybrid"]["n_ok"] == 1
     assert (tmp_path / "data" / "validation.md").read_text().startswith("Validation against")
+    assert (tmp_path / "data" / "figures" / "validation.png").stat().st_size > 0
     on_disk = json.loads((tmp_path / "data" / "data_summary.json").read_text())
     assert on_disk["validation"]["means"] == v["means"]
 

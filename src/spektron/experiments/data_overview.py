@@ -80,7 +80,7 @@ def _figure_title(label: str) -> str:
 def run_validation(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str, Any]:
     """Score ``cfg.validate_levels`` against the DFT reference set; writes ``validation.json``
     and ``validation.md`` under ``out`` and returns the per-level means."""
-    from spektron.data.validate import format_report, validate
+    from spektron.data.validate import format_report, plot_validation, validate
     from spektron.utils import write_text_atomic
 
     rep = validate(
@@ -92,6 +92,7 @@ def run_validation(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str
     )
     write_json_atomic(out / "validation.json", rep)
     write_text_atomic(out / "validation.md", format_report(rep) + "\n")
+    figs = plot_validation(rep, out / "figures" / "validation")
     return {
         "dataset_level": cfg.data.physics.level,
         "reference": rep["reference"]["level"],
@@ -101,7 +102,8 @@ def run_validation(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str
             lv: {k: (v["mean"] if v else None) for k, v in r["summary"].items()}
             for lv, r in rep["levels"].items()
         },
-        "files": [str(out / "validation.json"), str(out / "validation.md")],
+        "files": [str(out / "validation.json"), str(out / "validation.md")]
+        + [str(f) for f in figs],
     }
 
 
