@@ -191,6 +191,17 @@ def test_missing_reference_pieces(tmp_path):
         val.load_reference(folder, only=[3])
 
 
+def test_flagged_references_are_left_out(tmp_path, fast_qm9):
+    folder = _copy_reference(tmp_path)
+    d = json.loads((folder / "qm9_5.json").read_text())
+    d["flagged"] = True
+    (folder / "qm9_5.json").write_text(json.dumps(d))
+    rep = val.validate(levels="mmff", reference=folder)
+    assert rep["reference"]["skipped_flagged"] == [5] and rep["reference"]["n_molecules"] == 1
+    with pytest.raises(DataError, match="no unflagged reference molecule"):
+        val.validate(levels="mmff", reference=folder, only=[5])
+
+
 def test_bad_levels_and_scale():
     with pytest.raises(ConfigError, match="levels must be among"):
         val.parse_levels("mmff,dft")

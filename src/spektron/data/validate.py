@@ -476,6 +476,14 @@ def validate(
         raise ConfigError(f"ref_freq_scale must lie in (0.5, 1.1], got {scale}")
     levels = parse_levels(levels)
     refs, meta = load_reference(reference, only)
+    # A reference the script flagged (unconverged optimisation, imaginary modes, failed checks)
+    # is not a reference: left out, and listed.
+    flagged = [r.qm9_index for r in refs if r.flagged]
+    if flagged:
+        log.warning("reference molecules flagged by their computation, left out: %s", flagged)
+        refs = [r for r in refs if not r.flagged]
+    if not refs:
+        raise DataError(f"no unflagged reference molecule to validate against (flagged: {flagged})")
     g = make_grid(grid_cfg.n_points, grid_cfg.lo, grid_cfg.hi)
     inputs = load_qm9_inputs([r.qm9_index for r in refs])
     for r, inp in zip(refs, inputs, strict=True):
@@ -513,7 +521,12 @@ def validate(
     return {
         "format": "spektron-validation",
         "format_version": VALIDATION_FORMAT_VERSION,
-        "reference": {"folder": str(reference), **meta, "n_molecules": len(refs)},
+        "reference": {
+            "folder": str(reference),
+            **meta,
+            "n_molecules": len(refs),
+            "skipped_flagged": flagged,
+        },
         "conventions": {
             "ref_freq_scale": scale,
             "frequency_note": (
