@@ -319,6 +319,8 @@ def _cmd_validate(a: argparse.Namespace) -> int:
     )
     from spektron.utils import write_json_atomic, write_text_atomic
 
+    if a.out.suffix != ".json":
+        raise ConfigError(f"--out must name a .json file (the .md and .png go beside it): {a.out}")
     cfg = apply_overrides(DatasetConfig(), a.overrides)
     rep = validate(
         levels=a.level,
@@ -335,9 +337,9 @@ def _cmd_validate(a: argparse.Namespace) -> int:
         )
     table = format_report(rep)
     md = a.out.with_suffix(".md")
-    write_json_atomic(a.out, rep)
-    write_text_atomic(md, table + "\n")
     figs = plot_validation(rep, a.out.with_suffix(".png"), reference=a.reference or REFERENCE_DIR)
+    write_text_atomic(md, table + "\n")
+    write_json_atomic(a.out, rep)
     print(table)
     print(f"wrote {a.out}, {md} and {', '.join(str(f) for f in figs)}")
     return 0

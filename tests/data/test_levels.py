@@ -153,3 +153,27 @@ def test_xtb_levels_with_bond_polarizability_raman():
             assert bond.centrosymmetric == 1 and not _both_active(bond).any()
     with pytest.raises(ConfigError, match="xtb_raman"):
         PhysicsConfig(xtb_raman="dft")
+
+
+def test_symmetrize_inversion_leaves_physical_tensors_of_a_symmetric_geometry_unchanged():
+    # Tensors from models that respect the inversion (bond polarizability, fixed charges) at an
+    # exactly centrosymmetric geometry are fixed points: the rules have the physical signs.
+    mol = sim.molecule_from_smiles("F/C=C/F")
+    _, x = sim.mmff_optimise(mol, PhysicsConfig())
+    symbols = [a.GetSymbol() for a in mol.GetAtoms()]
+    perm = sim.inversion_permutation(symbols, x, 0.05)
+    assert perm is not None
+    xs, _, _, _ = sim.symmetrize_inversion(perm, x, np.zeros((3 * len(x),) * 2))
+    dalpha = sim.polarizability_gradient(sim.bond_table(mol), xs)  # (3N, 3, 3)
+    from rdkit.Chem import rdPartialCharges
+
+    rdPartialCharges.ComputeGasteigerCharges(mol)
+    charges = np.array([a.GetDoubleProp("_GasteigerCharge") for a in mol.GetAtoms()])
+    apt = np.kron(charges[:, None], np.eye(3))  # ∂μ_c/∂x_{3a+b} = q_a δ_bc
+    assert np.abs(dalpha).max() > 0.1 and np.abs(apt).max() > 0.1
+    _, _, apt_s, dalpha_s = sim.symmetrize_inversion(
+        perm, xs, np.zeros((3 * len(x),) * 2), apt, dalpha
+    )
+    assert np.allclose(apt_s, apt, atol=1e-12) and np.allclose(dalpha_s, dalpha, atol=1e-10)
+    with pytest.raises(ValueError, match="its own inverse"):
+        sim.symmetrize_inversion(np.array([1, 2, 0]), xs[:3], np.zeros((9, 9)))

@@ -107,6 +107,28 @@ def test_overlap_matching_sees_through_rotation_and_mode_order():
     assert m["ir_intensity_overlap"] == pytest.approx(1.0, abs=1e-9)
 
 
+@pytest.mark.parametrize("index", [1, 2, 4, 25])  # CH4 (T2, E), NH3 (E), C2H2, C2N2 (Π)
+def test_overlap_pairing_ignores_the_basis_of_degenerate_modes(index):
+    ref = _ref(index)
+    lvl = _as_level(ref)
+    rng = np.random.default_rng(index)
+    blocks = val.degenerate_blocks(ref.freqs)
+    assert len(set(blocks.tolist())) < len(ref.freqs)  # the molecule has degenerate modes
+    for b in set(blocks.tolist()):
+        idx = np.flatnonzero(blocks == b)
+        q, _ = np.linalg.qr(rng.normal(size=(len(idx), len(idx))))
+        lvl.l_mw[:, idx] = lvl.l_mw[:, idx] @ q
+        # a rotated degenerate block splits its intensity differently, with the same total
+        lvl.ir[idx] = ref.ir[idx].mean()
+        lvl.raman[idx] = ref.raman[idx].mean()
+    m = _compare(ref, lvl)
+    assert m["mean_sq_overlap"] == pytest.approx(1.0, abs=1e-9)
+    # partners of a block may pair crosswise: they differ by < 0.05 cm-1 in the reference
+    assert m["freq_mae_overlap"] == pytest.approx(0.0, abs=0.05)
+    assert m["ir_intensity_overlap"] == pytest.approx(1.0, abs=1e-9)
+    assert m["raman_intensity_overlap"] == pytest.approx(1.0, abs=1e-9)
+
+
 def test_reference_scale_is_applied_to_the_reference_only():
     ref = _ref(3)
     lvl = _as_level(ref)
@@ -123,6 +145,10 @@ def test_kabsch_recovers_a_rotation():
     r = val.kabsch_rotation(x, x @ rot.T + 3.0, masses)
     assert np.allclose(r, rot, atol=1e-10)
     assert np.linalg.det(r) == pytest.approx(1.0)
+    # a mirror image cannot be reached by a rotation: still a proper rotation comes back
+    mirror = x * np.array([1.0, 1.0, -1.0])
+    r = val.kabsch_rotation(x, mirror, masses)
+    assert np.linalg.det(r) == pytest.approx(1.0) and np.allclose(r @ r.T, np.eye(3))
 
 
 def test_window_integrals_and_exclusion_overlap():
@@ -165,6 +191,10 @@ def _copy_reference(tmp_path, indices=(3, 5)):
         (lambda d: d["raman_activities_A4_amu"].pop(), "has shape"),
         (lambda d: d.__setitem__("format_version", 99), "format_version"),
         (lambda d: d["normal_modes_mass_weighted"][0][0].__setitem__(0, 5.0), "orthonormal"),
+        (lambda d: d.__setitem__("frequencies_cm", "abc"), "could not convert"),
+        (lambda d: d.__setitem__("qm9_index", 3.7), "not an integer"),
+        (lambda d: d.__setitem__("qm9_index", 4), "holds QM9 index 4"),
+        (lambda d: d["masses_amu"].__setitem__(0, 0.0), "must be > 0"),
     ],
 )
 def test_corrupt_reference_files_are_named(tmp_path, edit, message):
@@ -189,6 +219,30 @@ def test_missing_reference_pieces(tmp_path):
     (folder / "qm9_3.json").unlink()
     with pytest.raises(DataError, match="reference file not found"):
         val.load_reference(folder, only=[3])
+
+
+def test_reference_index_entries_are_checked(tmp_path):
+    folder = _copy_reference(tmp_path)
+    index = json.loads((folder / "index.json").read_text())
+    index["molecules"] = [{"file": "qm9_3.json"}]
+    (folder / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match="must list entries with a qm9_index"):
+        val.load_reference(folder)
+
+
+def test_reference_atoms_must_match_the_qm9_row(tmp_path, fast_qm9):
+    folder = _copy_reference(tmp_path)
+    d = json.loads((folder / "qm9_3.json").read_text())
+    d["elements"] = ["S", "H", "H"]
+    (folder / "qm9_3.json").write_text(json.dumps(d))
+    with pytest.raises(DataError, match=r"atoms \['S', 'H', 'H'\] differ from the QM9 row"):
+        val.validate(levels="mmff", reference=folder, only=[3])
+
+
+def test_nothing_common_skips_the_figure(fast_qm9, tmp_path):
+    rep = val.validate(levels=["mmff", "mmff-hybrid"], only=[25])  # QM9 lists 6 of 7 modes
+    assert rep["levels"]["mmff-hybrid"]["n_failed"] == 1 and rep["common"]["qm9_indices"] == []
+    assert val.plot_validation(rep, tmp_path / "v") == []
 
 
 def test_flagged_references_are_left_out(tmp_path, fast_qm9):
@@ -227,11 +281,11 @@ def test_validate_fast_subset_every_level(fast_qm9, tmp_path):
     # The hybrid levels carry QM9's B3LYP frequencies, much closer to the B3LYP reference.
     mae = {lv: rep["levels"][lv]["summary"]["freq_mae_sorted"]["mean"] for lv in levels}
     assert mae["mmff-hybrid"] < 0.6 * mae["mmff"]
-    # mmff-hybrid keeps mmff's intensities: the intensity-only scores agree up to pairing
+    # mmff-hybrid keeps mmff's modes and intensities; the overlap pairing ignores frequencies
     for key in ("ir_intensity_overlap", "raman_intensity_overlap"):
         a = rep["levels"]["mmff"]["summary"][key]["mean"]
         b = rep["levels"]["mmff-hybrid"]["summary"][key]["mean"]
-        assert a == pytest.approx(b, abs=0.05)
+        assert a == pytest.approx(b, abs=1e-12)
     assert "| mmff-hybrid | 3 |" in val.format_report(rep)
     sticks = rep["levels"]["xtb" if HAS_TBLITE else "mmff"]["molecules"][0]["sticks"]
     assert len(sticks["freq_cm"]) == len(sticks["ir_km_mol"]) == 9  # CH4
@@ -257,6 +311,8 @@ def test_cli_validate(tmp_path, fast_qm9, capsys):
 
 
 def test_cli_validate_bad_input(tmp_path, capsys):
+    assert main(["-q", "data", "validate", "--out", str(tmp_path / "v.md")]) == 2
+    assert "--out must name a .json file" in capsys.readouterr().err
     out = tmp_path / "validation.json"
     assert main(["-q", "data", "validate", "--level", "b3lyp", "--out", str(out)]) == 2
     assert "levels must be among" in capsys.readouterr().err

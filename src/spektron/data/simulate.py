@@ -471,6 +471,8 @@ def symmetrize_inversion(
     """
     perm = np.asarray(perm)
     n = len(perm)
+    if not np.array_equal(perm[perm], np.arange(n)):
+        raise ValueError("the inversion permutation must be its own inverse")
     x = np.asarray(coords, dtype=np.float64)
     c = x.mean(axis=0)
     x_sym = 0.5 * (x + 2.0 * c - x[perm])

@@ -19,8 +19,10 @@ molecule and level we compute (IR and Raman alike):
 - **mode matching**: the level's geometry is rotated onto the reference geometry (mass-weighted
   Kabsch, same atom order) with its mode vectors, and modes are paired one-to-one by the
   Hungarian assignment that maximises Σ |⟨l_ref, l_level⟩|² of mass-weighted eigenvectors
-  ("overlap"). The other pairing is plain sorted order (k-th lowest with k-th lowest), which is
-  what the hybrid levels do when they swap frequencies.
+  ("overlap"; against a degenerate reference block its whole subspace counts, so neither side's
+  choice of basis inside a degenerate pair matters, nor the undetermined rotation of a linear
+  molecule about its axis). The other pairing is plain sorted order (k-th lowest with k-th
+  lowest), which is what the hybrid levels do when they swap frequencies.
 - **frequency ceiling**: the full-spectrum cosine the level would reach with the reference's
   intensities on its own frequencies (sorted pairs): how high its frequencies let it go.
 - **frequency MAE** (cm⁻¹) over the pairs, against the scaled reference.
@@ -76,6 +78,9 @@ WINDOWS: tuple[tuple[float, float], ...] = (
 # Mutual exclusion "holds" for a molecule when this little of the normalised IR and Raman
 # intensity is shared by the same modes.
 EXCLUSION_TOL = 1e-3
+# Reference modes closer than this (cm⁻¹) form a degenerate block for the overlap pairing (the
+# reference's degenerate partners agree to < 0.1 cm⁻¹; as physics.degeneracy_tol_cm).
+DEGENERACY_TOL_CM = 1.0
 # Inversion-centre tolerance (Å) on QM9's DFT geometries (as the reference-set selection).
 CENTRO_TOL_ANG = 0.05
 _REQUIRED = {
@@ -156,21 +161,29 @@ def read_reference_molecule(path: str | Path) -> ReferenceMolecule:
     if not isinstance(elements, list) or not all(isinstance(e, str) for e in elements):
         raise DataError(f"{path}: 'elements' must be a list of symbols")
     n = len(elements)
-    freqs = np.asarray(d["frequencies_cm"], dtype=np.float64)
-    k = freqs.size
+    try:
+        k = np.asarray(d["frequencies_cm"], dtype=np.float64).size
+        qm9_index = d["qm9_index"]
+        if isinstance(qm9_index, bool) or int(qm9_index) != qm9_index:
+            raise ValueError(f"qm9_index {qm9_index!r} is not an integer")
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path}: {e}") from e
     if n < 2 or k < 1 or k > 3 * n:
         raise DataError(f"{path}: {k} modes for {n} atoms")
     freqs = _array(d, "frequencies_cm", path, (k,))
     modes = _array(d, "normal_modes_mass_weighted", path, (k, n, 3))
     l_mw = modes.reshape(k, 3 * n).T
+    masses = _array(d, "masses_amu", path, (n,))
+    if np.any(masses <= 0):
+        raise DataError(f"{path}: 'masses_amu' must be > 0")
     gram = l_mw.T @ l_mw
     if np.abs(gram - np.eye(k)).max() > 1e-4:
         raise DataError(f"{path}: 'normal_modes_mass_weighted' are not orthonormal")
     return ReferenceMolecule(
-        qm9_index=int(d["qm9_index"]),
+        qm9_index=int(qm9_index),
         smiles=str(d.get("smiles", "")),
         elements=list(elements),
-        masses=_array(d, "masses_amu", path, (n,)),
+        masses=masses,
         coords=_array(d, "coords_angstrom", path, (n, 3)),
         freqs=freqs,
         l_mw=l_mw,
@@ -189,7 +202,10 @@ def load_reference(
     ipath = folder / "index.json"
     index = _read_json(ipath, REFERENCE_INDEX_FORMAT, "no reference index (scripts/dft_reference)")
     done = index.get("molecules", [])
-    available = sorted({int(m["qm9_index"]) for m in done if isinstance(m, dict)})
+    try:
+        available = sorted({int(m["qm9_index"]) for m in done})
+    except (TypeError, ValueError, KeyError) as e:
+        raise DataError(f"{ipath}: 'molecules' must list entries with a qm9_index ({e})") from e
     if only is not None:
         missing = sorted(set(only) - set(available))
         if missing:
@@ -250,10 +266,29 @@ def rotate_modes(l_mw: np.ndarray, rot: np.ndarray) -> np.ndarray:
     return (v @ rot.T).reshape(k, -1).T
 
 
-def match_by_overlap(l_ref: np.ndarray, l_lvl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one pairs (ref index, level index) maximising Σ ⟨l_ref, l_level⟩² (Hungarian);
-    as many pairs as the smaller mode count. Returns the pairs and their squared overlaps."""
+def degenerate_blocks(freqs: np.ndarray, tol: float = DEGENERACY_TOL_CM) -> np.ndarray:
+    """(K,) block label per mode: sorted neighbours closer than ``tol`` cm⁻¹ share a block."""
+    order = np.argsort(freqs, kind="stable")
+    labels = np.empty(len(freqs), dtype=np.int64)
+    labels[order] = np.concatenate([[0], np.cumsum(np.diff(freqs[order]) >= tol)])
+    return labels
+
+
+def match_by_overlap(
+    l_ref: np.ndarray, l_lvl: np.ndarray, ref_freqs: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one pairs (ref index, level index) maximising the summed squared overlap
+    (Hungarian); as many pairs as the smaller mode count. Returns the pairs and their scores.
+
+    Degenerate reference modes (``ref_freqs`` given) are an arbitrary basis of their block, so a
+    level mode is scored by its squared projection on the whole block, Σ_{r′∈B(r)} ⟨l_r′, l⟩²:
+    the pairing and the score do not depend on how either side oriented a degenerate pair."""
     o2 = (l_ref.T @ l_lvl) ** 2  # (Kr, Kl)
+    if ref_freqs is not None:
+        blocks = degenerate_blocks(np.asarray(ref_freqs, dtype=np.float64))
+        summed = np.zeros((blocks.max() + 1, o2.shape[1]))
+        np.add.at(summed, blocks, o2)
+        o2 = summed[blocks]
     r, c = linear_sum_assignment(o2, maximize=True)
     return np.stack([r, c], axis=1), o2[r, c]
 
@@ -330,7 +365,7 @@ def compare(
         raise ValueError(f"level has {len(lvl.coords)} atoms, the reference {len(ref.coords)}")
     f_ref = ref.freqs * ref_freq_scale
     rot = kabsch_rotation(lvl.coords, ref.coords, ref.masses)
-    pairs_ov, o2 = match_by_overlap(ref.l_mw, rotate_modes(lvl.l_mw, rot))
+    pairs_ov, o2 = match_by_overlap(ref.l_mw, rotate_modes(lvl.l_mw, rot), ref.freqs)
     pairs_so = match_sorted(f_ref, lvl.freqs)
     out: dict[str, Any] = {
         "n_modes_ref": int(len(ref.freqs)),
@@ -502,12 +537,19 @@ def validate(
             row: dict[str, Any] = {"qm9_index": r.qm9_index, "smiles": r.smiles}
             try:
                 res, timing = simulate_level(inp, phys, g)
-            except SpektronError as e:
+                metrics = compare(r, res, g, phys.ir_fwhm, phys.raman_fwhm, scale)
+            except (SpektronError, ValueError, np.linalg.LinAlgError) as e:
                 row["error"] = f"{type(e).__name__}: {e}"
                 log.info("validate %s QM9 %d: %s", level, r.qm9_index, row["error"])
             else:
                 row.update(timing)
-                row.update(compare(r, res, g, phys.ir_fwhm, phys.raman_fwhm, scale))
+                # an undefined cosine (an all-zero spectrum) is stored as null, not NaN
+                row.update(
+                    {
+                        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                        for k, v in metrics.items()
+                    }
+                )
                 row["sticks"] = {
                     "freq_cm": res.freqs.tolist(),
                     "ir_km_mol": res.ir.tolist(),
@@ -745,7 +787,7 @@ def plot_validation(
 ) -> list[Path]:
     """IR and Raman of the reference (black, frequencies scaled as in the report) and of every
     level, for the ``n_molecules`` largest molecules that every level simulated; max-normalised.
-    Writes ``path`` as PNG and PDF."""
+    Writes ``path`` as PNG and PDF and returns their paths ([] when no molecule qualifies)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -762,7 +804,8 @@ def plot_validation(
     refs, _ = load_reference(reference, common) if common else ([], {})
     refs = sorted(refs, key=lambda r: (-len(r.elements), r.qm9_index))[:n_molecules]
     if not refs:
-        raise DataError("no molecule was simulated at every level: nothing to plot")
+        log.warning("validation figure skipped: no molecule was simulated at every level")
+        return []
     fig, axes = plt.subplots(len(refs), 2, figsize=(12, 2.0 * len(refs) + 0.8), squeeze=False)
     palette = {"mmff": "tab:orange", "mmff-hybrid": "tab:purple", "xtb": "tab:green"}
     colors = {lv: palette.get(lv, "tab:blue") for lv in rep["levels"]}

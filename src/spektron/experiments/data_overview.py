@@ -90,9 +90,9 @@ def run_validation(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str
         grid=cfg.data.grid,
         progress=progress,
     )
-    write_json_atomic(out / "validation.json", rep)
-    write_text_atomic(out / "validation.md", format_report(rep) + "\n")
     figs = plot_validation(rep, out / "figures" / "validation")
+    write_text_atomic(out / "validation.md", format_report(rep) + "\n")
+    write_json_atomic(out / "validation.json", rep)
     return {
         "dataset_level": cfg.data.physics.level,
         "reference": rep["reference"]["level"],
