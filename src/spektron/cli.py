@@ -314,10 +314,9 @@ def _cmd_validate(a: argparse.Namespace) -> int:
         REFERENCE_DIR,
         check_mutual_exclusion,
         format_report,
-        plot_validation,
         validate,
+        write_validation,
     )
-    from spektron.utils import write_json_atomic, write_text_atomic
 
     if a.out.suffix != ".json":
         raise ConfigError(f"--out must name a .json file (the .md and .png go beside it): {a.out}")
@@ -335,13 +334,11 @@ def _cmd_validate(a: argparse.Namespace) -> int:
         rep["mutual_exclusion_qm9"] = check_mutual_exclusion(
             levels=a.level, physics=cfg.physics, grid=cfg.grid, progress=not a.quiet
         )
-    table = format_report(rep)
-    md = a.out.with_suffix(".md")
-    figs = plot_validation(rep, a.out.with_suffix(".png"), reference=a.reference or REFERENCE_DIR)
-    write_text_atomic(md, table + "\n")
-    write_json_atomic(a.out, rep)
-    print(table)
-    print(f"wrote {a.out}, {md} and {', '.join(str(f) for f in figs)}")
+    paths = write_validation(
+        rep, a.out, a.out.with_suffix(".png"), reference=a.reference or REFERENCE_DIR
+    )
+    print(format_report(rep))
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 

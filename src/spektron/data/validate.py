@@ -57,6 +57,7 @@ from scipy.optimize import linear_sum_assignment
 from spektron.config import PHYSICS_LEVELS, GridConfig, PhysicsConfig
 from spektron.data.spectra import lorentzian_broaden, make_grid
 from spektron.errors import ConfigError, DataError, SpektronError
+from spektron.utils import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -846,6 +847,22 @@ def plot_validation(
         out.append(p)
     plt.close(fig)
     return out
+
+
+def write_validation(
+    rep: dict[str, Any],
+    json_path: str | Path,
+    figure_path: str | Path,
+    reference: str | Path = REFERENCE_DIR,
+) -> list[Path]:
+    """Write the figure (``figure_path`` .png/.pdf), the Markdown table (``json_path`` with
+    suffix .md) and the report JSON, the JSON last; returns every path written."""
+    json_path = Path(json_path)
+    md = json_path.with_suffix(".md")
+    figs = plot_validation(rep, figure_path, reference=reference)
+    write_text_atomic(md, format_report(rep) + "\n")
+    write_json_atomic(json_path, rep)
+    return [json_path, md, *figs]
 
 
 def _fmt(x: float | None) -> str:

@@ -80,8 +80,7 @@ def _figure_title(label: str) -> str:
 def run_validation(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str, Any]:
     """Score ``cfg.validate_levels`` against the DFT reference set; writes ``validation.json``
     and ``validation.md`` under ``out`` and returns the per-level means."""
-    from spektron.data.validate import format_report, plot_validation, validate
-    from spektron.utils import write_text_atomic
+    from spektron.data.validate import validate, write_validation
 
     rep = validate(
         levels=cfg.validate_levels,
@@ -90,9 +89,7 @@ def run_validation(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str
         grid=cfg.data.grid,
         progress=progress,
     )
-    figs = plot_validation(rep, out / "figures" / "validation")
-    write_text_atomic(out / "validation.md", format_report(rep) + "\n")
-    write_json_atomic(out / "validation.json", rep)
+    paths = write_validation(rep, out / "validation.json", out / "figures" / "validation")
     return {
         "dataset_level": cfg.data.physics.level,
         "reference": rep["reference"]["level"],
@@ -102,8 +99,7 @@ def run_validation(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str
             lv: {k: (v["mean"] if v else None) for k, v in r["summary"].items()}
             for lv, r in rep["levels"].items()
         },
-        "files": [str(out / "validation.json"), str(out / "validation.md")]
-        + [str(f) for f in figs],
+        "files": [str(p) for p in paths],
     }
 
 
