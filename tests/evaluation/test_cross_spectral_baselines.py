@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.cross_decomposition import PLSRegression
 from sklearn.exceptions import NotFittedError
 
 from spektron.errors import ConfigError, DataError
@@ -15,6 +16,7 @@ from spektron.evaluation.baselines import (
     _argmax_scores,
     available_baselines,
     build_baseline,
+    fit_pls_by_validation,
     select_pls_components,
 )
 
@@ -101,13 +103,50 @@ def test_select_pls_nested_predictions_equal_separate_fits(rng):
     a, b = rng.normal(size=(6, 40)), rng.normal(size=(6, 40))
     x_tr, y_tr = _paired(rng, 80, a, b, noise=0.2)
     x_val = _paired(rng, 10, a, b, noise=0.2)[0]
-    pls = PLSBaseline(n_components=8).fit(x_tr, y_tr).pls_
-    scores = pls.transform(x_val)  # (V, 8)
+    model = PLSBaseline(n_components=8).fit(x_tr, y_tr)
 
-    for k in (1, 3, 8):
-        nested = pls.intercept_ + scores[:, :k] @ pls.y_loadings_[:, :k].T
+    nested = model.predict_nested(x_val, (1, 3, 8))
+    for k, pred in zip((1, 3, 8), nested, strict=True):
         separate = PLSBaseline(n_components=k).fit(x_tr, y_tr).predict(x_val)
-        assert np.allclose(nested, separate, rtol=1e-9, atol=1e-9)
+        assert np.allclose(pred, separate, rtol=1e-9, atol=1e-9)
+        truncated = model.truncated(k)
+        assert truncated.n_components == k and truncated.x_rotations_.shape == (40, k)
+        assert np.allclose(truncated.predict(x_val), separate, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ConfigError, match="fitted components"):
+        model.predict_nested(x_val, (9,))
+    with pytest.raises(ConfigError, match="fitted components"):
+        model.truncated(9)
+    chosen, k = fit_pls_by_validation(x_tr, y_tr, *_paired(rng, 50, a, b, noise=0.2), (2, 6, 8))
+    assert k == 6 and chosen.n_components == 6
+
+
+@pytest.mark.parametrize(("n", "length"), [(80, 40), (300, 300)])  # dense SVD / Lanczos path
+def test_kernel_pls_equals_scikit_learn_nipals(rng, n, length):
+    # The kernel algorithm must give NIPALS PLS2's fit (scikit-learn, converged tightly): same
+    # predictions for every k, and the same scores up to the sign of each component.
+    a, b = rng.normal(size=(6, length)), rng.normal(size=(6, length))
+    x_tr, y_tr = _paired(rng, n, a, b, noise=0.2)
+    x_val = _paired(rng, 10, a, b, noise=0.2)[0]
+    for k in (1, 3, 12):
+        ours = PLSBaseline(n_components=k).fit(x_tr, y_tr)
+        ref = PLSRegression(n_components=k, scale=False, tol=1e-24, max_iter=100_000)
+        ref.fit(x_tr, y_tr)
+        scale = np.abs(ref.predict(x_val)).max()
+        assert np.abs(ours.predict(x_val) - ref.predict(x_val)).max() < 1e-9 * scale
+        t_ours, t_ref = ours.transform(x_val), ref.transform(x_val)
+        sign = np.sign((t_ours * t_ref).sum(axis=0))
+        assert np.allclose(t_ours * sign, t_ref, rtol=1e-7, atol=1e-9 * np.abs(t_ref).max())
+
+
+def test_pls_beyond_the_rank_stops_with_zero_components(rng):
+    # 6 samples: centred X has rank 5, so components 6.. are empty and change nothing.
+    x, y = rng.normal(size=(6, 30)), rng.normal(size=(6, 30))
+    model = PLSBaseline(n_components=6).fit(x, y)
+    queries = rng.normal(size=(4, 30))
+
+    assert model.n_effective_ == 5
+    assert np.allclose(model.predict(x), y, atol=1e-8)  # 5 components fit 6 points exactly
+    assert np.allclose(model.predict(queries), model.predict_nested(queries, (5,))[0])
 
 
 def test_select_pls_components_validates(rng):

@@ -88,7 +88,9 @@ def test_e2_summary_covers_every_arm_and_baseline(e2_run):
         assert "leak" in m["symmetric"]["all"]
     for dname in ("ir_to_raman", "raman_to_ir"):
         assert set(summary["baselines"][dname]) == {"identity", "mean", "pls", "nearest_neighbour"}
-        assert summary["baselines"][dname]["pls"]["params"]["n_components"] in (2, 4)
+        pls_params = summary["baselines"][dname]["pls"]["params"]
+        assert pls_params["n_components"] in (2, 4)
+        assert pls_params["at_grid_max"] == (pls_params["n_components"] == 4)
         assert summary["error_analysis"][dname]["arm"].startswith(dname)
     assert all(0 < r["p_holm"] <= 1 and r["p_holm"] >= r["p_value"] for r in summary["paired"])
     assert plans and plans[0]["experiment"] == "e2" and plans[0]["n_training_runs"] == 8
