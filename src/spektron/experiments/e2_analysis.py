@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from spektron.config import RunConfig
+from spektron.config import PHYSICS_LEVELS, RunConfig
 from spektron.data.generate import data_label
 from spektron.errors import DataError
 from spektron.evaluation.cross_spectral import PRIMARY_METRIC, direction, skill
@@ -219,8 +219,10 @@ def aggregate(
         "dataset": dataset,
         "simulation_levels": {
             "used": [cfg.data.physics.level],
-            "note": "one simulation level is available (MMFF94 physics, see DESIGN §2.1); the "
-            "repeat on other levels waits for the xTB / hybrid levels",
+            "note": "one level per run; repeat E2 on another with --set "
+            "data.physics.level=<level>, one of "
+            + ", ".join(lv for lv in PHYSICS_LEVELS if lv != cfg.data.physics.level)
+            + " (`spektron data validate` compares the levels with DFT)",
         },
         "scale": {
             "grid_points": len(wn),
