@@ -165,7 +165,7 @@ def test_window_integrals_and_exclusion_overlap():
 
 def test_packaged_reference_set_loads_and_is_checked():
     refs, meta = val.load_reference()
-    assert len(refs) >= 9 and "B3LYP" in meta["level"]
+    assert len(refs) >= 30 and "B3LYP" in meta["level"]  # the set's size, flagged ones left out
     for r in refs:
         assert r.l_mw.shape == (3 * len(r.elements), len(r.freqs))
         assert np.all(np.diff(r.freqs) >= 0) and r.freqs[0] > 0
