@@ -274,8 +274,8 @@ class E2Config:
     pls_candidates: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256, 512)
     nn_metric: str = "cosine"
     # PLS fits on at most this many training pairs (a seeded subsample); null = all. Its kernel
-    # fit reads the data once (X^T X, X^T Y: O(N L^2), about 1 min per 100k pairs on one core)
-    # but holds a centred float64 copy of X and Y (3.3 GB at N = 100k), hence the cap.
+    # fit reads the data once (X^T X, X^T Y: O(N L^2); 69-75 s in all at N = 2.5k, k = 512) but
+    # holds a centred float64 copy of X and Y (3.3 GB at N = 100k), hence the cap.
     pls_max_train: int | None = 20_000
     peak_tolerances_cm: tuple[float, ...] = (5.0, 10.0, 20.0)
     peak_prominence: float = 0.05

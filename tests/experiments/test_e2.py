@@ -163,6 +163,10 @@ def test_e2_report_files_and_rebuild(e2_run, capsys):
         "beats retrieval",
     ):
         assert text in table
+    summary = json.loads((root / "e2" / "summary.json").read_text())
+    pls_k = [summary["baselines"][d]["pls"]["params"]["n_components"] for d in summary["baselines"]]
+    for k in pls_k:  # the largest candidate (4) is flagged in the table, a smaller one is not
+        assert (f"n_components={k}, grid max" in table) == (k == 4)
     figs = {p.name for p in (root / "e2" / "figures").iterdir()}
     assert {"examples_ir_to_raman.png", "distribution_raman_to_ir.png"} <= figs
     assert main(["report", "--out", str(root)]) == 0

@@ -115,11 +115,9 @@ def format_e2_table(summary: dict[str, Any]) -> str:
             ]
             lines.append(_row(cells))
         for bname, b in base.items():
-            params = ", ".join(
-                "grid max" if k == "at_grid_max" else f"{k}={v}"
-                for k, v in (b.get("params") or {}).items()
-                if not (k == "at_grid_max" and not v)
-            )
+            shown = dict(b.get("params") or {})
+            grid_max = shown.pop("at_grid_max", False)
+            params = ", ".join([f"{k}={v}" for k, v in shown.items()] + ["grid max"] * grid_max)
             label = BASELINE_NAMES.get(bname, bname) + (f" ({params})" if params else "")
             cells = [label, "baseline", NOT_APPLICABLE]
             cells += [_num(_get(b, "test", k, "mean")) for k, _ in TABLE_METRICS]
