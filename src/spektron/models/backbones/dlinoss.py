@@ -71,6 +71,7 @@ decay them (weight decay would pull a, g towards 0, i.e. towards |λ| = 1).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -82,7 +83,7 @@ from torch import Tensor, nn
 from spektron.errors import ConfigError
 from spektron.models.registry import BackboneConfig, register_backbone
 
-MODES = ("recurrent", "scan", "fft", "auto")
+MODES = ("recurrent", "scan", "fft", "chunk", "auto")
 COMBINES = ("sum", "concat")
 NORMS = ("layer", "rms")
 
@@ -101,7 +102,12 @@ NORMS = ("layer", "rms")
 # L=2048, 1 − |λ| ∈ [1e-4, 4e-3]: fft 3e-7, scan 1.4e-4, recurrent 6e-4.
 # CUDA was not measured here (no GPU); fft there: a few cuFFT calls per layer instead of
 # ~15 elementwise kernels per level of the scan's 2·log2(L) levels.
-AUTO_MODE: dict[str, str] = {"cpu": "scan", "cuda": "fft"}
+# chunk (numbers from the same 2-core CPU, backbone forward + backward,
+# samples/s side by side with the CNN in one process): quick size (d_model 64, 6 x 32
+# oscillators, B=8, L=256, 1 thread) chunk 98-140 vs scan 55 vs CNN 230-360 (0.40-0.44 of the
+# CNN); ~1M size (B=8, L=2048, 2 threads) chunk (T=64) 5.6, fft 3.3, scan 3.6, CNN 12.8. So the
+# CPU uses chunk; CUDA keeps fft (not measured on a GPU yet).
+AUTO_MODE: dict[str, str] = {"cpu": "chunk", "cuda": "fft"}
 
 # dt_min·g_min bounds the per-step damping 1 − |λ| ≈ dt·g/2 from below. In float32, S = 1 + dt·g
 # carries an absolute rounding error of ~6e-8, so the recurrent and scan modes get the damping
@@ -123,7 +129,8 @@ class DLinOSSConfig(BackboneConfig):
 
     n_layers: int = 6
     n_oscillators: int = 128  # P, per direction
-    mode: str = "auto"  # recurrent | scan | fft | auto (CPU: scan, CUDA: fft; see AUTO_MODE)
+    mode: str = "auto"  # recurrent | scan | fft | chunk | auto (per device: see AUTO_MODE)
+    chunk: int = 0  # chunk length T of the chunked mode; 0: by sequence length (chunk_size)
     bidirectional: bool = True
     # "sum": y = y_fwd + y_bwd (no extra parameters; the layer stays one LTI filter per
     # direction, H_total(ω) = H_fwd(ω) + conj(H_bwd(ω))). "concat": Linear(2H → H) on
@@ -160,6 +167,7 @@ class DLinOSSConfig(BackboneConfig):
             self.n_oscillators >= 1, f"dlinoss.n_oscillators must be >= 1, got {self.n_oscillators}"
         )
         _check(self.mode in MODES, f"dlinoss.mode must be one of {MODES}, got {self.mode!r}")
+        _check(self.chunk >= 0, f"dlinoss.chunk must be >= 0 (0: auto), got {self.chunk}")
         _check(
             self.combine in COMBINES,
             f"dlinoss.combine must be one of {COMBINES}, got {self.combine!r}",
@@ -285,50 +293,105 @@ def _fft_len(length: int) -> int:
     return 1 << (2 * length - 1).bit_length()
 
 
+def _chebyshev_values(log_rho: Tensor, phi: Tensor, sign: Tensor, n: Tensor) -> Tensor:
+    """ρⁿ·σⁿ·sin((n+1)φ)/sin φ (limit σⁿ·(n+1) at φ = 0): (N,) parameters, n (K,) or (N, K)."""
+    sin_phi = torch.sin(phi)[:, None]  # (N, 1)
+    ratio = torch.where(sin_phi > 0, torch.sin((n + 1.0) * phi[:, None]) / sin_phi, n + 1.0)
+    # σⁿ without pow (slow for float exponents): −1 where σ < 0 and n is odd.
+    odd = torch.remainder(n, 2.0) == 1.0
+    sign_n = torch.where((sign[:, None] < 0) & odd, -1.0, 1.0)  # (N, K)
+    return torch.exp(n * log_rho[:, None]) * sign_n * ratio  # (N, K)
+
+
+_SERIES_BELOW = 0.2  # below it, x − sin x and sin x − x·cos x by their Taylor series
+
+
+def _x_minus_sin(x: Tensor) -> Tensor:
+    """x − sin x without cancellation (x ≥ 0)."""
+    x2 = x * x
+    series = x * x2 / 6.0 * (1.0 - x2 / 20.0 * (1.0 - x2 / 42.0 * (1.0 - x2 / 72.0)))
+    return torch.where(x < _SERIES_BELOW, series, x - torch.sin(x))
+
+
+def _sin_minus_x_cos(x: Tensor) -> Tensor:
+    """sin x − x·cos x without cancellation (x ≥ 0): Σ_k (−1)^{k+1}·2k·x^{2k+1}/(2k+1)!."""
+    x2 = x * x
+    terms = (1.0 / 3, -1.0 / 30, 1.0 / 840, -1.0 / 45360, 1.0 / 3991680, -1.0 / 518918400)
+    series = torch.zeros_like(x)
+    for coef in reversed(terms):  # Horner in x²
+        series = series * x2 + coef
+    return torch.where(x < _SERIES_BELOW, x * x2 * series, torch.sin(x) - x * torch.cos(x))
+
+
+def _chebyshev_self_convolution(log_rho: Tensor, phi: Tensor, sign: Tensor, m: Tensor) -> Tensor:
+    """(q ∗ q)[m] = Σ_{j≤m} q_j q_{m−j} = ρᵐσᵐ·W_m(φ) for m ≥ 0, (N,) parameters, m (K,) or
+    (N, K) → (N, K), without forming q or an FFT.
+
+    With U_j(cos φ) = sin((j+1)φ)/sin φ, product-to-sum gives
+    W_m = Σ_j U_j U_{m−j} = [U_m − (m+1)·cos((m+2)φ)] / (2 sin²φ), which cancels badly as
+    φ → 0. Rearranged with x = (m+1)φ, s = sin φ into terms without cancellation,
+
+        W_m = (sin x − x cos x)/(2s³) + (m+1)·[(φ − s)·cos x/(2s³) + cos x·(1 − cos φ)/(2s²)
+              + sin x/(2s)],
+
+    with the two differences by series near 0 and 1 − cos φ = 2 sin²(φ/2); at φ = 0 the limit
+    (m+1)(m+2)(m+3)/6.
+    """
+    ph = phi[:, None]  # (N, 1)
+    s = torch.sin(ph)
+    x = (m + 1.0) * ph  # (N, K)
+    cos_x = torch.cos(x)
+    safe = torch.where(s > 0, s, 1.0)  # the φ = 0 rows take the limit below
+    one_minus_cos = 2.0 * torch.sin(0.5 * ph) ** 2
+    w = _sin_minus_x_cos(x) / (2.0 * safe**3) + (m + 1.0) * (
+        _x_minus_sin(ph) * cos_x / (2.0 * safe**3)
+        + cos_x * one_minus_cos / (2.0 * safe**2)
+        + torch.sin(x) / (2.0 * safe)
+    )
+    w = torch.where(s > 0, w, (m + 1.0) * (m + 2.0) * (m + 3.0) / 6.0)
+    odd = torch.remainder(m, 2.0) == 1.0
+    sign_m = torch.where((sign[:, None] < 0) & odd, -1.0, 1.0)
+    return torch.exp(m * log_rho[:, None]) * sign_m * w  # (N, K)
+
+
 class _DampedChebyshev(torch.autograd.Function):
-    """q[n] = ρⁿ·U_n(c), U_n the Chebyshev polynomials of the 2nd kind, float64: (N,) → (N, L).
+    """q_n = ρⁿ·U_n(c), U_n the Chebyshev polynomials of the 2nd kind, float64, at the integer
+    exponents n ≥ −2 given as an index grid (K,) or (N, K) (per-oscillator grids): → (N, K).
 
     Forward: U_n(cos θ) = sin((n+1)θ)/sin θ, evaluated as σⁿ·sin((n+1)φ)/sin φ with
     φ = min(θ, π − θ) and σ = sign(cos θ), so that it is accurate near θ = 0 and θ = π alike;
-    at φ = 0 (repeated root, reachable only with relaxed=True) the limit σⁿ·(n + 1).
+    at φ = 0 (repeated root, reachable only with relaxed=True) the limit σⁿ·(n + 1). The same
+    formula gives U_{−1} = 0 and U_{−2} = −1.
     Backward: autograd through θ = arccos(c) is inaccurate near the ends (dθ/dc → ∞ times a
     cancelling dU/dθ: relative error ~eps/φ², and the clamp allows φ ~ 1e-8). Exact identities
     instead: ∂q_n/∂log ρ = n·q_n and, from the generating function Σ U_n tⁿ = 1/(1 − 2ct + t²),
-    ∂U_n/∂c = 2·Σ_{j<n} U_j U_{n−1−j}, i.e. ∂q_n/∂c = 2ρ·(q ∗ q)[n − 1], done by FFT.
+    ∂U_n/∂c = 2·Σ_{j<n} U_j U_{n−1−j}, i.e. ∂q_n/∂c = 2ρ·(q ∗ q)[n − 1] (0 for n ≤ 0), the
+    convolution in closed form (:func:`_chebyshev_self_convolution`), only where needed.
     """
 
     @staticmethod
-    def forward(ctx, log_rho: Tensor, c: Tensor, phi: Tensor, sign: Tensor, length: int) -> Tensor:
-        n = torch.arange(length, dtype=torch.float64, device=c.device)  # (L,)
-        sin_phi = torch.sin(phi)[:, None]  # (N, 1)
-        ratio = torch.where(
-            sin_phi > 0, torch.sin((n + 1.0) * phi[:, None]) / sin_phi, n + 1.0
-        )  # (N, L)
-        q = torch.exp(n * log_rho[:, None]) * sign[:, None] ** n * ratio  # (N, L)
-        ctx.save_for_backward(log_rho, q)
+    def forward(ctx, log_rho: Tensor, c: Tensor, phi: Tensor, sign: Tensor, n: Tensor) -> Tensor:
+        nf = n.to(torch.float64)
+        q = _chebyshev_values(log_rho, phi, sign, nf)  # (N, K)
+        ctx.save_for_backward(log_rho, phi, sign, nf, q)
         return q
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        log_rho, q = ctx.saved_tensors
-        length = q.shape[1]
-        n = torch.arange(length, dtype=q.dtype, device=q.device)  # (L,)
+        log_rho, phi, sign, n, q = ctx.saved_tensors
         grad_log_rho = (grad * q * n).sum(-1)  # (N,)
-        nfft = _fft_len(length)
-        qf = torch.fft.rfft(q, n=nfft)  # (N, nfft/2+1)
-        qq = torch.fft.irfft(qf * qf, n=nfft)[:, : length - 1]  # (N, L−1): (q ∗ q)[m]
-        dq_dc = 2.0 * torch.exp(log_rho)[:, None] * F.pad(qq, (1, 0))  # (N, L)
-        grad_c = (grad * dq_dc).sum(-1)  # (N,)
+        m = (n - 1.0).clamp_min(0.0)  # (q ∗ q)[n − 1] is needed for n ≥ 1
+        conv = _chebyshev_self_convolution(log_rho, phi, sign, m)  # (N, K)
+        conv = torch.where(n >= 1.0, conv, 0.0)
+        grad_c = 2.0 * torch.exp(log_rho) * (grad * conv).sum(-1)  # (N,)
         return grad_log_rho, grad_c, None, None, None
 
 
-def dlinoss_kernel(dt: Tensor, g: Tensor, a: Tensor, length: int) -> Tensor:
-    """Impulse response of x to (Bu), h[n] = (dt²/S)·(λ₁^{n+1} − λ₂^{n+1})/(λ₁ − λ₂), float64.
-
-    = (dt²/S)·rⁿ·sin((n+1)θ)/sin θ with r = 1/√S, cos θ = (2 + dt·g − dt²·a)/(2√S).
-    dt, g, a: (N,) with a inside [lo, hi] (strictly, unless relaxed). Returns (N, length).
+def _damped_chebyshev(dt: Tensor, g: Tensor, a: Tensor, n: Tensor) -> Tensor:
+    """q_n = ρⁿ·U_n(cos θ) at integer exponents n ≥ −2, (K,) or (N, K) → (N, K) float64,
+    ρ = 1/√S; exact backward. dt, g, a: (N,) float64 with a inside [lo, hi] (strictly, unless
+    relaxed).
     """
-    dt, g, a = dt.double(), g.double(), a.double()
     s = 1.0 + dt * g  # (N,)
     sq = torch.sqrt(s)
     tr = 2.0 + dt * g - dt * dt * a  # 2√S·cos θ
@@ -339,8 +402,180 @@ def dlinoss_kernel(dt: Tensor, g: Tensor, a: Tensor, length: int) -> Tensor:
         sin_part = dt * dt * torch.sqrt(((a - lo) * (hi - a)).clamp_min(0.0))
         phi = torch.atan2(sin_part, tr.abs())  # min(θ, π − θ)
         sign = torch.where(tr < 0, -1.0, 1.0).to(tr)  # sign(cos θ)
-    q = _DampedChebyshev.apply(-0.5 * torch.log1p(dt * g), tr / (2.0 * sq), phi, sign, length)
-    return (dt * dt / s)[:, None] * q  # (N, L)
+    return _DampedChebyshev.apply(-0.5 * torch.log1p(dt * g), tr / (2.0 * sq), phi, sign, n)
+
+
+def dlinoss_kernel(dt: Tensor, g: Tensor, a: Tensor, length: int) -> Tensor:
+    """Impulse response of x to (Bu), h[n] = (dt²/S)·(λ₁^{n+1} − λ₂^{n+1})/(λ₁ − λ₂), float64.
+
+    = (dt²/S)·rⁿ·sin((n+1)θ)/sin θ with r = 1/√S, cos θ = (2 + dt·g − dt²·a)/(2√S).
+    dt, g, a: (N,) with a inside [lo, hi] (strictly, unless relaxed). Returns (N, length).
+    """
+    dt, g, a = dt.double(), g.double(), a.double()
+    q = _damped_chebyshev(dt, g, a, torch.arange(length, device=dt.device))  # (N, L)
+    return (dt * dt / (1.0 + dt * g))[:, None] * q  # (N, L)
+
+
+# Chunk length T of the chunked mode by sequence length L (config ``chunk = 0``). The cost per
+# oscillator channel is ≈ 2L·(T + 4) multiply-adds in four batched matmuls plus (2L/T)² for the
+# chunk-to-chunk carry; measured with ``spektron bench dlinoss-modes`` (see AUTO_MODE).
+def chunk_size(length: int) -> int:
+    """Default chunk length for a sequence of ``length`` steps (a power of two, ≤ 64)."""
+    t = 1 << max(0, round(math.log2(math.sqrt(2.0 * length))))
+    return max(1, min(t, 64, 1 << (length - 1).bit_length()))
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_exponents(chunk: int, n_chunks: int, device: str) -> Tensor:
+    """Exponents n of the q_n that :func:`chunk_operators` needs (cached, read-only): −2..T−1
+    (intra, state and emit), then (d−1)·T − 1 and (d−1)·T − 2 for chunk distances d = 1..C−1.
+    """
+    d = torch.arange(1, n_chunks)
+    carry = torch.stack(((d - 1) * chunk - 1, (d - 1) * chunk - 2))  # (2, C−1)
+    return torch.cat((torch.arange(-2, chunk), carry.flatten())).to(device)
+
+
+def _toeplitz(by_lag: Tensor) -> Tensor:
+    """(..., 2n−1) values by lag −(n−1)..n−1 → (..., n, n) Toeplitz, [j, i] = value at i − j.
+
+    The vector tiled n times, read with row stride 2n − 2: element [j, i] sits at
+    n − 1 + j·(2n − 2) + i ≡ n − 1 + i − j (mod 2n − 1). The result is a strided view that BLAS
+    takes as it is (leading dimension 2n − 2 ≥ n); backward: a strided copy and a sum over the
+    tiles (a gather would need a scatter-add, a flip of the window view is slow).
+    """
+    n = (by_lag.shape[-1] + 1) // 2
+    if n == 1:
+        return by_lag.unsqueeze(-1)  # (..., 1, 1)
+    tiled = by_lag.repeat(*[1] * (by_lag.ndim - 1), n)  # (..., n·(2n−1))
+    rows = tiled[..., n - 1 : n - 1 + n * (2 * n - 2)].unflatten(-1, (n, 2 * n - 2))
+    return rows[..., :n]  # (..., n, n)
+
+
+def chunk_operators(
+    dt: Tensor,
+    g: Tensor,
+    a: Tensor,
+    chunk: int,
+    n_chunks: int,
+    reverse: bool | Tensor = False,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Operators of the chunked mode for N oscillators (row-vector convention), in ``dtype``
+    (the exponent grid is evaluated in float64 and cast before the matrices are formed).
+
+    With T = ``chunk``, C = ``n_chunks``, v split into chunks v_c (T,) and the state w = [z; x]
+    (M, F as in the module docs), the causal convolution x = h ∗ v is, per chunk c,
+
+        x_c = v_c·intra + w_c·emit,   w_c = Σ_{c′<c} M^{(c−1−c′)T} s_{c′},   s_c = v_c·state
+
+    (s_c: the state chunk c leaves behind by itself; w_c: the state entering chunk c). With
+    M^n = q_{n−1}·M − ρ²·q_{n−2}·I (Cayley–Hamilton: det M = ρ² = 1/S, tr M = 2ρ·cos θ;
+    q_n = ρⁿ·U_n(cos θ), q_{−1} = 0, q_{−2} = −1/ρ²) the carry splits into two scalar Toeplitz
+    matrices over chunks, A[c′, c] = q_{m−1} and Bm[c′, c] = ρ²·q_{m−2}, m = (c−1−c′)·T (zero for
+    c′ ≥ c): w_c[k] = Σ_{k′} M[k, k′]·(s_{k′}·A)[c] − (s_k·Bm)[c], and M is folded into emit.
+    Returned, each (N, …):
+
+    - ``intra`` (N, T, T): intra[j, i] = h[i − j] for i ≥ j, h[n] = (dt²/S)·q_n;
+    - ``state`` (N, T, 2): state[j] = M^{T−1−j}·F;
+    - ``carry`` (N, C, 2C): [A | Bm];
+    - ``emit`` (N, 4, T): rows [(Mᵀ·E)₀, (Mᵀ·E)₁, −E₀, −E₁], E[:, i] = (e_xᵀ M^{i+1})ᵀ, to be
+      multiplied by [s·A, s·Bm] per chunk.
+
+    All entries come from one :class:`_DampedChebyshev` evaluation at T + 2C exponents
+    (exact backward), spread into Toeplitz matrices by :func:`_toeplitz`. ``reverse`` (a bool,
+    or a bool tensor (N,) per
+    oscillator) gives the operators of the same oscillators run on the reversed sequence (the
+    backward direction) in the original order: intra and carry transposed, state and emit
+    flipped along T.
+    """
+    dt, g, a = dt.double(), g.double(), a.double()
+    t, c = chunk, n_chunks
+    n = dt.shape[0]
+    q = _damped_chebyshev(dt, g, a, _chunk_exponents(t, c, str(dt.device)))  # (N, K)
+    qn, cq = q[:, : t + 2], q[:, t + 2 :].view(n, 2, c - 1)  # qn[k] = q_{k−2}
+    inv_s = (1.0 / (1.0 + dt * g))[:, None]  # ρ², (N, 1)
+    dt, a = dt[:, None], a[:, None]
+    m11, m12, m21, m22 = inv_s, -dt * a * inv_s, dt * inv_s, 1.0 - dt * dt * a * inv_s
+    f1, f2 = dt * inv_s, dt * dt * inv_s  # (N, 1)
+    mf1, mf2 = m11 * f1 + m12 * f2, m21 * f1 + m22 * f2  # M·F
+    # Forward order; the reversed direction is each vector flipped (lags and distances negated).
+    h_by_lag = torch.cat((qn.new_zeros(n, t - 1), f2 * qn[:, 2:]), dim=1)  # lags −(T−1)..T−1
+    sa, sb = qn[:, 1 : t + 1].flip(1), inv_s * qn[:, :t].flip(1)  # q_{m−1}, ρ²q_{m−2}, m=T−1−j
+    ea, eb = qn[:, 2:], inv_s * qn[:, 1 : t + 1]  # m = i + 1
+    state = torch.stack((sa * mf1 - sb * f1, sa * mf2 - sb * f2), dim=-1)  # (N, T, 2)
+    e0, e1 = ea * m21, ea * m22 - eb  # (N, T): E
+    emit = torch.stack((m11 * e0 + m21 * e1, m12 * e0 + m22 * e1, -e0, -e1), dim=1)  # (N, 4, T)
+    cq = torch.stack((cq[:, 0], inv_s * cq[:, 1]), dim=1)  # (N, A|Bm, C−1): d = 1..C−1
+    c_by_dist = torch.cat((cq.new_zeros(n, 2, c), cq), dim=2)  # distances −(C−1)..C−1
+    if isinstance(reverse, Tensor):
+        rev = reverse.to(dt.device)
+        flip = lambda x, dim: torch.where(rev.view(-1, *[1] * (x.ndim - 1)), x.flip(dim), x)  # noqa: E731
+    else:
+        flip = lambda x, dim: x.flip(dim) if reverse else x  # noqa: E731
+    intra = _toeplitz(flip(h_by_lag, 1).to(dtype))  # (N, T, T)
+    state = flip(state, 1).to(dtype)
+    emit = flip(emit, 2).to(dtype)
+    carry = _toeplitz(flip(c_by_dist, 2).to(dtype))  # (N, A|Bm, C′, C)
+    carry = carry.permute(0, 2, 1, 3).reshape(n, c, 2 * c)  # (N, C′, 2C): [A | Bm]
+    return intra, state, carry, emit
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous()
+
+
+_contiguous_grad = _ContiguousGrad.apply
+
+
+def chunked_conv(v: Tensor, ops: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
+    """Causal convolution by chunks: v (N, R, C·T) → x (N, R, C·T), ops of N oscillators.
+
+    R rows share each oscillator's operators (real and imaginary parts, batch). Four batched
+    matmuls (see :func:`chunk_operators`): the intra-chunk Toeplitz, the chunks' own end states,
+    their carry to later chunks, and the entering states' contribution.
+    """
+    intra, state, carry, emit = ops
+    n, rows, length = v.shape
+    t = intra.shape[-1]
+    c = length // t
+    vc = v.reshape(n, rows * c, t)  # (N, R·C, T)
+    x = torch.bmm(vc, intra)  # (N, R·C, T)
+    if c > 1:
+        # _contiguous_grad: the layout changes below would hand bmm's backward strided
+        # gradients, for which it falls back to a kernel ~20x slower than BLAS.
+        s = _contiguous_grad(torch.bmm(vc, state)).view(n, rows, c, 2)  # (N, R, C, 2)
+        s = s.transpose(2, 3).reshape(n, rows * 2, c)  # (N, R·2, C): own end states
+        ab = _contiguous_grad(torch.bmm(s, carry)).view(n, rows, 2, 2, c)  # (N, R, k, A|Bm, C)
+        ab = ab.permute(0, 1, 4, 3, 2).reshape(n, rows * c, 4)  # (N, R·C, 4)
+        x = torch.baddbmm(x, ab, emit)  # (N, R·C, T)
+    return x.reshape(n, rows, length)  # (N, R, C·T)
+
+
+def ssm_chunk(v: Tensor, dt: Tensor, g: Tensor, a: Tensor, chunk: int = 0) -> Tensor:
+    """Chunked Toeplitz + carried state (:func:`chunked_conv`). v (B, L, ..., N) → x (same).
+
+    (The same signature as the other modes; :class:`DLinOSSLayer` calls :func:`chunked_conv`
+    on both directions at once.)
+    """
+    length = v.shape[1]
+    t = chunk or chunk_size(length)
+    c = -(-length // t)
+    perm = (v.ndim - 1, 0, *range(2, v.ndim - 1), 1)  # (N, B, ..., L)
+    vt = v.permute(perm)
+    shape = vt.shape
+    vt = F.pad(vt.reshape(shape[0], -1, length), (0, c * t - length))  # (N, R, C·T)
+    ops = chunk_operators(dt, g, a, t, c, dtype=v.dtype)
+    x = chunked_conv(vt, ops)[..., :length].reshape(shape)  # (N, B, ..., L)
+    inv = sorted(range(v.ndim), key=lambda i: perm[i])
+    return x.permute(inv)  # (B, L, ..., N)
 
 
 def fft_causal_conv(v: Tensor, h: Tensor) -> Tensor:
@@ -366,7 +601,7 @@ def ssm_fft(v: Tensor, dt: Tensor, g: Tensor, a: Tensor) -> Tensor:
     return fft_causal_conv(v.movedim(1, -1), h).movedim(-1, 1)  # (B, L, ..., N)
 
 
-_SSM_MODES = {"recurrent": ssm_recurrent, "scan": ssm_scan, "fft": ssm_fft}
+_SSM_MODES = {"recurrent": ssm_recurrent, "scan": ssm_scan, "fft": ssm_fft, "chunk": ssm_chunk}
 
 
 def resolve_mode(mode: str, device: torch.device) -> str:
@@ -376,6 +611,25 @@ def resolve_mode(mode: str, device: torch.device) -> str:
     if mode not in _SSM_MODES:
         raise ConfigError(f"unknown D-LinOSS mode {mode!r}; choose one of {MODES}")
     return mode
+
+
+def effective_dynamics(
+    cfg: DLinOSSConfig, dt_raw: Tensor, g_raw: Tensor, a_raw: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Effective (dt, g, a) from raw parameters (any shape), per the parameterisation above."""
+    dt = cfg.dt_min + (cfg.dt_max - cfg.dt_min) * torch.sigmoid(dt_raw)
+    if cfg.relaxed:
+        g = F.relu(g_raw)
+    else:
+        g_cap = (cfg.clamp_eps**-2 - 1.0) / dt  # keeps S ≤ ε⁻², i.e. |λ| ≥ ε
+        g = torch.minimum(cfg.g_min + F.softplus(g_raw), g_cap)
+    sq = torch.sqrt(1.0 + dt * g)
+    lo = (g / (sq + 1.0)) ** 2  # (√S − 1)²/dt²
+    hi = ((sq + 1.0) / dt) ** 2  # (√S + 1)²/dt²
+    if not cfg.relaxed:
+        lo, hi = lo * (1.0 + cfg.clamp_eps), hi * (1.0 - cfg.clamp_eps)
+    a = torch.minimum(torch.maximum(a_raw, lo), hi)
+    return dt, g, a
 
 
 def _softplus_inv(y: Tensor) -> Tensor:
@@ -417,20 +671,7 @@ class DLinOSSCore(nn.Module):
     # -- parameterisation ------------------------------------------------------------------
     def dynamics(self) -> tuple[Tensor, Tensor, Tensor]:
         """Effective (dt, g, a), each (P,), in the parameters' dtype."""
-        cfg = self.cfg
-        dt = cfg.dt_min + (cfg.dt_max - cfg.dt_min) * torch.sigmoid(self.dt_raw)
-        if cfg.relaxed:
-            g = F.relu(self.g_raw)
-        else:
-            g_cap = (cfg.clamp_eps**-2 - 1.0) / dt  # keeps S ≤ ε⁻², i.e. |λ| ≥ ε
-            g = torch.minimum(cfg.g_min + F.softplus(self.g_raw), g_cap)
-        sq = torch.sqrt(1.0 + dt * g)
-        lo = (g / (sq + 1.0)) ** 2  # (√S − 1)²/dt²
-        hi = ((sq + 1.0) / dt) ** 2  # (√S + 1)²/dt²
-        if not cfg.relaxed:
-            lo, hi = lo * (1.0 + cfg.clamp_eps), hi * (1.0 - cfg.clamp_eps)
-        a = torch.minimum(torch.maximum(self.a_raw, lo), hi)
-        return dt, g, a
+        return effective_dynamics(self.cfg, self.dt_raw, self.g_raw, self.a_raw)
 
     def eigenvalues(self) -> Tensor:
         """λ = r·e^{+iθ} per oscillator (P,) complex128 (the other one is its conjugate)."""
@@ -510,7 +751,11 @@ class DLinOSSCore(nn.Module):
             c = self.C.to(dtype)  # (H, P, 2)
             w_out = torch.cat((c[..., 0], -c[..., 1]), dim=1)  # (H, 2P): Re(C x)
             # M is real: real and imaginary parts of Bu evolve independently, same (dt, g, a).
-            if mode == "fft":
+            if mode == "chunk":
+                (plan,) = chunk_plans([[(self, False)]], u.shape[1], dtype)
+                x = chunk_forward(u, plan)  # (2P, B·L)
+                y = (plan.w_out[0] @ x).T.view(u.shape)  # (B, L, H)
+            elif mode == "fft":
                 v = (w_in @ u.mT).unflatten(1, (2, p))  # (B, 2, P, L): [Re Bu; Im Bu]
                 h = dlinoss_kernel(dt, g, a, u.shape[1]).to(dtype)  # (P, L)
                 x = fft_causal_conv(v, h).flatten(1, 2)  # (B, 2P, L)
@@ -520,6 +765,79 @@ class DLinOSSCore(nn.Module):
                 x = _SSM_MODES[mode](v, dt, g, a).flatten(-2)  # (B, L, 2P)
                 y = x @ w_out.T  # (B, L, H)
             return y + self.D.to(dtype) * u  # (B, L, H)
+
+
+@dataclass
+class ChunkPlan:
+    """What the chunked mode needs of a group of cores (one layer), for one length and dtype.
+
+    ``w_in`` (R, H): input maps, rows (core, oscillator, Re/Im), R = Σ 2P; ``w_out``: per core
+    its output map (H, 2P), columns in the same order (core k's Re(C x) is x_kᵀ·w_kᵀ);
+    ``ops``: the :func:`chunk_operators` of all the group's oscillators (Σ P of them).
+    """
+
+    w_in: Tensor
+    w_out: list[Tensor]
+    ops: tuple[Tensor, Tensor, Tensor, Tensor]
+    chunk: int
+
+
+def chunk_plans(
+    groups: list[list[tuple[DLinOSSCore, bool]]], length: int, dtype: torch.dtype
+) -> list[ChunkPlan]:
+    """:class:`ChunkPlan` per group of (core, reverse) pairs, built for all groups at once.
+
+    reverse=True marks a core that runs on the reversed sequence. Every core must share the
+    group's config values (they do within a backbone). One batched construction for all the
+    backbone's layers: the operators are a few dozen small ops however many cores there are.
+    """
+    entries = [e for grp in groups for e in grp]
+    cores = [core for core, _ in entries]
+    cfg = cores[0].cfg
+    t = cfg.chunk or chunk_size(length)
+    n_chunks = -(-length // t)
+    cat = lambda name, dim=0: torch.cat([getattr(c, name) for c in cores], dim=dim)  # noqa: E731
+    dt, g, a = effective_dynamics(cfg, cat("dt_raw"), cat("g_raw"), cat("a_raw"))  # (N,)
+    rev = torch.cat([torch.full((c.dt_raw.shape[0],), r) for c, r in entries])  # (N,)
+    reverse = rev if rev.any() else False
+    ops = chunk_operators(dt, g, a, t, n_chunks, reverse, dtype)
+    h = cores[0].B.shape[1]
+    w_in = cat("B").to(dtype).permute(0, 2, 1).reshape(-1, h)  # (R, H): rows (core, p, Re/Im)
+    c = cat("C", dim=1).to(dtype)  # (H, N, 2)
+    w_out = torch.stack((c[..., 0], -c[..., 1]), dim=-1).reshape(h, -1)  # (H, R): Re(C x)
+    # One split per tensor: slicing per layer would give each slice's backward a full-size
+    # zero gradient to fill.
+    counts = [sum(core.dt_raw.shape[0] for core, _ in grp) for grp in groups]
+    w_ins = w_in.split([2 * k for k in counts], dim=0)
+    w_outs = w_out.split([2 * core.dt_raw.shape[0] for core in cores], dim=1)
+    ops_by_group = list(zip(*(o.split(counts, dim=0) for o in ops), strict=True))
+    plans, k = [], 0
+    for grp, w_in_g, ops_g in zip(groups, w_ins, ops_by_group, strict=True):
+        plans.append(
+            ChunkPlan(w_in=w_in_g, w_out=list(w_outs[k : k + len(grp)]), ops=ops_g, chunk=t)
+        )
+        k += len(grp)
+    return plans
+
+
+def chunk_forward(u: Tensor, plan: ChunkPlan) -> Tensor:
+    """The chunked mode of a group of cores on one input: u (B, L, H) → x (R, B·L).
+
+    Rows of x as ``plan.w_in``; the output maps and the D feed-through are left to the caller.
+    """
+    bsz, length, h = u.shape
+    t = plan.chunk
+    n_chunks = -(-length // t)
+    v = plan.w_in @ u.reshape(bsz * length, h).T  # (R, B·L)
+    n_osc = v.shape[0] // 2
+    v = v.view(n_osc, 2 * bsz, length)  # (N, 2B, L): rows (Re/Im, batch) per oscillator
+    pad = n_chunks * t - length
+    if pad:
+        v = F.pad(v, (0, pad))  # (N, 2B, C·T): zeros add nothing in either direction
+    x = chunked_conv(v, plan.ops)  # (N, 2B, C·T)
+    if pad:
+        x = x[..., :length]  # (N, 2B, L)
+    return x.reshape(2 * n_osc, bsz * length)  # (R, B·L)
 
 
 class DLinOSSLayer(nn.Module):
@@ -537,7 +855,14 @@ class DLinOSSLayer(nn.Module):
         """{"forward": core[, "backward": core]}; the backward core runs on the reversed input."""
         return {"forward": self.fwd} | ({} if self.bwd is None else {"backward": self.bwd})
 
-    def forward(self, u: Tensor, mode: str | None = None) -> Tensor:
+    def chunk_group(self) -> list[tuple[DLinOSSCore, bool]]:
+        """(core, reverse) pairs for :func:`chunk_plans`."""
+        return [(self.fwd, False)] + ([] if self.bwd is None else [(self.bwd, True)])
+
+    def forward(self, u: Tensor, mode: str | None = None, plan: ChunkPlan | None = None) -> Tensor:
+        """u (B, L, H) → (B, L, H). ``plan``: precomputed chunk plan (chunked mode only)."""
+        if plan is not None or resolve_mode(mode or self.fwd.mode, u.device) == "chunk":
+            return self._forward_chunk(u, plan)
         y = self.fwd(u, mode)  # (B, L, H)
         if self.bwd is None:
             return y
@@ -545,6 +870,25 @@ class DLinOSSLayer(nn.Module):
         if self.proj is None:
             return y + yb
         return self.proj(torch.cat((y, yb), dim=-1))  # (B, L, H)
+
+    def _forward_chunk(self, u: Tensor, plan: ChunkPlan | None) -> Tensor:
+        """Both directions in one chunked convolution (the backward one by reversed operators,
+        so the input is never flipped), and for ``combine="sum"`` one output matmul."""
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            dtype = torch.promote_types(u.dtype, torch.float32)
+            u = u.to(dtype)  # (B, L, H)
+            if plan is None:
+                (plan,) = chunk_plans([self.chunk_group()], u.shape[1], dtype)
+            x = chunk_forward(u, plan)  # (R, B·L)
+            d = [core.D.to(dtype) for core, _ in self.chunk_group()]  # (H,) each
+            # y = (W x)ᵀ: a transposed view, so that x's gradient comes back contiguous.
+            if self.proj is None:  # one direction, or the sum of both
+                y = (torch.cat(plan.w_out, dim=1) @ x).T.view(u.shape)  # (B, L, H)
+                return y + sum(d) * u  # (B, L, H)
+            x_f, x_b = x.chunk(2, dim=0)  # (2P, B·L) each
+            y_f = (plan.w_out[0] @ x_f).T.view(u.shape) + d[0] * u  # (B, L, H)
+            y_b = (plan.w_out[1] @ x_b).T.view(u.shape) + d[1] * u  # (B, L, H)
+        return self.proj(torch.cat((y_f, y_b), dim=-1))  # (B, L, H)
 
     def effective_parameters(self) -> dict[str, dict[str, Tensor]]:
         """Per direction ("forward", "backward"): see :meth:`DLinOSSCore.effective_parameters`.
@@ -598,8 +942,8 @@ class DLinOSSBlock(nn.Module):
         self.glu = cfg.glu
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.drop(F.gelu(self.ssm(self.norm(x))))  # (B, L, H)
+    def forward(self, x: Tensor, plan: ChunkPlan | None = None) -> Tensor:
+        y = self.drop(F.gelu(self.ssm(self.norm(x), plan=plan)))  # (B, L, H)
         y = self.mix(y)  # (B, L, 2H) or (B, L, H)
         if self.glu:
             y = F.glu(y, dim=-1)  # (B, L, H)
@@ -632,6 +976,17 @@ class DLinOSSBackbone(nn.Module):
         return [block.ssm for block in self.blocks]
 
     def forward(self, x: Tensor) -> Tensor:
-        for block in self.blocks:
-            x = block(x)  # (B, L, H)
+        plans: list[ChunkPlan | None] = [None] * len(self.blocks)
+        modes = {resolve_mode(core.mode, x.device) for core in self.cores()}
+        if modes == {"chunk"}:  # every layer's operators in one batched construction
+            dtype = torch.promote_types(x.dtype, torch.float32)
+            groups = [layer.chunk_group() for layer in self.layers()]
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                plans = chunk_plans(groups, x.shape[1], dtype)
+        for block, plan in zip(self.blocks, plans, strict=True):
+            x = block(x, plan)  # (B, L, H)
         return self.norm(x)  # (B, L, H)
+
+    def cores(self) -> list[DLinOSSCore]:
+        """Every SSM core, in depth order (forward before backward)."""
+        return [core for layer in self.layers() for core in layer.cores().values()]
