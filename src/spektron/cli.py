@@ -177,9 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--repeats", type=int, default=3)
     bb.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     bb.add_argument("--out", type=Path, default=Path("runs/bench/backbones.json"))
-    bm = bsub.add_parser("dlinoss-modes", help="D-LinOSS recurrent / scan / fft side by side")
+    bm = bsub.add_parser(
+        "dlinoss-modes", help="D-LinOSS recurrent / scan / fft / chunk side by side"
+    )
     bm.add_argument("--lengths", default="256,1024,2048,4096", help="comma-separated lengths")
-    bm.add_argument("--modes", default="recurrent,scan,fft")
+    bm.add_argument("--modes", default="recurrent,scan,fft,chunk")
     bm.add_argument("--batch", type=int, default=16)
     bm.add_argument("--d-model", type=int, default=128)
     bm.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")

@@ -38,6 +38,7 @@ def test_bench_cli_writes_measurements(tmp_path, capsys):
     assert row["backbone"] == "cnn" and abs(row["params"] - 200_000) <= 10_000
     assert row["forward_samples_per_s"] > 0 and row["forward_backward_samples_per_s"] > 0
     assert row["flops_per_sample"]["total"] >= row["flops_per_sample"]["matmul"] > 0
+    assert row["forward_backward_vs_cnn"] == 1.0  # the CNN against itself, same run
     assert "cnn" in capsys.readouterr().out
 
 

@@ -15,7 +15,7 @@ runs in a fresh spawned process so that peak memory is its own:
 FLOPs per sample (one forward pass, B = 1) come from ``models.flops.count_flops``, counted on
 CPU through each backbone's pure-PyTorch path, matmul-only and total.
 
-``dlinoss-modes``: the three compute modes of the D-LinOSS core (recurrent | scan | fft) side by
+``dlinoss-modes``: the compute modes of the D-LinOSS core (recurrent | scan | fft | chunk) side by
 side at several lengths, forward and forward + backward, ratios to fft measured in one run, with
 memory measured the same way. The recurrent mode is a Python loop over L (the reference, not a
 production path): it gets ``recurrent_repeats`` runs and no warm-up.
@@ -178,6 +178,14 @@ def bench_backbones(
     for name in names:
         log.info("bench %s: B=%d L=%d on %s", name, batch, length, dev)
         rows.append(_in_child(_bench_one, {"name": name, **common}))
+    # Throughput as a ratio to the CNN's, measured in the same run (the machines are noisy).
+    cnn = next((r for r in rows if r["backbone"] == "cnn"), None)
+    for r in rows:
+        r["forward_backward_vs_cnn"] = (
+            r["forward_backward_samples_per_s"] / cnn["forward_backward_samples_per_s"]
+            if cnn
+            else None
+        )
     return {
         "schema_version": 1,
         "spektron_version": __version__,
@@ -201,20 +209,22 @@ def format_table(report: dict[str, Any]) -> str:
     )
     lines = [
         head,
-        f"{'backbone':<12}{'params':>10}{'fwd/s':>10}{'fwd+bwd/s':>11}"
+        f"{'backbone':<12}{'params':>10}{'fwd/s':>10}{'fwd+bwd/s':>11}{'x cnn':>7}"
         f"{'peak MB':>10}{'GFLOP mm':>10}{'GFLOP all':>11}",
     ]
     for r in report["results"]:
         fl = r["flops_per_sample"]
+        ratio = r.get("forward_backward_vs_cnn")
         lines.append(
             f"{r['backbone']:<12}{r['params']:>10,}{r['forward_samples_per_s']:>10.1f}"
-            f"{r['forward_backward_samples_per_s']:>11.1f}{r['peak_memory_mb']:>10.0f}"
+            f"{r['forward_backward_samples_per_s']:>11.1f}"
+            f"{float('nan') if ratio is None else ratio:>7.2f}{r['peak_memory_mb']:>10.0f}"
             f"{fl['matmul'] / 1e9:>10.2f}{fl['total'] / 1e9:>11.2f}"
         )
     return "\n".join(lines)
 
 
-DLINOSS_MODES = ("recurrent", "scan", "fft")
+DLINOSS_MODES = ("recurrent", "scan", "fft", "chunk")
 
 
 def _measure_mode(args: dict[str, Any]) -> dict[str, Any]:

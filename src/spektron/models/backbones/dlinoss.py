@@ -87,26 +87,19 @@ MODES = ("recurrent", "scan", "fft", "chunk", "auto")
 COMBINES = ("sum", "concat")
 NORMS = ("layer", "rms")
 
-# Mode used by mode="auto", per device type (unlisted types: fft). Measured on CPU with
-# scripts/bench_dlinoss_modes.py: default backbone (6 bidirectional layers, P=128, d_model=128,
-# 992,512 parameters), B=16, 2-core x86 CPU (shared), torch 2.13, seconds per batch (best of 3;
-# recurrent: 1 run), peak-RSS increase for forward+backward:
-#       L    forward  rec / scan / fft    fwd+bwd  rec / scan / fft    memory  rec / scan / fft
-#     256            0.18 / 0.17 / 0.17            0.75 / 0.42 / 0.44           0.5 / 0.8 / 0.5 GB
-#    1024            0.74 / 1.00 / 1.17            2.54 / 1.73 / 2.29           2.0 / 3.0 / 1.9 GB
-#    2048            1.59 / 1.97 / 2.14            5.89 / 4.33 / 5.54           3.6 / 5.4 / 3.9 GB
-#    4096            3.51 / 5.83 / 5.12           19.3 / 15.1 / 18.2            6.6 / 9.6 / 6.0 GB
-# Training (forward+backward) is fastest with the O(L) odd-even scan on CPU (0.76-0.83x fft),
-# at ~1.4x the memory; on 2 memory-bound cores even the Python loop is competitive. fft is the
-# accurate one in float32 (kernel in float64): max error relative to a float64 reference at
-# L=2048, 1 − |λ| ∈ [1e-4, 4e-3]: fft 3e-7, scan 1.4e-4, recurrent 6e-4.
-# CUDA was not measured here (no GPU); fft there: a few cuFFT calls per layer instead of
-# ~15 elementwise kernels per level of the scan's 2·log2(L) levels.
-# chunk (numbers from the same 2-core CPU, backbone forward + backward,
-# samples/s side by side with the CNN in one process): quick size (d_model 64, 6 x 32
-# oscillators, B=8, L=256, 1 thread) chunk 98-140 vs scan 55 vs CNN 230-360 (0.40-0.44 of the
-# CNN); ~1M size (B=8, L=2048, 2 threads) chunk (T=64) 5.6, fft 3.3, scan 3.6, CNN 12.8. So the
-# CPU uses chunk; CUDA keeps fft (not measured on a GPU yet).
+# Mode used by mode="auto", per device type (unlisted types: fft). Measured on this project's
+# 2-core x86 CPU (noisy shared VM), torch 2.13, backbone forward + backward, samples/s side by
+# side with the CNN in one process (``spektron bench backbones`` / ``bench dlinoss-modes``):
+#   quick size (d_model 64, 6 layers x 32 oscillators, B=8, L=256, 1 thread):
+#       chunk (T=16) 98-140, scan 55, fft 55, CNN 230-360 -> chunk 0.40-0.44 of the CNN
+#   ~1M size (d_model 128, 6 x 128, B=8, L=2048, 2 threads):
+#       chunk (T=64) 5.6, chunk (T=32) 4.4, fft 3.3, scan 3.6, CNN 12.8 -> chunk 0.44
+# The chunked mode is bound by its matmuls (in/out projections and the intra-chunk Toeplitz)
+# and by memory passes over the (4P, B·L) activations, not by op count. Accuracy in float32 is
+# that of a float64-built kernel applied by float32 matmuls. An earlier measurement (B=16)
+# had the scan at 0.76-0.83x the fft's time on CPU at 1.4x its memory; the Python loop
+# (recurrent) is the reference only. CUDA was not measured here (no GPU lent): it keeps fft, a
+# few cuFFT calls per layer instead of ~15 elementwise kernels per level of the scan.
 AUTO_MODE: dict[str, str] = {"cpu": "chunk", "cuda": "fft"}
 
 # dt_min·g_min bounds the per-step damping 1 − |λ| ≈ dt·g/2 from below. In float32, S = 1 + dt·g
