@@ -71,7 +71,7 @@ def test_dlinoss_modes_bench_cli(tmp_path, capsys):
     assert code == 0
     rep = json.loads(out.read_text())
     assert {(r["length"], r["mode"]) for r in rep["results"]} == {
-        (L, m) for L in (32, 48) for m in ("recurrent", "scan", "fft")
+        (L, m) for L in (32, 48) for m in ("recurrent", "scan", "fft", "chunk")
     }
     for r in rep["results"]:
         assert r["fwd_s_best"] > 0 and r["fwdbwd_s_best"] > 0
