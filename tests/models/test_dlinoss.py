@@ -454,6 +454,7 @@ def test_config_validation_and_size_knobs():
     assert cfg.mode == "scan" and cfg.combine == "concat"
     bad = [
         {"mode": "magic"},
+        {"chunk": -1},
         {"combine": "mean"},
         {"norm": "batch"},
         {"n_layers": 0},

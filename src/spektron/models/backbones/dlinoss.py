@@ -286,14 +286,19 @@ def _fft_len(length: int) -> int:
     return 1 << (2 * length - 1).bit_length()
 
 
+def _rho_sign_power(log_rho: Tensor, sign: Tensor, n: Tensor) -> Tensor:
+    """ρⁿ·σⁿ for integer-valued float n (K,) or (N, K): (N, K). σⁿ without pow (slow for
+    float exponents): −1 where σ < 0 and n is odd."""
+    odd = torch.remainder(n, 2.0) == 1.0
+    sign_n = torch.where((sign[:, None] < 0) & odd, -1.0, 1.0)  # (N, K)
+    return torch.exp(n * log_rho[:, None]) * sign_n  # (N, K)
+
+
 def _chebyshev_values(log_rho: Tensor, phi: Tensor, sign: Tensor, n: Tensor) -> Tensor:
     """ρⁿ·σⁿ·sin((n+1)φ)/sin φ (limit σⁿ·(n+1) at φ = 0): (N,) parameters, n (K,) or (N, K)."""
     sin_phi = torch.sin(phi)[:, None]  # (N, 1)
     ratio = torch.where(sin_phi > 0, torch.sin((n + 1.0) * phi[:, None]) / sin_phi, n + 1.0)
-    # σⁿ without pow (slow for float exponents): −1 where σ < 0 and n is odd.
-    odd = torch.remainder(n, 2.0) == 1.0
-    sign_n = torch.where((sign[:, None] < 0) & odd, -1.0, 1.0)  # (N, K)
-    return torch.exp(n * log_rho[:, None]) * sign_n * ratio  # (N, K)
+    return _rho_sign_power(log_rho, sign, n) * ratio  # (N, K)
 
 
 _SERIES_BELOW = 0.2  # below it, x − sin x and sin x − x·cos x by their Taylor series
@@ -342,9 +347,7 @@ def _chebyshev_self_convolution(log_rho: Tensor, phi: Tensor, sign: Tensor, m: T
         + torch.sin(x) / (2.0 * safe)
     )
     w = torch.where(s > 0, w, (m + 1.0) * (m + 2.0) * (m + 3.0) / 6.0)
-    odd = torch.remainder(m, 2.0) == 1.0
-    sign_m = torch.where((sign[:, None] < 0) & odd, -1.0, 1.0)
-    return torch.exp(m * log_rho[:, None]) * sign_m * w  # (N, K)
+    return _rho_sign_power(log_rho, sign, m) * w  # (N, K)
 
 
 class _DampedChebyshev(torch.autograd.Function):
@@ -738,17 +741,18 @@ class DLinOSSCore(nn.Module):
         with torch.autocast(device_type=u.device.type, enabled=False):
             dtype = torch.promote_types(u.dtype, torch.float32)
             u = u.to(dtype)  # (B, L, H)
+            if mode == "chunk":  # builds its own maps and operators (chunk_plans)
+                (plan,) = chunk_plans([[(self, False)]], u.shape[1], dtype)
+                x = chunk_forward(u, plan)  # (2P, B·L)
+                y = (plan.w_out[0] @ x).T.view(u.shape)  # (B, L, H)
+                return y + self.D.to(dtype) * u  # (B, L, H)
             dt, g, a = (t.to(dtype) for t in self.dynamics())  # (P,)
             p = dt.shape[0]
             w_in = self.B.to(dtype).permute(2, 0, 1).reshape(2 * p, -1)  # (2P, H): [Re B; Im B]
             c = self.C.to(dtype)  # (H, P, 2)
             w_out = torch.cat((c[..., 0], -c[..., 1]), dim=1)  # (H, 2P): Re(C x)
             # M is real: real and imaginary parts of Bu evolve independently, same (dt, g, a).
-            if mode == "chunk":
-                (plan,) = chunk_plans([[(self, False)]], u.shape[1], dtype)
-                x = chunk_forward(u, plan)  # (2P, B·L)
-                y = (plan.w_out[0] @ x).T.view(u.shape)  # (B, L, H)
-            elif mode == "fft":
+            if mode == "fft":
                 v = (w_in @ u.mT).unflatten(1, (2, p))  # (B, 2, P, L): [Re Bu; Im Bu]
                 h = dlinoss_kernel(dt, g, a, u.shape[1]).to(dtype)  # (P, L)
                 x = fft_causal_conv(v, h).flatten(1, 2)  # (B, 2P, L)
