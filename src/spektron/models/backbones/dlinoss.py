@@ -88,8 +88,8 @@ COMBINES = ("sum", "concat")
 NORMS = ("layer", "rms")
 
 # Mode used by mode="auto", per device type (unlisted types: fft). Measured on this project's
-# 2-core x86 CPU (noisy shared VM), torch 2.13, backbone forward + backward, samples/s side by
-# side with the CNN in one process (``spektron bench backbones`` / ``bench dlinoss-modes``):
+# 2-core x86 CPU (noisy shared VM), torch 2.13, backbone forward + backward, samples/s, each
+# mode alternated with the CNN step by step in one process (medians; ranges are across runs):
 #   quick size (d_model 64, 6 layers x 32 oscillators, B=8, L=256, 1 thread):
 #       chunk (T=16) 98-140, scan 55, fft 55, CNN 230-360 -> chunk 0.40-0.44 of the CNN
 #   ~1M size (d_model 128, 6 x 128, B=8, L=2048, 2 threads):
