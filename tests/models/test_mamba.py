@@ -1,5 +1,6 @@
-"""Mamba backbone: parallel scan vs sequential and step-by-step references, padding to powers of
-two, causality of each direction, config validation."""
+"""Mamba backbone: the compiled CPU scan and mambapy's parallel scan vs the sequential and
+step-by-step references (outputs and every gradient), padding to powers of two, causality of
+each direction, config validation."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from spektron.models.registry import build_backbone, count_parameters
 D = 16
 
 
-def _pair(**kw) -> tuple[MambaBackbone, MambaBackbone]:
-    """The same weights, once with the parallel scan and once with the sequential reference."""
+def _pair(scan: str = "parallel", **kw) -> tuple[MambaBackbone, MambaBackbone]:
+    """The same weights, once with a fast scan and once with the sequential reference."""
     torch.manual_seed(0)
-    fast = MambaBackbone(MambaBackboneConfig(d_model=D, n_layers=2, d_state=4, **kw))
+    fast = MambaBackbone(MambaBackboneConfig(d_model=D, n_layers=2, d_state=4, scan=scan, **kw))
     slow = MambaBackbone(
         MambaBackboneConfig(d_model=D, n_layers=2, d_state=4, scan="sequential", **kw)
     )
@@ -30,8 +31,9 @@ def _pair(**kw) -> tuple[MambaBackbone, MambaBackbone]:
 
 @pytest.mark.parametrize("L", [1, 5, 8, 13, 16, 37])
 @pytest.mark.parametrize("combine", ["sum", "concat"])
-def test_parallel_scan_matches_sequential_reference(L, combine):
-    fast, slow = _pair(combine=combine)
+@pytest.mark.parametrize("scan", ["parallel", "compiled"])
+def test_fast_scans_match_sequential_reference(L, combine, scan):
+    fast, slow = _pair(scan, combine=combine)
     x = torch.randn(2, L, D, requires_grad=True)
     y_fast = fast(x)
     (g_fast,) = torch.autograd.grad(y_fast.square().sum(), x)
@@ -40,6 +42,45 @@ def test_parallel_scan_matches_sequential_reference(L, combine):
     assert y_fast.shape == (2, L, D)
     torch.testing.assert_close(y_fast, y_slow, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(g_fast, g_slow, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("L", [1, 31, 32, 33, 100, 257])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_scan_matches_loop_in_every_gradient(L, dtype):
+    # The bare scan against mambapy's loop, with inputs chosen so that every term matters:
+    # chunk boundaries of the backward's recomputation at L = 31..33, 100, 257.
+    from mambapy import mamba
+
+    from spektron.models.backbones.selective_scan import CHECKPOINT, selective_scan
+
+    assert CHECKPOINT == 32
+    torch.manual_seed(L)
+    Bt, E, N = 3, 5, 4
+    x = torch.randn(Bt, L, E, dtype=dtype)
+    delta = torch.nn.functional.softplus(torch.randn(Bt, L, E, dtype=dtype))
+    A = -torch.rand(E, N, dtype=dtype) * 3 - 0.01
+    B, C = torch.randn(Bt, L, N, dtype=dtype), torch.randn(Bt, L, N, dtype=dtype)
+    Dv = torch.randn(E, dtype=dtype)
+    ins = [t.requires_grad_() for t in (x, delta, A, B, C, Dv)]
+    gy = torch.randn(Bt, L, E, dtype=dtype)
+    block = types.SimpleNamespace(config=types.SimpleNamespace(d_inner=E, d_state=N))
+    ref = mamba.MambaBlock.selective_scan_seq(block, *ins)
+    got = selective_scan(*ins)
+    assert got.dtype == dtype and got.shape == (Bt, L, E)
+    g_ref = torch.autograd.grad(ref, ins, gy)
+    g_got = torch.autograd.grad(got, ins, gy)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 2e-5}
+    torch.testing.assert_close(got, ref, **tol)
+    for name, a, b in zip(["x", "delta", "A", "B", "C", "D"], g_got, g_ref, strict=True):
+        torch.testing.assert_close(a, b, **tol, msg=lambda m, name=name: f"d{name}: {m}")
+
+
+def test_compiled_scan_refuses_other_devices_and_dtypes():
+    from spektron.models.backbones.selective_scan import selective_scan
+
+    x = torch.zeros(1, 4, 2, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        selective_scan(x, x, torch.zeros(2, 3), torch.zeros(1, 4, 3), torch.zeros(1, 4, 3), x[0, 0])
 
 
 def _step_reference(model: MambaBackbone, x: torch.Tensor) -> torch.Tensor:
@@ -95,6 +136,7 @@ def test_unidirectional_is_causal_and_bidirectional_sees_both_sides():
     torch.manual_seed(2)
     uni = MambaBackbone(MambaBackboneConfig(d_model=D, n_layers=2, bidirectional=False))
     bi = MambaBackbone(MambaBackboneConfig(d_model=D, n_layers=2, bidirectional=True))
+    assert uni.cfg.scan == "auto"  # the compiled scan on the CPU
     L, j = 20, 9
     d_uni, d_bi = _influence(uni, L, j), _influence(bi, L, j)
     assert torch.all(d_uni[:j] == 0)

@@ -14,15 +14,18 @@ Bidirectional by flipping: a forward stack reads the sequence left to right, a b
 outputs are combined by a sum or by concatenation + a linear projection (``combine``; the
 projection counts in the parameter budget).
 
-Backends. ``mambapy`` (import ``mambapy.mamba`` only: ``mambapy.lm`` imports ``mamba_ssm``
-unconditionally) computes the scan with a Blelloch parallel scan (``scan="parallel"``) or a
-plain loop (``scan="sequential"``, the slow reference). For inputs on CUDA with ``mamba_ssm``
-installed, the fused ``selective_scan_fn`` runs with the same weights (mambapy's
+Backends. Everything but the scan is ``mambapy``'s block (import ``mambapy.mamba`` only:
+``mambapy.lm`` imports ``mamba_ssm`` unconditionally). The scan itself: on the CPU, compiled
+forward/backward kernels (``scan="compiled"``, :mod:`.selective_scan`; the same recurrence,
+equal to mambapy's loop to float32 rounding); mambapy's Blelloch parallel scan
+(``scan="parallel"``) or its plain loop (``scan="sequential"``, the slow reference). ``auto``
+is the compiled kernel for CPU inputs and the parallel scan otherwise. For inputs on CUDA with
+``mamba_ssm`` installed, the fused ``selective_scan_fn`` runs with the same weights (mambapy's
 ``use_cuda`` path). mambapy would ``print`` when that import fails; we never ask it to import
 and instead warn once through :mod:`warnings`.
 
-Lengths. mambapy's parallel scan works on powers of two. The wrapper pads the input on the
-right to the next power of two and cuts the output back. Every operation of a stack is causal
+Lengths. mambapy's parallel scan works on powers of two. When it runs, the wrapper pads the
+input on the right to the next power of two and cuts the output back. Every operation of a stack is causal
 (depthwise conv padded on the left, the scan, and position-wise maps), so positions ≥ L never
 reach positions < L; the backward stack runs on the flipped sequence, which is padded on the
 right as well, so the same holds for it.
@@ -45,11 +48,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from spektron.errors import ConfigError
+from spektron.models.backbones.selective_scan import selective_scan as compiled_selective_scan
 from spektron.models.registry import BackboneConfig, register_backbone
 
 COMBINES = ("sum", "concat")
 BACKENDS = ("auto", "torch")
-SCANS = ("parallel", "sequential")
+SCANS = ("auto", "compiled", "parallel", "sequential")
 
 
 @dataclass
@@ -57,8 +61,9 @@ class MambaBackboneConfig(BackboneConfig):
     """Bidirectional Mamba stack.
 
     ``backend``: "auto" uses ``mamba_ssm``'s fused kernel for CUDA inputs when installed, else
-    the pure-PyTorch scan; "torch" always uses the pure-PyTorch scan. ``scan`` picks mambapy's
-    parallel scan or its sequential reference (pure-PyTorch path only).
+    the scan below; "torch" never uses the fused kernel. ``scan`` (when the fused kernel does not
+    run): "compiled" is the CPU kernel, "parallel" mambapy's parallel scan, "sequential" its
+    loop (the reference); "auto" is "compiled" for CPU inputs and "parallel" otherwise.
     """
 
     n_layers: int = 4
@@ -69,7 +74,7 @@ class MambaBackboneConfig(BackboneConfig):
     bidirectional: bool = True
     combine: str = "sum"
     backend: str = "auto"
-    scan: str = "parallel"
+    scan: str = "auto"
     # Δ initialisation range (log-uniform), as Mamba.
     dt_min: float = 1e-3
     dt_max: float = 1e-1
@@ -139,6 +144,14 @@ def _mambapy():
         raise ImportError("the 'mamba' backbone needs mambapy: pip install mambapy") from e
 
     class FP32MambaBlock(mamba.MambaBlock):
+        # Set by the stack: use the compiled CPU scan where mambapy would run its parallel one.
+        compiled_scan = False
+
+        def selective_scan(self, x, delta, A, B, C, D):
+            if self.compiled_scan and x.device.type == "cpu":
+                return compiled_selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
+            return super().selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
+
         def ssm(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
             if not torch.is_autocast_enabled(x.device.type):
                 return super().ssm(x, z)  # (B, L, ED)
@@ -181,23 +194,32 @@ class _Stack(nn.Module):
             dt_min=cfg.dt_min,
             dt_max=cfg.dt_max,
             rms_norm_eps=cfg.norm_eps,
-            pscan=cfg.scan == "parallel",
+            pscan=cfg.scan != "sequential",
             use_cuda=False,
         )
         self.layers = nn.ModuleList(
             _Layer(self.mcfg, cfg.dropout, cfg.norm_eps) for _ in range(cfg.n_layers)
         )
         self.norm_f = mp.RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.pad_to_pow2 = cfg.scan == "parallel"
+        self.scan = cfg.scan
         kernel = fused_scan()
         for layer in self.layers:
             layer.mixer.selective_scan_cuda = kernel  # what mambapy sets when use_cuda=True
 
+    def _parallel_scan(self, x: torch.Tensor, fused: bool) -> bool:
+        """Whether mambapy's parallel scan (powers of two only) runs on this input."""
+        if fused or self.scan == "sequential":
+            return False
+        return self.scan == "parallel" or x.device.type != "cpu"  # compiled: CPU inputs only
+
     def forward(self, x: torch.Tensor, fused: bool) -> torch.Tensor:
         # x: (B, L, D)
         self.mcfg.use_cuda = fused
+        compiled = self.scan in ("auto", "compiled") and not fused and x.device.type == "cpu"
+        for layer in self.layers:
+            layer.mixer.compiled_scan = compiled
         L = x.shape[1]
-        if self.pad_to_pow2 and not fused and L != _next_pow2(L):
+        if self._parallel_scan(x, fused) and L != _next_pow2(L):
             x = F.pad(x, (0, 0, 0, _next_pow2(L) - L))  # (B, L_pad, D), zeros on the right
         for layer in self.layers:
             x = layer(x)  # (B, L_pad, D)
