@@ -196,13 +196,17 @@ class _SelectiveScan(torch.autograd.Function):
         for s in _blocks(L):
             a = _decays(arrays[1], A_.numpy(), s, buf)
             fwd(arrays[0], arrays[1], a, *arrays[2:5], CHECKPOINT, s, *arrays[5:])
-        ctx.save_for_backward(xt, dtt, A_, B_, C_, D_, hk)
+        # The inputs as given (autograd holds them for the surrounding ops anyway), not their
+        # transposed copies: the backward transposes again rather than keep 2·Bt·L·E more.
+        ctx.save_for_backward(x, delta, A_, B_, C_, D_, hk)
         return y.transpose(1, 2)  # (Bt, L, E)
 
     @staticmethod
     def backward(ctx, gy):
         numba, _, bwd, _ = _kernels()
-        xt, dtt, A, B, C, D, hk = ctx.saved_tensors
+        x, delta, A, B, C, D, hk = ctx.saved_tensors
+        xt = x.detach().transpose(1, 2).contiguous()  # (Bt, E, L)
+        dtt = delta.detach().transpose(1, 2).contiguous()  # (Bt, E, L)
         Bt, E, L = xt.shape
         N = A.shape[1]
         threads = _threads(numba)
