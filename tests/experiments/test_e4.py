@@ -20,8 +20,11 @@ from spektron.experiments.e4_deep import (
     aggregate_arms,
     finetune_hash,
     load_pair,
+    master_dir,
+    master_hash,
     run_finetune,
     run_hash,
+    run_master,
     run_probe,
     transfer_inputs,
 )
@@ -190,6 +193,8 @@ def test_run_e4_cli_on_corn(tmp_path, capsys):
         ("finetune", "wavenumber"),
     }
     assert (out / "table.md").is_file() and (out / "figures" / "corn_m5_mp5_rmsep.png").is_file()
+    # the fine-tuned arm's master stage trained in the shared folder, its standards stage here
+    assert (out / "masters" / "corn_m5" / "cnn" / "scratch" / "wavenumber" / "seed0").is_dir()
     # every arm leaves its results JSON in its own folder
     probe_json = (
         out / "corn_m5_mp5" / "probe" / "cnn" / "scratch" / "index" / "seed0" / "metrics.json"
@@ -227,3 +232,34 @@ def test_bad_e4_settings_are_refused(tmp_path, capsys):
         'e4.inits=["scratch"]',
     )
     assert code == 2 and "zz9" in err
+
+
+def test_pairs_with_one_master_share_its_fine_tuning_stage(tmp_path):
+    # corn m5 → mp5 and m5 → mp6: one master calibration set, so the master stage of a
+    # fine-tuned arm is trained once for both; it equals a stand-alone arm's own master stage.
+    cfg = _cfg()
+    shared = tmp_path / "masters" / "corn_m5"
+    specs = {}
+    for pair in ("corn:m5:mp5", "corn:m5:mp6"):
+        spec = {**_spec(cfg, "finetune", tmp_path / pair.replace(":", "_")), "pair": pair}
+        spec["hashed"] = finetune_hash(spec)
+        spec["run_hash"] = run_hash(spec["hashed"])
+        spec["master_hashed"] = master_hash(spec)
+        spec["master_dir"] = str(master_dir(tmp_path, spec))
+        specs[pair] = spec
+    assert specs["corn:m5:mp5"]["master_hashed"] == specs["corn:m5:mp6"]["master_hashed"]
+    assert specs["corn:m5:mp5"]["master_dir"] == str(
+        shared / "cnn" / "scratch" / "wavenumber" / "seed0"
+    )
+    run_master(specs["corn:m5:mp5"])
+    final = shared / "cnn" / "scratch" / "wavenumber" / "seed0" / "final.pt"
+    stamp = final.stat().st_mtime_ns
+    res = {pair: run_finetune(spec) for pair, spec in specs.items()}
+    assert final.stat().st_mtime_ns == stamp  # reused, not retrained
+    a, b = res["corn:m5:mp5"], res["corn:m5:mp6"]
+    assert a["train"] == b["train"]
+    assert a["variants"]["master"] == b["variants"]["master"]
+    assert a["variants"]["direct"] != b["variants"]["direct"]  # other slave instruments
+    alone = run_finetune(_spec(cfg, "finetune", tmp_path / "alone"))
+    for v in ("master", "direct", "standards"):
+        assert alone["variants"][v]["y_pred"] == pytest.approx(a["variants"][v]["y_pred"], 1e-5)

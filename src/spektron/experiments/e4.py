@@ -42,9 +42,12 @@ from spektron.experiments.e4_deep import (
     aggregate_arms,
     finetune_hash,
     load_pair,
+    master_dir,
+    master_hash,
     pair_key,
     run_finetune,
     run_hash,
+    run_master,
     run_probe_group,
 )
 from spektron.training import distributed as D
@@ -235,6 +238,8 @@ def run_e4(
                             if head == "finetune":
                                 spec["hashed"] = finetune_hash(spec)
                                 spec["run_hash"] = run_hash(spec["hashed"])
+                                spec["master_hashed"] = master_hash(spec)
+                                spec["master_dir"] = str(master_dir(out, spec))
                                 specs_ft.append(spec)
                             else:
                                 specs_probe.append(spec)
@@ -249,7 +254,11 @@ def run_e4(
         list(groups.values()), jobs, dist, progress, "E4 probes", fn=run_probe_group
     )
     probe_res = {r["run_dir"]: r for g in probe_groups.values() for r in g["results"]}
-    ft_res = _run_specs(specs_ft, jobs, dist, progress, "E4 fine-tuning", fn=run_finetune)
+    # Master-calibration stages first, each once (pairs with one master share it), then every
+    # arm's evaluation and standards stage from it.
+    masters = {s["master_dir"]: {**s, "run_dir": s["master_dir"]} for s in specs_ft}
+    _run_specs(list(masters.values()), jobs, dist, progress, "E4 fine-tuning", fn=run_master)
+    ft_res = _run_specs(specs_ft, jobs, dist, progress, "E4 standards", fn=run_finetune)
     t_deep = time.perf_counter() - t0
     results = list(probe_res.values()) + list(ft_res.values())
     summary: dict[str, Any] = {

@@ -356,21 +356,11 @@ def _train(
     return fit
 
 
-def run_finetune(spec: dict[str, Any]) -> dict[str, Any]:
-    """One fine-tuned arm: train on the master calibration set, evaluate; train further on the
-    slave standards, evaluate. Reuses a finished run (same hash); restarts an interrupted one
-    from its resume checkpoints."""
-    from spektron.experiments.e1 import claim_run_dir
-
-    run_dir = Path(spec["run_dir"])
-    dist = D.DistInfo(device=torch.device(spec["device"]))
-    public = {k: v for k, v in spec.items() if k not in ("config",)}
-    done = claim_run_dir(run_dir, spec["run_hash"], spec["hashed"], public, dist)
-    if done is not None:
-        return done
+def _finetune_start(spec: dict[str, Any]) -> tuple[Any, ...]:
+    """What both stages of a fine-tuned arm start from: data, inputs, the seeded model, the
+    y standardisation and the checkpoint metadata."""
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    t0 = time.perf_counter()
     cfg = from_dict(RunConfig, spec["config"], "config")
     e4 = cfg.e4
     data, inputs, X = _prepared(spec)
@@ -395,16 +385,78 @@ def run_finetune(spec: dict[str, Any]) -> dict[str, Any]:
         "init": spec["init"],
         "pretrained_checkpoint": spec.get("pretrained_checkpoint") or "",
     }
+    return cfg, data, inputs, X, mu, sd, model, info, extra
+
+
+def master_hash(spec: dict[str, Any]) -> dict[str, Any]:
+    """What decides the master-calibration stage of a fine-tuned arm: not the slave instrument,
+    so pairs that share a master (corn m5 → mp5, m5 → mp6: same file, same calibration split)
+    share this stage."""
+    hashed = finetune_hash(spec)
+    name, master, _ = parse_pair(spec["pair"])
+    del hashed["pair"], hashed["transfers"], hashed["standards_train"]
+    return {**hashed, "dataset": name, "master": master}
+
+
+def master_dir(out: Path, spec: dict[str, Any]) -> Path:
+    """Folder of a fine-tuned arm's master-calibration stage (shared by its pairs)."""
+    name, master, _ = parse_pair(spec["pair"])
+    stage = f"{name}_{master}".replace("/", "_").replace(" ", "_")
+    return Path(out, "masters", stage, spec["backbone"], spec["init"], spec["input_mode"]) / (
+        f"seed{spec['seed']}"
+    )
+
+
+def run_master(spec: dict[str, Any]) -> dict[str, Any]:
+    """The master-calibration stage of a fine-tuned arm (``spec["master_dir"]``): trained once
+    for every pair that shares it, its final model in ``final.pt``, its training record in
+    ``metrics.json``; reused while its hash is unchanged."""
+    from spektron.experiments.e1 import claim_run_dir
+
+    run_dir = Path(spec["master_dir"])
+    dist = D.DistInfo(device=torch.device(spec["device"]))
+    hashed = spec["master_hashed"]
+    public = {k: spec.get(k) for k in ("backbone", "init", "input_mode", "seed")}
+    done = claim_run_dir(run_dir, run_hash(hashed), hashed, public, dist)
+    if done is not None and (run_dir / "final.pt").is_file():
+        return {**done, "run_dir": str(run_dir)}  # finished: metrics.json is written last
+    cfg, data, inputs, X, mu, sd, model, _, extra = _finetune_start(spec)
     fit = _train(
         model,
         X["cal"],
         (data.y_cal - mu) / sd,
         inputs.grid,
-        e4.train,
-        run_dir / "master",
+        cfg.e4.train,
+        run_dir,
         dist,
-        {**extra, "stage": "master_calibration"},
+        # Shared by every pair with this master: the checkpoint names the master only.
+        {**extra, "stage": "master_calibration", "pair": ":".join(parse_pair(spec["pair"])[:2])},
     )
+    write_json_atomic(run_dir / "metrics.json", {"train": fit})
+    return {"train": fit, "run_dir": str(run_dir)}
+
+
+def run_finetune(spec: dict[str, Any]) -> dict[str, Any]:
+    """One fine-tuned arm: the master-calibration stage (:func:`run_master`: reused when
+    ``spec["master_dir"]`` holds it, else trained), evaluated; trained further on the slave
+    standards, evaluated. Reuses a finished run (same hash); restarts an interrupted one from
+    its resume checkpoints."""
+    from spektron.experiments.e1 import claim_run_dir
+    from spektron.models.spektron import read_checkpoint
+
+    run_dir = Path(spec["run_dir"])
+    dist = D.DistInfo(device=torch.device(spec["device"]))
+    public = {k: v for k, v in spec.items() if k not in ("config",)}
+    done = claim_run_dir(run_dir, spec["run_hash"], spec["hashed"], public, dist)
+    if done is not None:
+        return done
+    t0 = time.perf_counter()
+    if "master_dir" not in spec:  # a stand-alone arm: its own master stage, in its folder
+        spec = {**spec, "master_dir": str(run_dir / "master"), "master_hashed": master_hash(spec)}
+    fit = run_master(spec)["train"]  # trained already (run_e4 runs them first) or now
+    cfg, data, inputs, X, mu, sd, model, info, extra = _finetune_start(spec)
+    e4 = cfg.e4
+    model.load_state_dict(read_checkpoint(Path(spec["master_dir"]) / "final.pt")["state_dict"])
     device = dist.device
     variants: dict[str, Any] = {}
     for v in VARIANTS:

@@ -25,10 +25,10 @@ is the compiled kernel for CPU inputs and the parallel scan otherwise. For input
 and instead warn once through :mod:`warnings`.
 
 Lengths. mambapy's parallel scan works on powers of two. When it runs, the wrapper pads the
-input on the right to the next power of two and cuts the output back. Every operation of a stack is causal
-(depthwise conv padded on the left, the scan, and position-wise maps), so positions ≥ L never
-reach positions < L; the backward stack runs on the flipped sequence, which is padded on the
-right as well, so the same holds for it.
+input on the right to the next power of two and cuts the output back. Every operation of a
+stack is causal (depthwise conv padded on the left, the scan, and position-wise maps), so
+positions ≥ L never reach positions < L; the backward stack runs on the flipped sequence,
+which is padded on the right as well, so the same holds for it.
 
 The selective scan runs in float32 even under autocast (the recurrence over 2048 steps is too
 coarse in bf16 and the fused kernel rejects half precision).

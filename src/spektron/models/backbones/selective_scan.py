@@ -36,7 +36,6 @@ numba's pool size. They are compiled on first use and cached on disk by numba.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
