@@ -44,9 +44,18 @@ def test_fast_scans_match_sequential_reference(L, combine, scan):
     torch.testing.assert_close(g_fast, g_slow, rtol=1e-4, atol=1e-5)
 
 
+@pytest.fixture(params=[1, 2], ids=["serial", "parallel"])
+def threads(request):
+    """One thread: the serial kernels; two: the parallel ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("L", [1, 31, 32, 33, 100, 257])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_compiled_scan_matches_loop_in_every_gradient(L, dtype):
+def test_compiled_scan_matches_loop_in_every_gradient(L, dtype, threads):
     # The bare scan against mambapy's loop, with inputs chosen so that every term matters:
     # chunk boundaries of the backward's recomputation at L = 31..33, 100, 257.
     from mambapy import mamba

@@ -600,10 +600,25 @@ class E1Context:
         return {"per_step_s": per_step, "training_s": train_s}
 
 
-def describe_plan(cfg: RunConfig, ctx: E1Context, runs_per_arm: int) -> dict[str, Any]:
-    """What E1 will run and how long it expects to take (printed before running)."""
+def measured_step_seconds(e1_dir: str | Path | None) -> dict[str, float] | None:
+    """Seconds per optimizer step of each arm as a finished E1 measured them (its
+    ``summary.json``), for other experiments' job order; None when not recorded."""
+    if e1_dir is None:
+        return None
+    try:
+        summary = json.loads((Path(e1_dir) / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    step_s = summary.get("measured_step_s")
+    return step_s if isinstance(step_s, dict) else None
+
+
+def describe_plan(
+    cfg: RunConfig, ctx: E1Context, runs_per_arm: int, est: dict[str, Any]
+) -> dict[str, Any]:
+    """What E1 will run and how long it expects to take (printed before running); ``est``:
+    :meth:`E1Context.estimate_seconds`."""
     e1 = cfg.e1
-    est = ctx.estimate_seconds(runs_per_arm)
     L = len(ctx.wn)
     return {
         "backbones": list(ctx.arms),
@@ -645,8 +660,9 @@ def run_e1(
     ctx.add_arms(e1.backbones)
     arms, splits, task, wn, ex_idx = ctx.arms, ctx.splits, ctx.task, ctx.wn, ctx.ex_idx
     runs_per_arm = len(e1.lr_sweep) + e1.n_seeds - 1
+    est = ctx.estimate_seconds(runs_per_arm)  # the plan's estimate and the job order
     if announce is not None and dist.is_main:
-        announce(describe_plan(cfg, ctx, runs_per_arm))
+        announce(describe_plan(cfg, ctx, runs_per_arm, est))
 
     base_summary: dict[str, Any] = {}
     base_preds: dict[str, np.ndarray] = {}
@@ -666,7 +682,8 @@ def run_e1(
 
     # Phase 1: the LR sweep on the first seed; phase 2: the other seeds at each arm's best LR.
     sweep = [spec_for(n, lr, seeds[0]) for n in e1.backbones for lr in e1.lr_sweep]
-    results = _run_specs(sweep, jobs, dist, progress, "E1 LR sweep")
+    step_s = est["per_step_s"]
+    results = _run_specs(sweep, jobs, dist, progress, "E1 LR sweep", step_s=step_s)
     best_lr: dict[str, float] = {}
     for name in e1.backbones:
         vals = {
@@ -676,7 +693,7 @@ def run_e1(
         best_lr[name] = min(vals, key=lambda lr: (vals[lr], lr))
         arms[name]["lr_sweep"] = {f"{lr:g}": v for lr, v in vals.items()}
     rest = [spec_for(n, best_lr[n], s) for n in e1.backbones for s in seeds[1:]]
-    results.update(_run_specs(rest, jobs, dist, progress, "E1 seeds"))
+    results.update(_run_specs(rest, jobs, dist, progress, "E1 seeds", step_s=step_s))
     if not dist.is_main:
         return {}
 
@@ -684,6 +701,7 @@ def run_e1(
         cfg, out, arms, best_lr, seeds, results, spec_for, base_summary, base_scores, dataset
     )
     summary["device"] = device_description(dist.device)
+    summary["measured_step_s"] = step_s
     summary["wall_time_s"] = time.perf_counter() - t_start
     write_json_atomic(out / "summary.json", summary)
     test_mask = evals["test"][1]
@@ -707,16 +725,23 @@ def _run_specs(
     progress: bool,
     desc: str,
     fn: Any = None,
+    step_s: dict[str, float] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run training specs through ``fn`` (default :func:`train_one`; a module-level function,
-    so a spawn pool can import it) in a pool of ``jobs`` processes, or in-process; by run_dir."""
+    so a spawn pool can import it) in a pool of ``jobs`` processes, or in-process; by run_dir.
+
+    Slowest arms first, so the pool's last jobs are short ones: by ``step_s`` (measured seconds
+    per step of each backbone, see :meth:`E1Context.estimate_seconds`) when given, else in
+    the order measured on 2 CPU cores at the quick scale."""
     fn = train_one if fn is None else fn
     results: dict[str, dict[str, Any]] = {}
     if not specs:
         return results
-    # Slowest arms first, so the pool's last jobs are short ones.
-    order = {"mamba": 0, "transformer": 1, "s4d": 2, "dlinoss": 3, "s4d_real": 4, "cnn": 5}
-    specs = sorted(specs, key=lambda s: order.get(s.get("backbone"), -1))
+    order = {"mamba": 0, "s4d": 1, "dlinoss": 2, "s4d_real": 3, "transformer": 4, "cnn": 5}
+    if step_s:
+        specs = sorted(specs, key=lambda s: -step_s.get(s.get("backbone"), 0.0))
+    else:
+        specs = sorted(specs, key=lambda s: order.get(s.get("backbone"), -1))
     bar = tqdm(total=len(specs), desc=desc, disable=not (progress and dist.is_main))
     if jobs == 1:
         for spec in specs:

@@ -62,6 +62,7 @@ from spektron.experiments.e1 import (
     device_description,
     file_sha256,
     git_commit,
+    measured_step_seconds,
     package_versions,
     size_arms,
 )
@@ -717,7 +718,8 @@ def run_e2(
                 data, sym, dname, wn, e2, out / "baselines" / dname, cfg.seed
             )
     sweep = [spec_for(d, i, b, lr, seeds[0]) for d, i, b in combos for lr in e2.lr_sweep]
-    results = _run_specs(sweep, jobs, dist, progress, "E2 LR sweep", fn=train_one)
+    step_s = measured_step_seconds(e2.pretrained_from)  # E1's, for the job order
+    results = _run_specs(sweep, jobs, dist, progress, "E2 LR sweep", fn=train_one, step_s=step_s)
     best_lr: dict[tuple[str, str, str], float] = {}
     lr_vals: dict[tuple[str, str, str], dict[str, float]] = {}
     for c in combos:
@@ -727,7 +729,7 @@ def run_e2(
         best_lr[c] = min(vals, key=lambda lr: (vals[lr], lr))
         lr_vals[c] = {f"{lr:g}": v for lr, v in vals.items()}
     rest = [spec_for(*c, best_lr[c], s) for c in combos for s in seeds[1:]]
-    results.update(_run_specs(rest, jobs, dist, progress, "E2 seeds", fn=train_one))
+    results.update(_run_specs(rest, jobs, dist, progress, "E2 seeds", fn=train_one, step_s=step_s))
     if not dist.is_main:
         return {}
     from spektron.experiments.e2_analysis import aggregate

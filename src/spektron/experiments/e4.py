@@ -32,6 +32,7 @@ from spektron.experiments.e1 import (
     device_description,
     file_sha256,
     git_commit,
+    measured_step_seconds,
     model_config,
     package_versions,
     size_arms,
@@ -257,8 +258,9 @@ def run_e4(
     # Master-calibration stages first, each once (pairs with one master share it), then every
     # arm's evaluation and standards stage from it.
     masters = {s["master_dir"]: {**s, "run_dir": s["master_dir"]} for s in specs_ft}
-    _run_specs(list(masters.values()), jobs, dist, progress, "E4 fine-tuning", fn=run_master)
-    ft_res = _run_specs(specs_ft, jobs, dist, progress, "E4 standards", fn=run_finetune)
+    step_s = measured_step_seconds(e4.pretrained_from)  # E1's, for the job order
+    _run_specs(list(masters.values()), jobs, dist, progress, "E4 fine-tuning", run_master, step_s)
+    ft_res = _run_specs(specs_ft, jobs, dist, progress, "E4 standards", run_finetune, step_s)
     t_deep = time.perf_counter() - t0
     results = list(probe_res.values()) + list(ft_res.values())
     summary: dict[str, Any] = {

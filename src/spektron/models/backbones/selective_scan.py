@@ -30,12 +30,14 @@ and the slices are summed afterwards (no two threads write the same number). The
 ∂ℓ/∂A and ∂ℓ/∂D, summed over b.
 
 Both kernels run on as many threads as torch uses (``torch.get_num_threads()``), capped at
-numba's pool size. They are compiled on first use and cached on disk by numba.
+numba's pool size; on one thread, a serial build. They are compiled on first use and cached
+on disk by numba.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,14 +53,21 @@ BLOCK = 64
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@functools.lru_cache(maxsize=1)
-def _kernels():
+@functools.lru_cache(maxsize=2)
+def _kernels(parallel: bool):
+    """The compiled kernels, multi-threaded or not. One thread gets the serial build: a
+    parallel one would keep a thread-pool thread spinning between calls (measured: half a
+    core per training process, which slowed two one-thread runs side by side several-fold)."""
     try:
         import numba
     except ImportError as e:  # a declared dependency; only a broken install lands here
         raise ImportError("the Mamba CPU scan needs numba: pip install numba") from e
 
-    jit = numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+    tag = "parallel" if parallel else "serial"
+
+    def jit(fn):
+        fn.__qualname__ = f"{fn.__name__}_{tag}"  # numba's disk cache is keyed by the name
+        return numba.njit(parallel=parallel, cache=True, nogil=True, fastmath=FASTMATH)(fn)
 
     @jit
     def forward(x, dt, a, Bm, Cm, D, K, s, hs, y, hk):
@@ -154,8 +163,18 @@ def _kernels():
     return numba, forward, backward, log_decays
 
 
-def _threads(numba) -> int:
-    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def _use(threads: int) -> tuple[Any, ...]:
+    """The kernels for ``threads`` threads (numba's pool set to that many, capped at its size,
+    when parallel)."""
+    kernels = _kernels(threads > 1)
+    if threads > 1:
+        numba = kernels[0]
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return kernels
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -166,13 +185,13 @@ def _blocks(L: int) -> range:
     return range(0, L, BLOCK)
 
 
-def _decays(dt: np.ndarray, A: np.ndarray, s: int, out: np.ndarray) -> np.ndarray:
+def _decays(dt: np.ndarray, A: np.ndarray, s: int, out: np.ndarray, threads: int) -> np.ndarray:
     """exp(Δ_t A) for the block starting at step s, into ``out``: (Bt, E, block, N).
 
     The products in the compiled kernel, the exp by NumPy's SIMD loop (measured ~2× faster
     than torch's single-thread exp here, and far faster than a scalar exp in the kernel)."""
     a = out[:, :, : min(BLOCK, dt.shape[2] - s)]
-    _kernels()[3](dt, A, s, a)
+    _kernels(threads > 1)[3](dt, A, s, a)
     return np.exp(a, out=a)
 
 
@@ -180,7 +199,8 @@ class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, delta, A, B, C, D):
         # x, delta: (Bt, L, E); A: (E, N); B, C: (Bt, L, N); D: (E,)
-        numba, fwd, _, _ = _kernels()
+        threads = _threads()
+        _, fwd, _, _ = _use(threads)
         Bt, L, E = x.shape
         N = A.shape[1]
         xt = x.detach().transpose(1, 2).contiguous()  # (Bt, E, L)
@@ -189,11 +209,10 @@ class _SelectiveScan(torch.autograd.Function):
         y = torch.empty_like(xt)  # (Bt, E, L)
         hk = torch.empty(Bt, E, -(-L // CHECKPOINT), N, dtype=x.dtype)  # (Bt, E, nck, N)
         hs = torch.zeros(Bt, E, N, dtype=x.dtype)  # (Bt, E, N)
-        numba.set_num_threads(_threads(numba))
         arrays = [t.numpy() for t in (xt, dtt, B_, C_, D_, hs, y, hk)]
         buf = np.empty((Bt, E, min(L, BLOCK), N), dtype=arrays[0].dtype)
         for s in _blocks(L):
-            a = _decays(arrays[1], A_.numpy(), s, buf)
+            a = _decays(arrays[1], A_.numpy(), s, buf, threads)
             fwd(arrays[0], arrays[1], a, *arrays[2:5], CHECKPOINT, s, *arrays[5:])
         # The inputs as given (autograd holds them for the surrounding ops anyway), not their
         # transposed copies: the backward transposes again rather than keep 2·Bt·L·E more.
@@ -202,13 +221,13 @@ class _SelectiveScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy):
-        numba, _, bwd, _ = _kernels()
+        threads = _threads()
+        _, _, bwd, _ = _use(threads)
         x, delta, A, B, C, D, hk = ctx.saved_tensors
         xt = x.detach().transpose(1, 2).contiguous()  # (Bt, E, L)
         dtt = delta.detach().transpose(1, 2).contiguous()  # (Bt, E, L)
         Bt, E, L = xt.shape
         N = A.shape[1]
-        threads = _threads(numba)
         # Enough channel blocks to keep every thread busy when the batch is small.
         groups = max(1, min(E, -(-threads // Bt)))
         g = gy.transpose(1, 2).contiguous()  # (Bt, E, L)
@@ -219,13 +238,12 @@ class _SelectiveScan(torch.autograd.Function):
         dB_p = torch.zeros(groups, Bt, L, N, dtype=xt.dtype)
         dC_p = torch.zeros(groups, Bt, L, N, dtype=xt.dtype)
         dD_p = torch.zeros(Bt, E, dtype=xt.dtype)
-        numba.set_num_threads(threads)
         head = [t.numpy() for t in (xt, dtt)]
         mid = [t.numpy() for t in (A, B, C, D)]
         tail = [t.numpy() for t in (lam, dx, ddt, dA_p, dB_p, dC_p, dD_p)]
         buf = np.empty((Bt, E, min(L, BLOCK), N), dtype=head[0].dtype)
         for s in reversed(_blocks(L)):
-            a = _decays(head[1], mid[0], s, buf)
+            a = _decays(head[1], mid[0], s, buf, threads)
             bwd(*head, a, *mid, CHECKPOINT, s, hk.numpy(), g.numpy(), groups, *tail)
         return (
             dx.transpose(1, 2),  # (Bt, L, E)
