@@ -112,6 +112,15 @@ class S4DRealConfig(S4DBaseConfig):
     REAL: ClassVar[bool] = True
 
 
+def _exp(z: torch.Tensor) -> torch.Tensor:
+    """exp(z); for complex z as e^{Re z}(cos Im z + i sin Im z) from real ops, which PyTorch
+    vectorises on the CPU (its complex exp measured ~5× slower, forward + backward ~2×)."""
+    if not z.is_complex():
+        return torch.exp(z)
+    mag = torch.exp(z.real)
+    return torch.complex(mag * torch.cos(z.imag), mag * torch.sin(z.imag))
+
+
 def _ssm_param(value: torch.Tensor, lr_scale: float) -> nn.Parameter:
     p = nn.Parameter(value)
     p._optim = {"lr_scale": lr_scale, "weight_decay": 0.0}  # read by the optimizer groups
@@ -184,8 +193,8 @@ class S4DKernel(nn.Module):
         Q = -(-L // T)  # ⌈L / T⌉
         pos = torch.arange(max(T, Q), device=dtA.device, dtype=self.log_dt.dtype)
         r, qT = pos[:T], pos[:Q] * T  # (T,), (Q,)
-        inner = (C * Bbar).unsqueeze(-2) * torch.exp(dtA.unsqueeze(-2) * r[:, None])  # (d,H,T,N)
-        outer = torch.exp(dtA.unsqueeze(-1) * qT)  # (n_dir, H, N, Q)
+        inner = (C * Bbar).unsqueeze(-2) * _exp(dtA.unsqueeze(-2) * r[:, None])  # (d,H,T,N)
+        outer = _exp(dtA.unsqueeze(-1) * qT)  # (n_dir, H, N, Q)
         K = (inner @ outer).transpose(-1, -2).flatten(-2)[..., :L]  # (n_dir, H, L): l = qT + r
         return K if self.real else c * K.real
 
