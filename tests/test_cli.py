@@ -130,3 +130,9 @@ def test_run_all_smoke_end_to_end(tmp_path):
     assert {a["head"] for a in arms} == {"probe", "finetune"}
     assert any(a["init"] == "pretrained" for a in arms)
     assert (out / "e4" / "table.md").is_file()
+    # the wall time estimated before the start, and measured per stage at the end
+    assert "RUN-ALL will run" in proc.stdout and "estimated wall time" in proc.stdout
+    assert "measured/estimated" in proc.stdout
+    timing = json.loads((out / "timing.json").read_text())
+    assert set(timing["measured_s"]) == {"data", "e1", "e2", "e3", "e4"}
+    assert timing["measured_total_s"] == pytest.approx(sum(timing["measured_s"].values()))

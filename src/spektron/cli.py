@@ -603,6 +603,8 @@ def _cmd_run_all(a: argparse.Namespace) -> int:
         _print_e3(res["e3"])
     if res.get("e4"):
         _print_e4(res["e4"])
+    print("\nwall time, estimated before the start vs measured:")
+    print(res["timing"]["comparison"])
     return 0
 
 

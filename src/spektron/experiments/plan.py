@@ -1,0 +1,221 @@
+"""How long ``spektron run-all`` will take, estimated before it starts, and the comparison
+with what it took.
+
+Training dominates and is estimated from measurements on this machine: one optimizer step of
+every arm's own model (E1's masked reconstruction, E2's cross-spectral model, E3's D-LinOSS,
+E4's regression model at the NIR lengths), timed with the threads a run gets, and one
+evaluation forward pass at the evaluation batch size. Each run costs
+
+    steps × step time + (evaluations × batches per evaluation + test batches) × forward time
+    + a process start
+
+and the runs are scheduled as the pools schedule them (slowest arm first, each run to the
+first free worker), so the tail of a pool is counted. What is not training (the data stage,
+baselines, the classical calibration-transfer methods, probes, aggregation, reports) is a
+per-stage constant in seconds, measured on a 2-core x86-64 CPU at the quick preset
+(``OVERHEAD_S``); it does not scale with the steps and may be off on other machines or
+presets, which the end-of-run comparison shows.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from spektron.config import RunConfig
+
+# Seconds of each stage outside its training runs, measured by `make run` (quick preset, 2-core
+# x86-64 CPU, fresh cache: QM9 parse, simulation of 3,000 molecules at `mmff` and the
+# validation figures included in "data"): the stage's wall time minus this module's estimate
+# of its training runs.
+OVERHEAD_S = {"data": 75.0, "e1": 40.0, "e2": 240.0, "e3": 60.0, "e4": 420.0}
+# A cached dataset skips the simulation: what remains of the data stage (validation, figures).
+DATA_CACHED_S = 15.0
+# Spawning a training process and importing the package (one per run in a pool).
+PROCESS_START_S = 3.0
+
+
+def _threads(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+
+
+def _jobs(setting: int) -> int:
+    return setting or (os.cpu_count() or 1)
+
+
+def _time_model(
+    model_json: dict[str, Any], batch: int, eval_batch: int, length: int, grid: np.ndarray
+) -> tuple[float, float]:
+    """(seconds per training step at ``batch``, seconds per no-grad forward at ``eval_batch``)
+    of the model, on random inputs of ``length`` points, each the second of two timed calls."""
+    from spektron.models.spektron import Spektron, SpektronConfig
+
+    torch.manual_seed(0)
+    model = Spektron(SpektronConfig.from_json_dict(model_json))
+    wn = torch.as_tensor(grid, dtype=torch.float32)
+    x = torch.rand(batch, length)
+    step = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        model(x, wn, None)["pred"].float().square().mean().backward()
+        step.append(time.perf_counter() - t0)
+    model.eval()
+    fwd = []
+    with torch.no_grad():  # at the training batch, scaled: forward time is linear in the batch
+        for _ in range(2):
+            t0 = time.perf_counter()
+            model(x, wn, None)
+            fwd.append(time.perf_counter() - t0)
+    return step[-1], fwd[-1] * eval_batch / batch
+
+
+def _pool_seconds(durations: list[float], jobs: int) -> float:
+    """Wall time of a pool of ``jobs`` workers taking the runs in the given order."""
+    if not durations:
+        return 0.0
+    free = [0.0] * max(1, jobs)
+    for d in durations:
+        heapq.heapreplace(free, free[0] + d)
+    return max(free)
+
+
+class _Timer:
+    """Measured step / forward times, once per (model, batch, length)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.cache: dict[str, tuple[float, float]] = {}
+
+    def __call__(self, model_json, batch, eval_batch, length, grid) -> tuple[float, float]:
+        import json
+
+        key = json.dumps([model_json, batch, eval_batch, length], sort_keys=True)
+        if key not in self.cache:
+            before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                self.cache[key] = _time_model(model_json, batch, eval_batch, length, grid)
+            finally:
+                torch.set_num_threads(before)
+        return self.cache[key]
+
+
+def _run_seconds(step_s, fwd_s, tc, n_eval: int, n_test: int, pool: bool) -> float:
+    """One training run: its steps, its evaluations, its test scoring, its process start."""
+    evals = tc.steps // tc.eval_every if tc.eval_every else 0
+    per_eval = math.ceil(n_eval / tc.eval_batch_size)
+    test = math.ceil(n_test / tc.eval_batch_size)
+    start = PROCESS_START_S if pool else 0.0
+    return tc.steps * tc.accumulation * step_s + (evals * per_eval + test) * fwd_s + start
+
+
+def estimate_run_all(cfg: RunConfig, data_cached: bool) -> dict[str, Any]:
+    """Estimated seconds of each run-all stage and in all (see the module docstring)."""
+    from spektron.data.spectra import make_grid
+    from spektron.experiments.e1 import model_config as e1_model_config
+    from spektron.experiments.e1 import size_arms
+    from spektron.experiments.e2 import model_config as e2_model_config
+    from spektron.experiments.e4 import _model_config as e4_model_config
+    from spektron.experiments.e4_deep import load_pair
+
+    g = cfg.data.grid
+    grid = make_grid(g.n_points, g.lo, g.hi)
+    L = len(grid)
+    e1, e2, e3, e4 = cfg.e1, cfg.e2, cfg.e3, cfg.e4
+    n = cfg.data.n_molecules or 3000
+    # Split sizes as E1 / E2 draw them (two spectra per molecule in E1): ~5 % val, ~10 % test.
+    n_val, n_test = int(0.05 * n * len(e1.kinds)), int(0.106 * n * len(e1.kinds))
+    stages: dict[str, float] = {}
+    stages["data"] = DATA_CACHED_S if data_cached else OVERHEAD_S["data"]
+    order = {"mamba": 0, "s4d": 1, "dlinoss": 2, "s4d_real": 3, "transformer": 4, "cnn": 5}
+    names = tuple(dict.fromkeys(e1.backbones + e2.backbones + e4.finetune_backbones))
+    arms = size_arms(replace(e1, backbones=names))
+
+    # E1: every arm × (LR sweep + other seeds).
+    jobs = _jobs(e1.jobs)
+    timer = _Timer(_threads(jobs))
+    runs = []
+    for b in sorted(e1.backbones, key=lambda b: order.get(b, -1)):
+        m = e1_model_config(e1, b, arms[b]["backbone_config"])
+        step, fwd = timer(m, e1.train.batch_size, e1.train.eval_batch_size, L, grid)
+        one = _run_seconds(step, fwd, e1.train, n_val, n_test, jobs > 1)
+        runs += [one] * (len(e1.lr_sweep) + e1.n_seeds - 1)
+    stages["e1"] = _pool_seconds(runs, jobs) + OVERHEAD_S["e1"]
+
+    # E2: directions × inits × arms × (LR sweep + other seeds); molecules, not spectra.
+    jobs = _jobs(e2.jobs)
+    timer.threads = _threads(jobs)
+    runs = []
+    for b in sorted(e2.backbones, key=lambda b: order.get(b, -1)):
+        m = e2_model_config(cfg, b, arms[b]["backbone_config"])
+        step, fwd = timer(m, e2.train.batch_size, e2.train.eval_batch_size, L, grid)
+        one = _run_seconds(step, fwd, e2.train, n_val // 2, n_test // 2, jobs > 1)
+        n_runs = len(e2.directions) * len(e2.inits) * (len(e2.lr_sweep) + e2.n_seeds - 1)
+        runs += [one] * n_runs
+    stages["e2"] = _pool_seconds(runs, jobs) + OVERHEAD_S["e2"]
+
+    # E3: the shuffled-order D-LinOSS controls, E1's recipe.
+    stages["e3"] = 0.0
+    if "dlinoss" in e1.backbones:
+        jobs = _jobs(e3.jobs)
+        timer.threads = _threads(jobs)
+        m = e1_model_config(e1, "dlinoss", arms["dlinoss"]["backbone_config"])
+        step, fwd = timer(m, e1.train.batch_size, e1.train.eval_batch_size, L, grid)
+        one = _run_seconds(step, fwd, e1.train, n_val, n_test, jobs > 1)
+        stages["e3"] = _pool_seconds([one] * e3.n_shuffled, jobs) + OVERHEAD_S["e3"]
+
+    # E4: one master-calibration stage per (dataset, master) and arm, a standards stage per
+    # pair and arm, at the pair's own length (wavenumber mode: its channels; index: the grid).
+    jobs = _jobs(e4.jobs)
+    timer.threads = _threads(jobs)
+    masters, standards = [], []
+    seen: set[tuple[str, str]] = set()
+    for p in e4.pairs:
+        name, master, _ = p.split(":")
+        data = load_pair(p)
+        first = (name, master) not in seen
+        seen.add((name, master))
+        for b in sorted(e4.finetune_backbones, key=lambda b: order.get(b, -1)):
+            m = e4_model_config(cfg, b, arms[b]["backbone_config"])
+            for mode in e4.finetune_input_modes:
+                length = data.master.X_cal.shape[1] if mode == "wavenumber" else L
+                n_cal, n_std = len(data.y_cal), len(data.y_trans)
+                k = len(e4.inits) * e4.n_seeds
+                tc, ts = e4.train, e4.standards_train
+                w = np.linspace(g.lo, g.hi, length)  # any ascending grid of that length
+                step, fwd = timer(m, min(tc.batch_size, n_cal), 64, length, w)
+                if first:
+                    masters += [_run_seconds(step, 0.0, tc, 0, 0, jobs > 1)] * k
+                step, fwd = timer(m, min(ts.batch_size, n_std), 64, length, w)
+                std = _run_seconds(step, 0.0, ts, 0, 0, jobs > 1) + 5 * fwd  # + the variants
+                standards += [std] * k
+    stages["e4"] = _pool_seconds(masters, jobs) + _pool_seconds(standards, jobs)
+    stages["e4"] += OVERHEAD_S["e4"]
+    return {"stages_s": stages, "total_s": sum(stages.values())}
+
+
+def format_plan(est: dict[str, Any]) -> str:
+    parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in est["stages_s"].items())
+    return f"estimated wall time: {est['total_s'] / 60:.1f} min ({parts} min)"
+
+
+def format_comparison(est: dict[str, Any], measured: dict[str, float]) -> str:
+    """Measured against estimated, per stage and in all."""
+    rows = ["stage    estimated  measured  measured/estimated"]
+    for k, v in est["stages_s"].items():
+        if k in measured:
+            m = measured[k]
+            rows.append(f"{k:<8} {v / 60:8.1f}m {m / 60:8.1f}m  {m / max(v, 1e-9):8.2f}")
+    total = sum(measured.values())
+    rows.append(
+        f"{'total':<8} {est['total_s'] / 60:8.1f}m {total / 60:8.1f}m  "
+        f"{total / max(est['total_s'], 1e-9):8.2f}"
+    )
+    return "\n".join(rows)

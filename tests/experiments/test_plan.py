@@ -1,0 +1,49 @@
+"""The run-all wall-time estimate: the pool schedule, the run cost, the stages it adds up."""
+
+from __future__ import annotations
+
+import pytest
+
+from spektron.config import preset_config
+from spektron.experiments import plan
+
+
+def test_pool_schedule_takes_runs_in_order_to_the_first_free_worker():
+    assert plan._pool_seconds([], 2) == 0.0
+    assert plan._pool_seconds([5, 3, 3, 2], 1) == 13
+    # worker 1: 5, then 2 → 7; worker 2: 3, 3 → 6
+    assert plan._pool_seconds([5, 3, 3, 2], 2) == 7
+    assert plan._pool_seconds([1, 1, 1, 9], 2) == 10  # a long run last makes a long tail
+
+
+def test_estimate_counts_every_run_once_per_stage(monkeypatch):
+    # Every model takes 1 s a step and 0.5 s an evaluation forward: the estimate is arithmetic.
+    monkeypatch.setattr(plan, "_time_model", lambda *a, **k: (1.0, 0.5))
+    monkeypatch.setattr(plan, "PROCESS_START_S", 0.0)
+    monkeypatch.setattr(plan.os, "cpu_count", lambda: 1)  # one job: the runs add up
+    cfg = preset_config(
+        "smoke",
+        [
+            "e1.jobs=1",
+            "e2.jobs=1",
+            "e3.jobs=1",
+            "e4.jobs=1",
+            'e4.pairs=["corn:m5:mp5", "corn:m5:mp6"]',
+            'e4.finetune_backbones=["cnn"]',
+        ],
+    )
+    est = plan.estimate_run_all(cfg, data_cached=True)
+    st = est["stages_s"]
+    assert set(st) == {"data", "e1", "e2", "e3", "e4"}
+    assert st["data"] == plan.DATA_CACHED_S
+    assert est["total_s"] == pytest.approx(sum(st.values()))
+    e1, e4 = cfg.e1, cfg.e4
+    runs = len(e1.backbones) * (len(e1.lr_sweep) + e1.n_seeds - 1)
+    assert st["e1"] > runs * e1.train.steps + plan.OVERHEAD_S["e1"]  # + evaluations
+    # E4: one master stage for the two corn pairs, a standards stage for each
+    k = len(e4.inits) * e4.n_seeds * len(e4.finetune_input_modes)
+    std = e4.standards_train.steps + 5 * 0.5
+    assert st["e4"] == pytest.approx(k * e4.train.steps + 2 * k * std + plan.OVERHEAD_S["e4"])
+    assert "estimated wall time" in plan.format_plan(est)
+    table = plan.format_comparison(est, {k: 2 * v for k, v in st.items()})
+    assert table.splitlines()[-1].split()[-1] == "2.00"
