@@ -203,9 +203,12 @@ def count_flops(model_or_fn: nn.Module | Callable[..., Any], *inputs: Any) -> di
     was_training = module.training if module is not None else False
     if module is not None:
         module.eval()
+    from spektron.models.backbones.selective_scan import pytorch_ops_only
+
     mode = _FlopMode()
     try:
-        with torch.no_grad(), mode:
+        # Compiled kernels are no aten ops: Mamba's scan is counted through PyTorch's.
+        with torch.no_grad(), pytorch_ops_only(), mode:
             model_or_fn(*inputs)
     finally:
         if module is not None:

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spektron.errors import ConfigError
-from spektron.models.backbones.selective_scan import selective_scan as compiled_selective_scan
+from spektron.models.backbones import selective_scan as compiled
 from spektron.models.registry import BackboneConfig, register_backbone
 
 COMBINES = ("sum", "concat")
@@ -149,7 +149,7 @@ def _mambapy():
 
         def selective_scan(self, x, delta, A, B, C, D):
             if self.compiled_scan and x.device.type == "cpu":
-                return compiled_selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
+                return compiled.selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
             return super().selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
 
         def ssm(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -210,14 +210,17 @@ class _Stack(nn.Module):
         """Whether mambapy's parallel scan (powers of two only) runs on this input."""
         if fused or self.scan == "sequential":
             return False
-        return self.scan == "parallel" or x.device.type != "cpu"  # compiled: CPU inputs only
+        if self.scan == "parallel" or not compiled.enabled():
+            return True
+        return x.device.type != "cpu"  # compiled: CPU inputs only
 
     def forward(self, x: torch.Tensor, fused: bool) -> torch.Tensor:
         # x: (B, L, D)
         self.mcfg.use_cuda = fused
-        compiled = self.scan in ("auto", "compiled") and not fused and x.device.type == "cpu"
+        use = self.scan in ("auto", "compiled") and not fused and x.device.type == "cpu"
+        use = use and compiled.enabled()
         for layer in self.layers:
-            layer.mixer.compiled_scan = compiled
+            layer.mixer.compiled_scan = use
         L = x.shape[1]
         if self._parallel_scan(x, fused) and L != _next_pow2(L):
             x = F.pad(x, (0, 0, 0, _next_pow2(L) - L))  # (B, L_pad, D), zeros on the right

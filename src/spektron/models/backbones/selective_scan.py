@@ -36,7 +36,9 @@ on disk by numba.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -161,6 +163,26 @@ def _kernels(parallel: bool):
                     out[b, e, t - s, n] = d * A[e, n]
 
     return numba, forward, backward, log_decays
+
+
+_enabled = True
+
+
+def enabled() -> bool:
+    """Whether Mamba may use the compiled scan (False inside :func:`pytorch_ops_only`)."""
+    return _enabled
+
+
+@contextlib.contextmanager
+def pytorch_ops_only() -> Iterator[None]:
+    """Within: Mamba runs its scan with PyTorch ops (mambapy's parallel scan), e.g. so that a
+    FLOP counter that sees aten ops counts it."""
+    global _enabled
+    before, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = before
 
 
 def _threads() -> int:
