@@ -44,9 +44,9 @@ def test_fast_scans_match_sequential_reference(L, combine, scan):
     torch.testing.assert_close(g_fast, g_slow, rtol=1e-4, atol=1e-5)
 
 
-@pytest.fixture(params=[1, 2], ids=["serial", "parallel"])
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
 def threads(request):
-    """One thread: the serial kernels; two: the parallel ones."""
+    """The kernels on one thread and on two."""
     before = torch.get_num_threads()
     torch.set_num_threads(request.param)
     yield request.param

@@ -30,8 +30,7 @@ and the slices are summed afterwards (no two threads write the same number). The
 ∂ℓ/∂A and ∂ℓ/∂D, summed over b.
 
 Both kernels run on as many threads as torch uses (``torch.get_num_threads()``), capped at
-numba's pool size; on one thread, a serial build. They are compiled on first use and cached
-on disk by numba.
+numba's pool size. They are compiled on first use and cached on disk by numba.
 """
 
 from __future__ import annotations
@@ -55,21 +54,24 @@ BLOCK = 64
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@functools.lru_cache(maxsize=2)
-def _kernels(parallel: bool):
-    """The compiled kernels, multi-threaded or not. One thread gets the serial build: a
-    parallel one would keep a thread-pool thread spinning between calls (measured: half a
-    core per training process, which slowed two one-thread runs side by side several-fold)."""
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    """The compiled kernels. numba's thread pool is sized to torch's thread count when numba
+    is first imported here (unless NUMBA_NUM_THREADS is set): a larger OpenMP pool keeps a
+    thread spinning between calls, measured at up to a core per process, which slowed two
+    one-thread training processes side by side several-fold. A serial build avoids that
+    too but was slower (its loops did not vectorise), so the build is always parallel."""
+    import os
+    import sys
+
+    if "numba" not in sys.modules and "NUMBA_NUM_THREADS" not in os.environ:
+        os.environ["NUMBA_NUM_THREADS"] = str(max(1, torch.get_num_threads()))
     try:
         import numba
     except ImportError as e:  # a declared dependency; only a broken install lands here
         raise ImportError("the Mamba CPU scan needs numba: pip install numba") from e
 
-    tag = "parallel" if parallel else "serial"
-
-    def jit(fn):
-        fn.__qualname__ = f"{fn.__name__}_{tag}"  # numba's disk cache is keyed by the name
-        return numba.njit(parallel=parallel, cache=True, nogil=True, fastmath=FASTMATH)(fn)
+    jit = numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 
     @jit
     def forward(x, dt, a, Bm, Cm, D, K, s, hs, y, hk):
@@ -190,12 +192,10 @@ def _threads() -> int:
 
 
 def _use(threads: int) -> tuple[Any, ...]:
-    """The kernels for ``threads`` threads (numba's pool set to that many, capped at its size,
-    when parallel)."""
-    kernels = _kernels(threads > 1)
-    if threads > 1:
-        numba = kernels[0]
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    """The kernels, numba's pool set to ``threads`` (capped at its size)."""
+    kernels = _kernels()
+    numba = kernels[0]
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     return kernels
 
 
@@ -213,7 +213,7 @@ def _decays(dt: np.ndarray, A: np.ndarray, s: int, out: np.ndarray, threads: int
     The products in the compiled kernel, the exp by NumPy's SIMD loop (measured ~2× faster
     than torch's single-thread exp here, and far faster than a scalar exp in the kernel)."""
     a = out[:, :, : min(BLOCK, dt.shape[2] - s)]
-    _kernels(threads > 1)[3](dt, A, s, a)
+    _kernels()[3](dt, A, s, a)
     return np.exp(a, out=a)
 
 
