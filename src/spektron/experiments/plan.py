@@ -20,6 +20,7 @@ presets, which the end-of-run comparison shows.
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import os
 import time
@@ -42,10 +43,6 @@ OVERHEAD_S = {"data": 85.0, "e1": 40.0, "e2": 180.0, "e3": 150.0, "e4": 740.0}
 DATA_CACHED_S = 15.0
 # Spawning a training process and importing the package (one per run in a pool).
 PROCESS_START_S = 3.0
-
-
-def _threads(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
 
 
 def _jobs(setting: int) -> int:
@@ -96,8 +93,6 @@ class _Timer:
         self.cache: dict[str, tuple[float, float]] = {}
 
     def __call__(self, model_json, batch, eval_batch, length, grid) -> tuple[float, float]:
-        import json
-
         key = json.dumps([model_json, batch, eval_batch, length], sort_keys=True)
         if key not in self.cache:
             before = torch.get_num_threads()
@@ -121,6 +116,8 @@ def _run_seconds(step_s, fwd_s, tc, n_eval: int, n_test: int, pool: bool) -> flo
 def estimate_run_all(cfg: RunConfig, data_cached: bool) -> dict[str, Any]:
     """Estimated seconds of each run-all stage and in all (see the module docstring)."""
     from spektron.data.spectra import make_grid
+    from spektron.experiments.e1 import SLOWEST_FIRST as order
+    from spektron.experiments.e1 import _threads_for as _threads
     from spektron.experiments.e1 import model_config as e1_model_config
     from spektron.experiments.e1 import size_arms
     from spektron.experiments.e2 import model_config as e2_model_config
@@ -136,7 +133,6 @@ def estimate_run_all(cfg: RunConfig, data_cached: bool) -> dict[str, Any]:
     n_val, n_test = int(0.05 * n * len(e1.kinds)), int(0.106 * n * len(e1.kinds))
     stages: dict[str, float] = {}
     stages["data"] = DATA_CACHED_S if data_cached else OVERHEAD_S["data"]
-    order = {"mamba": 0, "s4d": 1, "dlinoss": 2, "s4d_real": 3, "transformer": 4, "cnn": 5}
     names = tuple(dict.fromkeys(e1.backbones + e2.backbones + e4.finetune_backbones))
     arms = size_arms(replace(e1, backbones=names))
 

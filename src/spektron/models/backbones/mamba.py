@@ -148,7 +148,7 @@ def _mambapy():
         compiled_scan = False
 
         def selective_scan(self, x, delta, A, B, C, D):
-            if self.compiled_scan and x.device.type == "cpu":
+            if self.compiled_scan:
                 return compiled.selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
             return super().selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
 
@@ -206,23 +206,23 @@ class _Stack(nn.Module):
         for layer in self.layers:
             layer.mixer.selective_scan_cuda = kernel  # what mambapy sets when use_cuda=True
 
-    def _parallel_scan(self, x: torch.Tensor, fused: bool) -> bool:
-        """Whether mambapy's parallel scan (powers of two only) runs on this input."""
-        if fused or self.scan == "sequential":
-            return False
-        if self.scan == "parallel" or not compiled.enabled():
-            return True
-        return x.device.type != "cpu"  # compiled: CPU inputs only
+    def _resolved_scan(self, x: torch.Tensor, fused: bool) -> str:
+        """The scan that runs on this input: "fused", "compiled" (CPU inputs only),
+        "parallel" or "sequential"."""
+        if fused:
+            return "fused"
+        if self.scan in ("auto", "compiled") and x.device.type == "cpu" and compiled.enabled():
+            return "compiled"
+        return "sequential" if self.scan == "sequential" else "parallel"
 
     def forward(self, x: torch.Tensor, fused: bool) -> torch.Tensor:
         # x: (B, L, D)
         self.mcfg.use_cuda = fused
-        use = self.scan in ("auto", "compiled") and not fused and x.device.type == "cpu"
-        use = use and compiled.enabled()
+        scan = self._resolved_scan(x, fused)
         for layer in self.layers:
-            layer.mixer.compiled_scan = use
+            layer.mixer.compiled_scan = scan == "compiled"
         L = x.shape[1]
-        if self._parallel_scan(x, fused) and L != _next_pow2(L):
+        if scan == "parallel" and L != _next_pow2(L):  # mambapy's scan: powers of two only
             x = F.pad(x, (0, 0, 0, _next_pow2(L) - L))  # (B, L_pad, D), zeros on the right
         for layer in self.layers:
             x = layer(x)  # (B, L_pad, D)
