@@ -87,6 +87,23 @@ def single_threaded_blas() -> threadpool_limits:
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def flush_denormals() -> None:
+    """Treat subnormal floats as zero in this process's CPU arithmetic (FTZ/DAZ; no effect
+    on CUDA, whose kernels are unaffected by subnormal operands).
+
+    Subnormals (|x| < 1.2e-38 in float32) arise in training from GELU of strongly negative
+    inputs and from products of small gradients; each one sends BLAS and the vectorised
+    elementwise kernels into a microcode slow path. Measured on a 2-core x86 CPU, backbone
+    forward + backward at B=8: D-LinOSS at ~1M parameters, L=2048, 1.5 → 3.9 samples/s; at
+    the quick size (L=256) 55 → 81, the CNN 149 → 186. Flushing changes only values below the
+    float32 normal range, far under any quantity the models resolve. Called at every process
+    entry point of the package (the CLI, pool workers, :meth:`Trainer.fit`).
+    """
+    import torch
+
+    torch.set_flush_denormal(True)
+
+
 def rss_mb() -> float:
     """This process's current resident memory (MiB), from /proc/self/statm (Linux)."""
     with open("/proc/self/statm") as f:

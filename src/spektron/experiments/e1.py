@@ -54,7 +54,7 @@ from spektron.training import distributed as D
 from spektron.training.config import TrainConfig
 from spektron.training.data import KIND_CODES, ArrayData, load_spectra_split
 from spektron.training.tasks import MaskedReconstruction
-from spektron.utils import write_json_atomic
+from spektron.utils import flush_denormals, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -757,7 +757,9 @@ def _run_specs(
         # One fresh process per run: its own peak RSS (a reused worker's allocator keeps the
         # previous run's memory, which hid later runs' peaks), and no state carried over.
         ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
+        with cf.ProcessPoolExecutor(
+            jobs, mp_context=ctx, max_tasks_per_child=1, initializer=flush_denormals
+        ) as pool:
             futs = {pool.submit(fn, spec): spec for spec in specs}
             for fut in cf.as_completed(futs):
                 results[futs[fut]["run_dir"]] = fut.result()
