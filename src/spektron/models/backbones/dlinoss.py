@@ -94,6 +94,11 @@ NORMS = ("layer", "rms")
 #       chunk (T=16) 98-140, scan 55, fft 55, CNN 230-360 -> chunk 0.40-0.44 of the CNN
 #   ~1M size (d_model 128, 6 x 128, B=8, L=2048, 2 threads):
 #       chunk (T=64) 5.6, chunk (T=32) 4.4, fft 3.3, scan 3.6, CNN 12.8 -> chunk 0.44
+# With subnormals flushed to zero (spektron.utils.flush_denormals; separate processes, one
+# `spektron bench backbones` run each): quick size chunk 0.40-0.54 of the CNN, ~1M 0.35-0.59.
+# At the quick size ~20 ms of an ~85 ms step is the float64 operator construction (small ops,
+# forward and backward); the rest is the T=16 batched matmuls (~8 GFLOP/s) and layout copies.
+# T=32 was no faster there, T=8 slower.
 # The chunked mode is bound by its matmuls (in/out projections and the intra-chunk Toeplitz)
 # and by memory passes over the (4P, B·L) activations, not by op count. Accuracy in float32 is
 # that of a float64-built kernel applied by float32 matmuls. An earlier measurement (B=16)
