@@ -80,8 +80,10 @@ class PhysicsConfig:
     # Lorentzian FWHM (cm⁻¹), as QM9S.
     ir_fwhm: float = 15.0
     raman_fwhm: float = 10.0
-    # Seed of the ETKDG embedding of user SMILES (one conformer, then MMFF94).
+    # User SMILES: seed of the ETKDG embeddings and their number; each is MMFF94-optimised and
+    # the lowest-energy conformer is kept (1: the single embedding, as before).
     embed_seed: int = 42
+    n_conformers: int = 10
     # Largest |Σ Mulliken − molecular charge| (e) accepted; QM9 rows sum to within 5e-6.
     mulliken_sum_tol: float = 1e-3
     # Scale α∥ per bond type (element pair and order) in the bond-polarizability Raman model
@@ -134,6 +136,10 @@ class PhysicsConfig:
         _check(
             0 <= self.embed_seed < 2**31,
             f"physics.embed_seed must be in [0, 2**31), got {self.embed_seed}",
+        )
+        _check(
+            isinstance(self.n_conformers, int) and 1 <= self.n_conformers <= 1000,
+            f"physics.n_conformers must be an integer in [1, 1000], got {self.n_conformers!r}",
         )
         _check(self.mulliken_sum_tol > 0, "physics.mulliken_sum_tol must be > 0")
 

@@ -13,11 +13,12 @@ import pytest
 from rdkit import Chem
 
 from spektron.analysis.functional_groups import FUNCTIONAL_GROUP_NAMES
+from spektron.analysis.symmetry import point_group
 from spektron.config import PhysicsConfig
 from spektron.data import simulate as sim
 from spektron.data.molecules import MoleculeInput
 from spektron.data.spectra import lorentzian_broaden, make_grid
-from spektron.errors import MoleculeError, SimulationError
+from spektron.errors import ConfigError, MoleculeError, SimulationError
 
 PHYS = PhysicsConfig()
 GRID = make_grid()
@@ -442,3 +443,51 @@ def test_timings_are_reported():
     sim.simulate_molecule(MoleculeInput(0, "CCO"), PHYS, GRID, timings=timings)
     assert {"optimise", "hessian", "modes", "ir", "raman", "broaden"} <= set(timings)
     assert all(v >= 0 for v in timings.values())
+
+
+# ----------------------------------------------------------------------------- conformers
+
+
+def _dihedral(mol: Chem.Mol, idx: list[int]) -> float:
+    from rdkit.Chem import rdMolTransforms
+
+    return abs(rdMolTransforms.GetDihedralDeg(mol.GetConformer(), *idx))
+
+
+def test_cyclohexane_lands_on_the_d3d_chair_with_mutual_exclusion():
+    rec = _run("C1CCCCC1")
+    assert rec.point_group == "D3d" and rec.centrosymmetric == 1
+    assert not _both_active(rec).any()
+    # One embedding reaches the twist-boat (D2, no inversion centre): the search matters.
+    one = sim.simulate_molecule(MoleculeInput(0, "C1CCCCC1"), PhysicsConfig(n_conformers=1), GRID)
+    assert one.point_group == "D2" and one.centrosymmetric == 0
+
+
+@pytest.mark.parametrize("smiles", ["CCCC", "ClCCCl", "BrCCBr"])
+def test_butane_like_chains_land_on_the_anti_conformer(smiles):
+    mol = sim.molecule_from_smiles(smiles, PHYS.embed_seed, PHYS.n_conformers)
+    sim.mmff_optimise(mol, PHYS)
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() != "H"]
+    assert _dihedral(mol, heavy) == pytest.approx(180.0, abs=1.0)
+    symbols = [a.GetSymbol() for a in mol.GetAtoms()]
+    assert point_group(symbols, mol.GetConformer().GetPositions(), PHYS.symmetry_tol) == "C2h"
+
+
+def test_conformer_search_keeps_the_lowest_energy_and_is_deterministic():
+    def energy(n: int) -> tuple[float, np.ndarray]:
+        mol = sim.molecule_from_smiles("CCCCO", 7, n)
+        ff, x = sim.mmff_optimise(mol, PHYS)
+        assert mol.GetNumConformers() == 1
+        return ff.CalcEnergy(x.ravel().tolist()), x
+
+    e1, _ = energy(1)
+    e10, x10 = energy(10)
+    assert e10 <= e1 + 1e-6
+    assert np.array_equal(energy(10)[1], x10)
+
+
+def test_n_conformers_is_validated():
+    with pytest.raises(ConfigError, match="n_conformers"):
+        PhysicsConfig(n_conformers=0)
+    with pytest.raises(ConfigError, match="n_conformers"):
+        sim.molecule_from_smiles("CC", 0, 0)

@@ -69,7 +69,7 @@ from spektron.data.molecules import MoleculeInput
 from spektron.data.spectra import SpectrumRecord, lorentzian_broaden
 from spektron.data.vibrations import atomic_masses as vib_atomic_masses
 from spektron.data.vibrations import harmonic_modes, ir_intensity, raman_activity
-from spektron.errors import MoleculeError, SimulationError, SpektronError
+from spektron.errors import ConfigError, MoleculeError, SimulationError, SpektronError
 
 # ----------------------------------------------------------------------------- constants
 
@@ -141,6 +141,11 @@ _MINIMIZER_TOLS = ((1e-6, 1e-12), (1e-8, 1e-14))
 MIN_BROADENED_FREQ = 0.0
 
 _PT = Chem.GetPeriodicTable()
+# Conformer search of user SMILES (molecule_from_smiles): MMFF94 iterations per embedding
+# (the kept one is optimised tightly afterwards) and the energy difference (kcal/mol) below
+# which two conformers tie.
+_CONFORMER_MAX_ITERS = 2000
+_CONFORMER_ENERGY_TIE = 1e-3
 
 
 # ----------------------------------------------------------------------------- timing hook
@@ -174,15 +179,46 @@ def parse_smiles(smiles: str) -> Chem.Mol:
     return mol
 
 
-def molecule_from_smiles(smiles: str, seed: int = 42) -> Chem.Mol:
-    """Molecule with explicit hydrogens and one ETKDGv3 conformer (Riniker & Landrum 2015)."""
+def molecule_from_smiles(smiles: str, seed: int = 42, n_conformers: int = 1) -> Chem.Mol:
+    """Molecule with explicit hydrogens and one conformer: the lowest-MMFF94-energy one of
+    ``n_conformers`` seeded ETKDGv3 embeddings (Riniker & Landrum 2015), each MMFF94-optimised.
+
+    One embedding lands wherever the distance geometry puts it (cyclohexane: a twist-boat,
+    n-butane: often gauche); several, optimised and ranked by energy, find the global minimum
+    of small flexible molecules (chair, anti). Energies within ``_CONFORMER_ENERGY_TIE``
+    kcal/mol count as equal and the lowest embedding index wins, so the choice is
+    deterministic. Without MMFF94 parameters (the xtb level takes any element) the first
+    embedding is kept.
+    """
+    if n_conformers < 1:
+        raise ConfigError(f"n_conformers must be >= 1, got {n_conformers}")
     mol = Chem.AddHs(parse_smiles(smiles))
     params = rdDistGeom.ETKDGv3()
     params.randomSeed = int(seed)
-    if rdDistGeom.EmbedMolecule(mol, params) != 0:
+    ids = list(rdDistGeom.EmbedMultipleConfs(mol, n_conformers, params))
+    if not ids:
         params.useRandomCoords = True  # RDKit's documented fallback for hard cases
-        if rdDistGeom.EmbedMolecule(mol, params) != 0:
+        ids = list(rdDistGeom.EmbedMultipleConfs(mol, n_conformers, params))
+        if not ids:
             raise SimulationError(f"embedding failed: ETKDG found no conformer for {smiles!r}")
+    if len(ids) > 1:
+        best = ids[0]
+        if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
+            # Ranked on a copy: the kept conformer is the embedding itself, so that the tight
+            # optimisation (mmff_optimise) starts from where a single embedding would.
+            trial = Chem.Mol(mol)
+            with rdBase.BlockLogs():
+                res = rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(
+                    trial, maxIters=_CONFORMER_MAX_ITERS, mmffVariant="MMFF94"
+                )
+            energies = np.array([e if np.isfinite(e) else np.inf for _, e in res])
+            if np.isfinite(energies).any():
+                tied = np.flatnonzero(energies <= energies.min() + _CONFORMER_ENERGY_TIE)
+                best = ids[int(tied[0])]
+        keep = Chem.Conformer(mol.GetConformer(best))
+        mol.RemoveAllConformers()
+        keep.SetId(0)
+        mol.AddConformer(keep, assignId=False)
     return mol
 
 
@@ -291,7 +327,7 @@ def build_molecule(inp: MoleculeInput, physics: PhysicsConfig) -> Chem.Mol:
     """RDKit molecule with explicit hydrogens and a starting geometry for ``inp``."""
     if inp.elements is not None and inp.coords is not None:
         return molecule_from_xyz(inp.elements, inp.coords, inp.smiles)
-    return molecule_from_smiles(inp.smiles, physics.embed_seed)
+    return molecule_from_smiles(inp.smiles, physics.embed_seed, physics.n_conformers)
 
 
 # ----------------------------------------------------------------------------- force field
