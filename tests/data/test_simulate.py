@@ -491,3 +491,26 @@ def test_n_conformers_is_validated():
         PhysicsConfig(n_conformers=0)
     with pytest.raises(ConfigError, match="n_conformers"):
         sim.molecule_from_smiles("CC", 0, 0)
+
+
+def test_molecules_without_fixed_charges_get_a_clear_reason_and_run_at_xtb():
+    pytest.importorskip("tblite")
+    for smiles in ("[C-]#[O+]", "C[Se]C"):
+        with pytest.raises(SimulationError, match="no fixed-charge model.*xtb level"):
+            _run(smiles)
+    rec = _run("[C-]#[O+]", PhysicsConfig(level="xtb"))
+    assert rec.stick_freq.shape == (1,) and 1900 < rec.stick_freq[0] < 2400
+    assert rec.stick_ir[0] > 0
+
+
+def test_gasteiger_gap_falls_back_to_mmff94_charges(monkeypatch):
+    def undefined(m):
+        for a in m.GetAtoms():
+            a.SetDoubleProp("_GasteigerCharge", float("nan"))
+
+    monkeypatch.setattr(sim.rdPartialCharges, "ComputeGasteigerCharges", undefined)
+    mol = sim.molecule_from_smiles("CCO", 0)
+    q, label = sim.atomic_charges(mol, MoleculeInput(0, "CCO"), PHYS)
+    assert label.startswith("mmff94") and abs(q.sum()) < 1e-12
+    with pytest.raises(SimulationError, match="Gasteiger undefined"):
+        sim.atomic_charges(mol, MoleculeInput(0, "CCO"), PhysicsConfig(charges="gasteiger"))

@@ -342,9 +342,13 @@ def mmff_optimise(
     until the RMS gradient is below ``physics.opt_grad_tol`` or ``physics.opt_max_iters``
     iterations are spent; the conformer is updated in place.
     """
-    props = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol, mmffVariant="MMFF94")
+    with rdBase.BlockLogs():
+        props = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol, mmffVariant="MMFF94")
     if props is None:
-        raise SimulationError(f"MMFF94 atom types missing: {Chem.MolToSmiles(mol)}")
+        raise SimulationError(
+            f"MMFF94 atom types missing: {Chem.MolToSmiles(Chem.RemoveHs(mol))} (level 'xtb' "
+            "needs no force field)"
+        )
     ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(
         mol, props, ignoreInterfragInteractions=False
     )
@@ -591,9 +595,24 @@ def atomic_charges(
         m = Chem.Mol(mol)
         rdPartialCharges.ComputeGasteigerCharges(m)
         q = np.array([a.GetDoubleProp("_GasteigerCharge") for a in m.GetAtoms()])
-        if not np.all(np.isfinite(q)):
-            raise SimulationError(f"Gasteiger charges undefined: {inp.smiles}")
         label = "gasteiger (C-H weak)"
+        if not np.all(np.isfinite(q)):
+            # Gasteiger has no parameters for some atom types (e.g. the carbanion of C≡O):
+            # MMFF94's bond-charge-increment charges where MMFF94 types the molecule.
+            props = None
+            if physics.charges == "auto":
+                with rdBase.BlockLogs():
+                    props = rdForceFieldHelpers.MMFFGetMoleculeProperties(m, mmffVariant="MMFF94")
+            if props is None:
+                why = "Gasteiger undefined" + (
+                    ", no MMFF94 types" if physics.charges == "auto" else ""
+                )
+                raise SimulationError(
+                    f"no fixed-charge model for {inp.smiles} ({why}; the xtb level computes its "
+                    "own dipole derivatives)"
+                )
+            q = np.array([props.GetMMFFPartialCharge(i) for i in range(n)])
+            label = "mmff94 (Gasteiger undefined; C-H silent)"
     return q - (q.sum() - total) / n, label
 
 
@@ -772,9 +791,10 @@ def _xtb_level(
     from spektron.data.xtb import XtbSettings, xtb_ir_raman, xtb_vibrations
 
     x0 = mol.GetConformer().GetPositions()  # (N, 3) Å
-    if inp.coords is None:
+    if inp.coords is None and rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
         with _timed(timings, "optimise"):
             _, x0 = mmff_optimise(mol, physics)
+    # (Without MMFF94 types, e.g. C≡O or selenides, xTB optimises from the ETKDG embedding.)
     settings = XtbSettings(
         accuracy=physics.xtb_accuracy,
         field_step=physics.xtb_field_step,
