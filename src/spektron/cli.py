@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--level",
         default=None,
         help="physics level: mmff (default), xtb (GFN2-xTB via tblite), hybrid (QM9 DFT "
-        "frequencies + xtb intensities), mmff-hybrid (QM9 DFT frequencies + mmff intensities)",
+        "frequencies + xtb intensities), mmff-hybrid (QM9 DFT frequencies + mmff intensities), "
+        "fast-hybrid (QM9 DFT frequencies, mmff modes, xtb dipole-derivative IR, bond Raman)",
     )
     sim.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
     sim.add_argument("--shard", default="0/1", help="i/N: simulate shard i of N (default 0/1)")
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument(
         "--level",
         default=None,
-        help="comma-separated levels (default: mmff,xtb,hybrid,mmff-hybrid)",
+        help="comma-separated levels (default: mmff,xtb,hybrid,mmff-hybrid,fast-hybrid)",
     )
     val.add_argument(
         "--reference", type=Path, default=None, help="reference folder (default: the packaged set)"

@@ -51,8 +51,9 @@ class GridConfig:
 
 # mmff: MMFF94 modes, fixed-charge IR, bond-polarizability Raman; xtb: GFN2-xTB modes, IR and
 # Raman; hybrid: QM9's DFT frequencies with xtb intensities; mmff-hybrid: DFT frequencies with
-# mmff intensities (the hybrid levels need QM9 molecules).
-PHYSICS_LEVELS = ("mmff", "xtb", "hybrid", "mmff-hybrid")
+# mmff intensities; fast-hybrid: DFT frequencies, MMFF94 modes, IR from GFN2-xTB atomic polar
+# tensors at the DFT geometry, bond-polarizability Raman (the hybrid levels need QM9 molecules).
+PHYSICS_LEVELS = ("mmff", "xtb", "hybrid", "mmff-hybrid", "fast-hybrid")
 
 
 @dataclass

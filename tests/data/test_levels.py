@@ -32,13 +32,13 @@ def test_level_settings_are_validated():
 
 
 def test_store_attributes_name_the_level():
-    for level in ("mmff", "mmff-hybrid"):
+    for level in ("mmff", "mmff-hybrid", "fast-hybrid"):
         attrs = dataset_attrs(DatasetConfig(physics=PhysicsConfig(level=level)))
         assert attrs["level"] == level and attrs["label"] == LEVEL_LABELS[level]
         assert "SIMULATED" in attrs["label"]
 
 
-@pytest.mark.parametrize("level", ["hybrid", "mmff-hybrid"])
+@pytest.mark.parametrize("level", ["hybrid", "mmff-hybrid", "fast-hybrid"])
 def test_hybrid_levels_need_dft_frequencies(level):
     with pytest.raises(SimulationError, match=f"level '{level}' needs QM9's DFT frequencies"):
         sim.simulate_molecule(MoleculeInput(0, "CCO"), PhysicsConfig(level=level), GRID)
@@ -177,3 +177,47 @@ def test_symmetrize_inversion_leaves_physical_tensors_of_a_symmetric_geometry_un
     assert np.allclose(apt_s, apt, atol=1e-12) and np.allclose(dalpha_s, dalpha, atol=1e-10)
     with pytest.raises(ValueError, match="its own inverse"):
         sim.symmetrize_inversion(np.array([1, 2, 0]), xs[:3], np.zeros((9, 9)))
+
+
+@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
+def test_fast_hybrid_is_mmff_modes_with_xtb_apt_ir_and_bond_raman():
+    from spektron.data import xtb
+    from spektron.data.validate import kabsch_rotation
+
+    inputs = _qm9_inputs([8, *CENTRO])
+    for inp in inputs:
+        mmff_h = sim.simulate_molecule(inp, PhysicsConfig(level="mmff-hybrid"), GRID)
+        details: dict = {}
+        fast = sim.simulate_molecule(inp, PhysicsConfig(level="fast-hybrid"), GRID, details=details)
+        # Same modes, DFT frequencies and Raman as mmff-hybrid; only the IR source differs.
+        assert np.allclose(fast.stick_freq, mmff_h.stick_freq)
+        assert np.allclose(fast.stick_raman, mmff_h.stick_raman)
+        assert fast.charge_model.startswith("GFN2-xTB APTs")
+        # IR from the APTs at the DFT geometry, rotated into the MMFF frame, on the modes.
+        z = [sim.Chem.GetPeriodicTable().GetAtomicNumber(e) for e in inp.elements]
+        apt, n_sp = xtb.xtb_dipole_derivatives(z, inp.coords)
+        assert n_sp == 6
+        rot = kabsch_rotation(inp.coords, details["coords"], details["masses"])
+        a = np.einsum("ij,ajk,lk->ail", rot, apt.reshape(-1, 3, 3), rot).reshape(-1, 3)
+        dmu = details["modes"].cart.T @ a * sim.E_ANGSTROM_TO_DEBYE
+        expect = np.sum(dmu**2, axis=1) * 42.2561
+        scale = fast.stick_ir.max()
+        if fast.centrosymmetric:  # the APTs are symmetrised there: g modes exactly dark
+            assert not _both_active(fast).any()
+            u = fast.stick_ir > ACTIVE_FRACTION * scale
+            assert np.allclose(fast.stick_ir[u], expect[u], rtol=1e-3, atol=1e-6 * scale)
+        else:
+            assert np.allclose(fast.stick_ir, expect, rtol=1e-6, atol=1e-9 * scale)
+
+
+@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
+def test_dipole_derivatives_equal_the_first_field_derivatives():
+    from spektron.data import xtb
+
+    inp = _qm9_inputs([8])[0]
+    z = [sim.Chem.GetPeriodicTable().GetAtomicNumber(e) for e in inp.elements]
+    apt, _ = xtb.xtb_dipole_derivatives(z, inp.coords)
+    apt19 = xtb.xtb_field_derivatives(z, inp.coords)[0]
+    assert np.allclose(apt, apt19, atol=1e-10)
+    # The acoustic sum rule: a rigid translation carries the (neutral) dipole along unchanged.
+    assert np.abs(apt.reshape(-1, 3, 3).sum(0)).max() < 1e-3

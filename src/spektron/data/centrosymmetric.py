@@ -551,7 +551,7 @@ def default_centrosymmetric_path(
 
 # Molecules outside QM9 have no QM9 DFT frequencies: a hybrid level falls back to the level that
 # supplies its intensities.
-EXTERNAL_LEVEL = {"hybrid": "xtb", "mmff-hybrid": "mmff"}
+EXTERNAL_LEVEL = {"hybrid": "xtb", "mmff-hybrid": "mmff", "fast-hybrid": "xtb"}
 
 
 def external_physics(physics: PhysicsConfig) -> PhysicsConfig:

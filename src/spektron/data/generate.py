@@ -52,6 +52,9 @@ LEVEL_LABELS = {
     "mmff-hybrid": "SIMULATED spectra (QM9's B3LYP harmonic frequencies x scale, MMFF94-mode "
     "fixed-charge IR and bond-polarizability Raman intensities matched in sorted order) of real "
     "QM9 molecules; not measured",
+    "fast-hybrid": "SIMULATED spectra (QM9's B3LYP harmonic frequencies x scale, MMFF94 modes with "
+    "GFN2-xTB atomic-polar-tensor IR and bond-polarizability Raman, matched in sorted order) of "
+    "real QM9 molecules; not measured",
 }
 
 

@@ -754,7 +754,7 @@ def _inchikey(inp: MoleculeInput, mol: Chem.Mol) -> str:
     return key
 
 
-HYBRID_LEVELS = ("hybrid", "mmff-hybrid")
+HYBRID_LEVELS = ("hybrid", "mmff-hybrid", "fast-hybrid")
 XTB_LEVELS = ("xtb", "hybrid")
 LEVEL_CHARGE_MODEL = {"xtb": "GFN2-xTB dipole derivatives", "hybrid": "GFN2-xTB dipole derivatives"}
 
@@ -847,6 +847,40 @@ def _xtb_level(
     return x, vib.hessian, modes, intensities, LEVEL_CHARGE_MODEL["xtb"]
 
 
+def _fast_hybrid_level(
+    mol: Chem.Mol, inp: MoleculeInput, physics: PhysicsConfig, timings: dict[str, float] | None
+) -> tuple[np.ndarray, np.ndarray, NormalModes, Any, str]:
+    """MMFF94 geometry and modes (frequencies replaced by QM9's DFT ones later), IR from
+    GFN2-xTB atomic polar tensors at QM9's DFT geometry, bond-polarizability Raman.
+
+    The APTs take 6 field single points at one geometry: no xTB optimisation (~54 single points
+    on QM9-sized molecules) and no xTB Hessian (6N). They are rotated into the frame of the
+    MMFF94 minimum (mass-weighted Kabsch alignment of the DFT geometry onto it) before they
+    meet its modes.
+    """
+    from spektron.data.validate import kabsch_rotation
+    from spektron.data.xtb import XtbSettings, xtb_dipole_derivatives
+
+    x, hess, modes, mmff_intensities, _ = _mmff_level(mol, inp, physics, timings)
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    x_dft = np.asarray(inp.coords, dtype=np.float64)
+    settings = XtbSettings(accuracy=physics.xtb_accuracy, field_step=physics.xtb_field_step)
+    with _timed(timings, "ir"):
+        apt, _ = xtb_dipole_derivatives(numbers, x_dft, Chem.GetFormalCharge(mol), settings)
+        rot = kabsch_rotation(x_dft, x, atomic_masses(mol))  # DFT frame → MMFF frame
+        # ∂μ/∂x transforms as a tensor: both the dipole and the displacement axes rotate.
+        apt = np.einsum("ij,ajk,lk->ail", rot, apt.reshape(-1, 3, 3), rot).reshape(-1, 3)
+
+    def intensities(m: NormalModes, perm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        _, raman = mmff_intensities(m, perm)
+        a = apt if perm is None else symmetrize_inversion(perm, x, hess, apt)[2]
+        with _timed(timings, "ir"):
+            ir = ir_intensity((m.cart.T @ a) * E_ANGSTROM_TO_DEBYE)
+        return ir, raman
+
+    return x, hess, modes, intensities, "GFN2-xTB APTs at the DFT geometry"
+
+
 def _with_dft_frequencies(
     modes: NormalModes, inp: MoleculeInput, physics: PhysicsConfig
 ) -> NormalModes:
@@ -920,6 +954,8 @@ def _simulate(
     masses = atomic_masses(mol)
     if level in XTB_LEVELS:
         x, hess, modes, intensities, charge_model = _xtb_level(mol, inp, physics, timings)
+    elif level == "fast-hybrid":
+        x, hess, modes, intensities, charge_model = _fast_hybrid_level(mol, inp, physics, timings)
     else:
         x, hess, modes, intensities, charge_model = _mmff_level(mol, inp, physics, timings)
     with _timed(timings, "symmetry"):

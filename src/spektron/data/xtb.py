@@ -423,6 +423,31 @@ def xtb_field_derivatives(
         return _field_derivatives(_Engine(z, q, settings), x, settings)
 
 
+def xtb_dipole_derivatives(
+    numbers, coords_angstrom, charge: int = 0, settings: XtbSettings | None = None
+) -> tuple[np.ndarray, int]:
+    """Atomic polar tensors ∂μ_c/∂x_i (3N, 3) in e at a fixed geometry, and the single points
+    spent: central differences of the gradient in ±f e_c (6 single points, no Hessian, no
+    optimisation; the same first field derivatives as :func:`xtb_field_derivatives`)."""
+    settings = XtbSettings() if settings is None else settings
+    z, x, q = _check_inputs(numbers, coords_angstrom, charge)
+    f = settings.field_step
+    with _single_thread():
+        eng = _Engine(z, q, settings)
+        xb = x / BOHR_ANGSTROM
+        apt = np.empty((3 * len(x), 3))
+        for c in range(3):
+            g = []
+            for sign in (1.0, -1.0):
+                field = np.zeros(3)
+                field[c] = sign * f
+                g.append(eng.run(eng.new(xb, "dipole derivatives", field), "dipole derivatives")[2])
+            apt[:, c] = -(g[0] - g[1]).reshape(-1) / (2.0 * f)
+    if not np.all(np.isfinite(apt)):
+        raise SimulationError("xtb dipole derivatives: non-finite APT")
+    return apt, eng.n_singlepoints
+
+
 def xtb_vibrations(
     numbers,
     coords_angstrom,
