@@ -68,7 +68,7 @@ from spektron.config import PhysicsConfig
 from spektron.data.molecules import MoleculeInput
 from spektron.data.spectra import SpectrumRecord, lorentzian_broaden
 from spektron.data.vibrations import atomic_masses as vib_atomic_masses
-from spektron.data.vibrations import harmonic_modes, ir_intensity, raman_activity
+from spektron.data.vibrations import harmonic_modes, ir_intensity, kabsch_rotation, raman_activity
 from spektron.errors import ConfigError, MoleculeError, SimulationError, SpektronError
 
 # ----------------------------------------------------------------------------- constants
@@ -565,6 +565,15 @@ def optimise_to_minimum(
 # ----------------------------------------------------------------------------- IR
 
 
+def _mmff_charges(mol: Chem.Mol) -> np.ndarray | None:
+    """MMFF94 bond-charge-increment charges (N,) e, or None where MMFF94 cannot type ``mol``."""
+    with rdBase.BlockLogs():
+        props = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol, mmffVariant="MMFF94")
+    if props is None:
+        return None
+    return np.array([props.GetMMFFPartialCharge(i) for i in range(mol.GetNumAtoms())])
+
+
 def atomic_charges(
     mol: Chem.Mol, inp: MoleculeInput, physics: PhysicsConfig
 ) -> tuple[np.ndarray, str]:
@@ -586,10 +595,9 @@ def atomic_charges(
             )
         label = "mulliken-dft"
     elif physics.charges == "mmff":
-        props = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol, mmffVariant="MMFF94")
-        if props is None:
+        q = _mmff_charges(mol)
+        if q is None:
             raise SimulationError(f"MMFF94 atom types missing: {inp.smiles}")
-        q = np.array([props.GetMMFFPartialCharge(i) for i in range(n)])
         label = "mmff94 (C-H silent)"
     else:
         m = Chem.Mol(mol)
@@ -599,11 +607,8 @@ def atomic_charges(
         if not np.all(np.isfinite(q)):
             # Gasteiger has no parameters for some atom types (e.g. the carbanion of C≡O):
             # MMFF94's bond-charge-increment charges where MMFF94 types the molecule.
-            props = None
-            if physics.charges == "auto":
-                with rdBase.BlockLogs():
-                    props = rdForceFieldHelpers.MMFFGetMoleculeProperties(m, mmffVariant="MMFF94")
-            if props is None:
+            q = _mmff_charges(mol) if physics.charges == "auto" else None
+            if q is None:
                 why = "Gasteiger undefined" + (
                     ", no MMFF94 types" if physics.charges == "auto" else ""
                 )
@@ -611,7 +616,6 @@ def atomic_charges(
                     f"no fixed-charge model for {inp.smiles} ({why}; the xtb level computes its "
                     "own dipole derivatives)"
                 )
-            q = np.array([props.GetMMFFPartialCharge(i) for i in range(n)])
             label = "mmff94 (Gasteiger undefined; C-H silent)"
     return q - (q.sum() - total) / n, label
 
@@ -858,7 +862,6 @@ def _fast_hybrid_level(
     MMFF94 minimum (mass-weighted Kabsch alignment of the DFT geometry onto it) before they
     meet its modes.
     """
-    from spektron.data.validate import kabsch_rotation
     from spektron.data.xtb import XtbSettings, xtb_dipole_derivatives
 
     x, hess, modes, mmff_intensities, _ = _mmff_level(mol, inp, physics, timings)

@@ -56,6 +56,7 @@ from scipy.optimize import linear_sum_assignment
 
 from spektron.config import PHYSICS_LEVELS, GridConfig, PhysicsConfig
 from spektron.data.spectra import lorentzian_broaden, make_grid
+from spektron.data.vibrations import kabsch_rotation
 from spektron.errors import ConfigError, DataError, SpektronError
 from spektron.utils import write_json_atomic, write_text_atomic
 
@@ -247,17 +248,6 @@ def broaden_sticks(
     freqs = np.asarray(freqs, dtype=np.float64)
     keep = freqs > 0
     return lorentzian_broaden(freqs[keep], np.asarray(strengths)[keep], grid, fwhm)
-
-
-def kabsch_rotation(x: np.ndarray, y: np.ndarray, masses: np.ndarray) -> np.ndarray:
-    """Proper rotation R (3, 3) minimising Σ m_i |R (x_i − x̄) − (y_i − ȳ)|², centres of mass."""
-    w = np.asarray(masses, dtype=np.float64)[:, None]
-    xc = x - (w * x).sum(0) / w.sum()
-    yc = y - (w * y).sum(0) / w.sum()
-    h = (w * xc).T @ yc  # (3, 3)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-    return vt.T @ np.diag([1.0, 1.0, d]) @ u.T
 
 
 def rotate_modes(l_mw: np.ndarray, rot: np.ndarray) -> np.ndarray:

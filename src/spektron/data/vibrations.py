@@ -112,3 +112,14 @@ def raman_activity(xx, xy, yy, xz, yz, zz) -> np.ndarray:
         xy**2 + xz**2 + yz**2
     )
     return 45.0 * mean**2 + 7.0 * gamma2
+
+
+def kabsch_rotation(x: np.ndarray, y: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Proper rotation R (3, 3) minimising Σ m_i |R (x_i − x̄) − (y_i − ȳ)|², centres of mass."""
+    w = np.asarray(masses, dtype=np.float64)[:, None]
+    xc = x - (w * x).sum(0) / w.sum()
+    yc = y - (w * y).sum(0) / w.sum()
+    h = (w * xc).T @ yc  # (3, 3)
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    return vt.T @ np.diag([1.0, 1.0, d]) @ u.T

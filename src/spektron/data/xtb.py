@@ -331,6 +331,21 @@ def _hessian(eng: _Engine, x: np.ndarray, settings: XtbSettings) -> tuple[np.nda
     return 0.5 * (hess + hess.T) * HESSIAN_AU_TO_KCAL_A2, e0
 
 
+def _field_point(
+    eng: _Engine, xb: np.ndarray, f: float, k: tuple[int, int, int], stage: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(gradient (3N,), dipole (3,)) at positions ``xb`` (bohr) in the field f·k, k ∈ {−1, 0, 1}³.
+
+    A new calculator per field value: fields accumulate in tblite 0.8.0."""
+    field = None if k == (0, 0, 0) else f * np.asarray(k, dtype=np.float64)
+    res, _, g = eng.run(eng.new(xb, stage, field), stage)
+    try:
+        mu = np.asarray(res.get("dipole"), dtype=np.float64).reshape(3)
+    except Exception as ex:  # noqa: BLE001
+        raise SimulationError(f"xtb {stage}: no dipole ({ex})") from ex
+    return g.reshape(-1), mu
+
+
 def _field_derivatives(
     eng: _Engine, x: np.ndarray, settings: XtbSettings
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -343,14 +358,7 @@ def _field_derivatives(
     def point(k: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """(gradient (3N,), dipole (3,)) at field f·k (k ∈ {−1, 0, 1}³)."""
         if k not in cache:
-            field = None if k == (0, 0, 0) else f * np.asarray(k, dtype=np.float64)
-            calc = eng.new(xb, stage, field)  # a new calculator per field (fields accumulate)
-            res, _, g = eng.run(calc, stage)
-            try:
-                mu = np.asarray(res.get("dipole"), dtype=np.float64).reshape(3)
-            except Exception as ex:  # noqa: BLE001
-                raise SimulationError(f"xtb {stage}: no dipole ({ex})") from ex
-            cache[k] = (g.reshape(-1), mu)
+            cache[k] = _field_point(eng, xb, f, k, stage)
         return cache[k]
 
     def unit(a: int, s: int, b: int | None = None, t: int = 0) -> tuple[int, int, int]:
@@ -432,17 +440,16 @@ def xtb_dipole_derivatives(
     settings = XtbSettings() if settings is None else settings
     z, x, q = _check_inputs(numbers, coords_angstrom, charge)
     f = settings.field_step
+    stage = "dipole derivatives"
     with _single_thread():
         eng = _Engine(z, q, settings)
         xb = x / BOHR_ANGSTROM
         apt = np.empty((3 * len(x), 3))
         for c in range(3):
-            g = []
-            for sign in (1.0, -1.0):
-                field = np.zeros(3)
-                field[c] = sign * f
-                g.append(eng.run(eng.new(xb, "dipole derivatives", field), "dipole derivatives")[2])
-            apt[:, c] = -(g[0] - g[1]).reshape(-1) / (2.0 * f)
+            k = tuple(int(i == c) for i in range(3))
+            gp = _field_point(eng, xb, f, k, stage)[0]
+            gm = _field_point(eng, xb, f, tuple(-i for i in k), stage)[0]
+            apt[:, c] = -(gp - gm) / (2.0 * f)
     if not np.all(np.isfinite(apt)):
         raise SimulationError("xtb dipole derivatives: non-finite APT")
     return apt, eng.n_singlepoints
