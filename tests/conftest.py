@@ -32,6 +32,7 @@ def fake_record(
         stick_raman=rng.random(k),
         n_atoms=3 + i % 10,
         charge_model="test",
+        source=["qm9:1", "smiles", ""][i % 3],
     )
 
 

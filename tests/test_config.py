@@ -24,7 +24,8 @@ def test_presets_and_overrides_are_type_checked():
     assert cfg.data.physics.ir_fwhm == 12.0 and cfg.data.n_molecules == 10 and cfg.seed == 3
     paper = preset_config("paper")
     assert paper.data.n_molecules is None and paper.data.physics.level == "hybrid"
-    assert preset_config("quick").data.physics.level == "mmff"  # ~20 s for 3,000 on 2 cores
+    assert preset_config("quick").data.physics.level == "fast-hybrid"
+    assert DatasetConfig().physics.level == "fast-hybrid" and PhysicsConfig().level == "mmff"
     for bad, msg in [
         ("data.n_molecules=abc", "n_molecules"),
         ("data.n_molecules=1.5", "n_molecules"),

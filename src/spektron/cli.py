@@ -89,9 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--level",
         default=None,
-        help="physics level: mmff (default), xtb (GFN2-xTB via tblite), hybrid (QM9 DFT "
-        "frequencies + xtb intensities), mmff-hybrid (QM9 DFT frequencies + mmff intensities), "
-        "fast-hybrid (QM9 DFT frequencies, mmff modes, xtb dipole-derivative IR, bond Raman)",
+        help="physics level: fast-hybrid (default for QM9 molecules: QM9 DFT frequencies, mmff "
+        "modes, xtb dipole-derivative IR, bond Raman), mmff (default for --smiles), xtb "
+        "(GFN2-xTB via tblite), hybrid (QM9 DFT frequencies + xtb intensities), mmff-hybrid (QM9 "
+        "DFT frequencies + mmff intensities). The levels with DFT frequencies apply to SMILES "
+        "that QM9 holds (found by InChIKey)",
     )
     sim.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
     sim.add_argument("--shard", default="0/1", help="i/N: simulate shard i of N (default 0/1)")
@@ -238,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_simulate(a: argparse.Namespace) -> int:
-    from spektron.config import DatasetConfig, apply_overrides
+    from spektron.config import DatasetConfig, PhysicsConfig, apply_overrides
     from spektron.data.generate import generate_dataset, parse_shard
     from spektron.utils import write_json_atomic
 
@@ -248,6 +250,8 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
         selection_seed=a.seed,
         smiles=a.smiles,
     )
+    if a.level is None and a.smiles:  # the one level for any molecule, not only QM9's
+        base.physics = PhysicsConfig(level="mmff")
     level = [f"physics.level={json.dumps(a.level)}"] if a.level is not None else []
     cfg = apply_overrides(base, level + a.overrides)
     shard = parse_shard(a.shard)
@@ -274,6 +278,13 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
         f"({rep.failures_by_reason or 'none'}); {rep.wall_s:.1f} s wall, "
         f"{1000 * rep.cpu_s_per_molecule:.0f} ms CPU/molecule; report {rpath}"
     )
+    if rep.qm9_lookup:
+        n_in, n_found = rep.qm9_lookup["n_inputs"], rep.qm9_lookup["n_found"]
+        print(
+            f"QM9 lookup by InChIKey: {n_found} of {n_in} molecules simulated from their QM9 rows "
+            f"(DFT geometry, Mulliken charges, DFT frequencies), {n_in - n_found} embedded from "
+            "SMILES (store column 'source')"
+        )
     if rep.input_rejects:
         print(f"QM9 rows rejected by validation: {rep.input_rejects}")
     return 0
@@ -299,6 +310,9 @@ def _cmd_info(a: argparse.Namespace) -> int:
         f"source       {summ['source']}" + ("  (SIMULATED)" if summ["simulated"] else ""),
         *level,
         f"records      {summ['n_records']}  (IR {summ['has_ir']}, Raman {summ['has_raman']})",
+        "structures   "
+        + ", ".join(f"{k} {v}" for k, v in summ["structure_sources"].items())
+        + "  (qm9: QM9 rows, DFT geometry; smiles: embedded from SMILES)",
         f"grid         {g['n_points']} points, {g['lo']:.1f}–{g['hi']:.1f} cm⁻¹",
         "splits       " + ", ".join(f"{k} {v}" for k, v in summ["splits"].items()),
         "centrosym.   " + ", ".join(f"{k} {v}" for k, v in summ["centrosymmetric"].items()),

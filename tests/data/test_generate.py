@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from spektron.config import DatasetConfig, GridConfig
+from spektron.config import DatasetConfig, GridConfig, PhysicsConfig
 from spektron.data.generate import generate_dataset, parse_shard
 from spektron.data.store import open_store
 from spektron.errors import ConfigError
@@ -21,8 +21,13 @@ SMILES = ["O", "C", "CC", "C=C", "C#C", "CO", "CCO", "C=O", "N", "CN", "CC#N", "
 
 
 def cfg_for(smiles_file, n_points=256) -> DatasetConfig:
+    # mmff and no QM9 lookup: these tests are about the SMILES embedding path and the runner
     return DatasetConfig(
-        source="smiles", smiles=str(smiles_file), grid=GridConfig(n_points=n_points)
+        source="smiles",
+        smiles=str(smiles_file),
+        grid=GridConfig(n_points=n_points),
+        physics=PhysicsConfig(),
+        qm9_lookup=False,
     )
 
 
@@ -102,6 +107,8 @@ def test_killed_run_resumes_and_finishes(tmp_path):
         "2",
         "--set",
         "grid.n_points=128",
+        "--set",
+        "qm9_lookup=false",  # the SMILES embedding path (no QM9 parse in a subprocess)
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -144,7 +151,7 @@ def test_dask_local_cluster_equals_the_process_pool_and_resumes(tmp_path, smiles
     out = tmp_path / "keep.h5"
     from spektron.data.generate import dataset_attrs, dataset_inputs, simulate_to_store
 
-    inputs, _ = dataset_inputs(cfg)
+    inputs, _, _ = dataset_inputs(cfg)
     kw = dict(workers=2, chunk_size=4, attrs=dataset_attrs(cfg), progress=False)
     simulate_to_store(inputs[:8], out, cfg.physics, cfg.grid, keep_parts=True, **kw)
     parts = next(tmp_path.glob(".keep.h5.parts-*"))

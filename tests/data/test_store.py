@@ -34,6 +34,7 @@ def test_round_trip_preserves_every_field(tmp_path, small_grid):
             else:
                 np.testing.assert_allclose(got.raman, r.raman.astype(np.float32))
             assert (got.smiles, got.inchikey, got.source_index) == (r.smiles, r.inchikey, i)
+            assert got.source == r.source
             assert (got.centrosymmetric, got.point_group, got.n_atoms) == (
                 r.centrosymmetric,
                 r.point_group,
@@ -44,6 +45,17 @@ def test_round_trip_preserves_every_field(tmp_path, small_grid):
             np.testing.assert_allclose(got.stick_raman, r.stick_raman)
         assert s.fg_names == ["a", "b"]
         assert s.summary()["has_raman"] == sum(r.raman is not None for r in recs)
+
+
+def test_a_schema_1_store_without_sources_reads_them_as_unknown(tmp_path, small_grid):
+    recs = write(tmp_path / "s.h5", small_grid)
+    with h5py.File(tmp_path / "s.h5", "a") as h:
+        del h["source"]
+        h.attrs["schema_version"] = 1
+    with open_store(tmp_path / "s.h5") as s:
+        assert list(s.column("source")) == [""] * len(recs)
+        assert s.record(3).source == ""
+        assert s.summary()["structure_sources"] == {"unknown": len(recs)}
 
 
 def test_splits_disjoint_cover_and_proportions(tmp_path):

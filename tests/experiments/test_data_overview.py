@@ -18,6 +18,7 @@ def test_data_stage_writes_summary_figure_and_validation(tmp_path, monkeypatch):
             "data.source=smiles",
             "data.smiles=CCO,C#C,CC(=O)O,c1ccccc1,CN",
             "data.physics.level=mmff",
+            "data.qm9_lookup=false",  # no QM9 parse in a unit test
             "validate_only=[3]",
         ],
         workers=1,

@@ -82,7 +82,12 @@ import numpy as np
 from spektron import __version__
 from spektron.config import GridConfig, PhysicsConfig, config_hash, to_dict
 from spektron.data.generate import GENERATOR_VERSION, simulate_to_store
-from spektron.data.molecules import MoleculeInput, inchikey_of
+from spektron.data.molecules import (
+    QM9_HEAVY_ELEMENTS,
+    QM9_MAX_HEAVY_ATOMS,
+    MoleculeInput,
+    inchikey_of,
+)
 from spektron.data.spectra import make_grid
 from spektron.data.store import StoreWriter, open_store
 from spektron.errors import ConfigError, DataError, MoleculeError, StoreError
@@ -94,9 +99,6 @@ log = logging.getLogger(__name__)
 CENTROSYMMETRIC_VERSION = 1
 # Largest accepted max_k min(IR_k / max IR, Raman_k / max Raman) (see the module docstring).
 EXCLUSION_THRESHOLD = 0.01
-# QM9's scope: up to 9 heavy atoms of these elements.
-QM9_MAX_HEAVY_ATOMS = 9
-QM9_HEAVY_ELEMENTS = frozenset({"C", "N", "O", "F"})
 # Characters of the InChIKey connectivity block (the constitution).
 INCHIKEY_SKELETON = 14
 SOURCE = "centrosym-sim"
@@ -217,7 +219,7 @@ def centrosymmetric_inputs(
             ok = bool(smiles.strip()) and Chem.MolFromSmiles(smiles) is not None
         if not ok:
             raise MoleculeError(f"molecule {pos} ({name}): RDKit cannot parse SMILES {smiles!r}")
-        inputs.append(MoleculeInput(source_index=pos, smiles=smiles, name=name))
+        inputs.append(MoleculeInput(source_index=pos, smiles=smiles, name=name, source="smiles"))
     return inputs
 
 

@@ -37,7 +37,7 @@ from spektron.utils import cache_dir, single_threaded_blas, write_json_atomic
 log = logging.getLogger(__name__)
 
 # Bumped whenever the physics changes results, so cached datasets are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: per-molecule structure source
 SIMULATED_LABEL = (
     "SIMULATED spectra (MMFF94 normal modes, fixed-charge IR, bond-polarizability Raman) "
     "of real QM9 molecules; not DFT, not measured"
@@ -73,6 +73,8 @@ class GenerationReport:
     workers: int = 1
     shard: str = "0/1"
     input_rejects: dict[str, int] = field(default_factory=dict)
+    # SMILES sources: what the QM9 lookup found (``QM9LookupReport.to_dict``); {} otherwise.
+    qm9_lookup: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, max_failures: int = 200) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -268,14 +270,22 @@ def simulate_to_store(
     return report
 
 
-def dataset_inputs(cfg: DatasetConfig) -> tuple[list[MoleculeInput], dict[str, int]]:
-    """The molecules a dataset config selects, and input rejects by reason."""
+def dataset_inputs(
+    cfg: DatasetConfig,
+) -> tuple[list[MoleculeInput], dict[str, int], dict[str, Any]]:
+    """The molecules a dataset config selects, input rejects by reason, and (SMILES sources
+    with ``cfg.qm9_lookup``) what the QM9 lookup found."""
     from spektron.data import molecules
 
     if cfg.source == "smiles":
-        return molecules.read_smiles_list(cfg.smiles), {}
+        inputs = molecules.read_smiles_list(cfg.smiles)
+        if not cfg.qm9_lookup:
+            return inputs, {}, {}
+        inputs, found = molecules.lookup_qm9(inputs)
+        log.info("%s", found.summary())
+        return inputs, {}, found.to_dict()
     mols, rep = molecules.load_qm9(n=cfg.n_molecules, seed=cfg.selection_seed)
-    return mols, dict(rep.rejects)
+    return mols, dict(rep.rejects), {}
 
 
 def data_label(cfg: DatasetConfig) -> str:
@@ -312,7 +322,24 @@ def generate_dataset(
 ) -> GenerationReport:
     """Select molecules per ``cfg`` and simulate them into ``out`` (``scheduler``: see
     :func:`simulate_to_store`)."""
-    inputs, rejects = dataset_inputs(cfg)
+    from spektron.data.simulate import HYBRID_LEVELS
+
+    inputs, rejects, lookup = dataset_inputs(cfg)
+    if cfg.physics.level in HYBRID_LEVELS and not any(i.dft_freqs is not None for i in inputs):
+        raise ConfigError(
+            f"level {cfg.physics.level!r} needs QM9's DFT frequencies and none of the "
+            f"{len(inputs)} molecules is a QM9 row (lookup by InChIKey "
+            f"{'on' if cfg.qm9_lookup else 'off'}): use level 'mmff' or 'xtb'"
+        )
+    attrs = dataset_attrs(cfg)
+    if lookup:
+        attrs["qm9_lookup"] = json.dumps(lookup)
+        if lookup["n_found"]:
+            attrs["label"] = attrs["label"].replace(
+                "(SMILES)",
+                f"(SMILES; {lookup['n_found']} of {lookup['n_inputs']} from their QM9 rows: DFT "
+                "geometry, Mulliken charges, DFT frequencies)",
+            )
     report = simulate_to_store(
         inputs,
         out,
@@ -321,11 +348,12 @@ def generate_dataset(
         workers=workers,
         shard=shard,
         chunk_size=chunk_size,
-        attrs=dataset_attrs(cfg),
+        attrs=attrs,
         progress=progress,
         scheduler=scheduler,
     )
     report.input_rejects = rejects
+    report.qm9_lookup = lookup
     return report
 
 

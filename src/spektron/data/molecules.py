@@ -50,7 +50,7 @@ import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,11 @@ class MoleculeInput:
     For QM9 rows, ``elements``/``coords`` are the B3LYP/6-31G(2df,p) geometry in the XYZ atom
     order (Å), ``charges`` the DFT Mulliken charges in that order and ``dft_freqs`` the unscaled
     harmonic frequencies (cm⁻¹). For user SMILES these are None.
+
+    ``source`` says where the structure comes from, as recorded per molecule in the store:
+    ``"qm9:<Index>"`` for a QM9 row (also a user SMILES found in QM9 by ``lookup_qm9``; its
+    ``source_index`` stays its position in the user's list), ``"smiles"`` for a SMILES that is
+    embedded and optimised here, ``""`` when unknown.
     """
 
     source_index: int
@@ -79,6 +84,7 @@ class MoleculeInput:
     dft_freqs: np.ndarray | None = None  # (3N-6,) cm⁻¹, unscaled; (3N-5,) for linear molecules
     # QM9: the XYZ file stem ("dsgdb9nsd_000001"); SMILES files: the optional second column.
     name: str | None = None
+    source: str = ""
 
 
 # Bumped whenever validation or the cache layout changes: old caches are then rebuilt.
@@ -341,6 +347,7 @@ def parse_qm9_row(row: Mapping[str, str]) -> MoleculeInput:
         charges=charges,
         dft_freqs=freqs,
         name=name,
+        source=f"qm9:{index}",
     )
 
 
@@ -707,6 +714,7 @@ class _QM9Index:
             charges=self.charges[a:b].copy(),
             dft_freqs=self.freqs[f0:f1].copy(),
             name=self._str(self.name_bytes, self.name_ptr, i) or None,
+            source=f"qm9:{idx}",
         )
 
     @staticmethod
@@ -767,6 +775,28 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
+def _qm9_index(
+    cache_dir: str | os.PathLike | None, data_dir: str | os.PathLike | None, rebuild: bool = False
+) -> tuple[_QM9Index, Path, bool]:
+    """The validated QM9 index (parsed and cached when missing or stale), its path and whether
+    it came from the cache."""
+    folder = Path(data_dir) if data_dir is not None else qm9_data_dir()
+    fp = _fingerprint(folder)
+    path = qm9_index_path(cache_dir, folder)
+    index = None if rebuild or not path.is_file() else _QM9Index.load(path, fp)
+    from_cache = index is not None
+    if index is None:
+        log.info("parsing QM9 from %s (once; the validated index is cached at %s)", folder, path)
+        mols, parsed = parse_qm9(folder)
+        index = _QM9Index.from_parse(mols, parsed, fp)
+        del mols
+        try:
+            index.save(path)
+        except OSError as e:
+            warnings.warn(f"cannot write the QM9 index cache {path}: {e}", stacklevel=3)
+    return index, path, from_cache
+
+
 def load_qm9(
     indices: Sequence[int] | None = None,
     n: int | None = None,
@@ -814,20 +844,7 @@ def load_qm9(
         raise ConfigError(f"n must be a positive integer or None (all), got {n!r}")
     seed = _check_seed(seed)
 
-    folder = Path(data_dir) if data_dir is not None else qm9_data_dir()
-    fp = _fingerprint(folder)
-    path = qm9_index_path(cache_dir, folder)
-    index = None if rebuild or not path.is_file() else _QM9Index.load(path, fp)
-    from_cache = index is not None
-    if index is None:
-        log.info("parsing QM9 from %s (once; the validated index is cached at %s)", folder, path)
-        mols, parsed = parse_qm9(folder)
-        index = _QM9Index.from_parse(mols, parsed, fp)
-        del mols
-        try:
-            index.save(path)
-        except OSError as e:
-            warnings.warn(f"cannot write the QM9 index cache {path}: {e}", stacklevel=2)
+    index, path, from_cache = _qm9_index(cache_dir, data_dir, rebuild)
     report = index.report()
     report.cache_path = str(path)
     report.from_cache = from_cache
@@ -924,7 +941,7 @@ def read_smiles_list(arg: str | os.PathLike) -> list[MoleculeInput]:
     for pos, (smi, name, where) in enumerate(entries):
         if _parse_smiles(smi) is None:
             raise MoleculeError(f"{where}: RDKit cannot parse SMILES {smi!r}")
-        out.append(MoleculeInput(source_index=pos, smiles=smi, name=name))
+        out.append(MoleculeInput(source_index=pos, smiles=smi, name=name, source="smiles"))
     return out
 
 
@@ -949,3 +966,109 @@ def inchikey_of(inp: MoleculeInput) -> str:
     if not key:
         raise MoleculeError(f"molecule {inp.source_index}: no InChIKey for SMILES {inp.smiles!r}")
     return key
+
+
+# ----------------------------------------------------------------------------- QM9 lookup
+
+# QM9's chemical space: at most 9 heavy atoms, all of them C, N, O or F, neutral.
+QM9_MAX_HEAVY_ATOMS = 9
+QM9_HEAVY_ELEMENTS = frozenset({"C", "N", "O", "F"})
+
+
+def could_be_in_qm9(smiles: str) -> bool:
+    """False when the molecule cannot be a QM9 molecule (more than 9 heavy atoms, a heavy
+    element other than C, N, O, F, a net charge, several fragments or an unparsable SMILES)."""
+    from rdkit import Chem
+
+    mol = _parse_smiles(smiles)
+    if mol is None:
+        return False
+    elements = {a.GetSymbol() for a in mol.GetAtoms()} - {"H"}
+    return (
+        mol.GetNumHeavyAtoms() <= QM9_MAX_HEAVY_ATOMS
+        and elements <= QM9_HEAVY_ELEMENTS
+        and Chem.GetFormalCharge(mol) == 0
+        and len(Chem.GetMolFrags(mol)) == 1
+    )
+
+
+@dataclass
+class QM9LookupReport:
+    """What :func:`lookup_qm9` did: molecules asked, candidates (could be in QM9), found, and for
+    each found one its list position → QM9 Index."""
+
+    n_inputs: int = 0
+    n_candidates: int = 0
+    found: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_inputs": self.n_inputs,
+            "n_candidates": self.n_candidates,
+            "n_found": len(self.found),
+            "found": {str(k): v for k, v in self.found.items()},
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> str:
+        return (
+            f"QM9 lookup: {len(self.found)} of {self.n_inputs} molecules found in QM9 by "
+            f"InChIKey (simulated from their QM9 rows: DFT geometry, Mulliken charges, DFT "
+            f"frequencies); {self.n_inputs - len(self.found)} embedded from SMILES"
+        )
+
+
+def lookup_qm9(
+    inputs: Sequence[MoleculeInput],
+    cache_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+) -> tuple[list[MoleculeInput], QM9LookupReport]:
+    """Replace each user SMILES whose standard InChIKey is a QM9 row's by that row.
+
+    The match is on the full InChIKey (constitution, stereo and protonation layers) of the
+    user's SMILES against the key of each accepted QM9 row's InChI; where QM9 holds the same
+    InChI twice, the lowest Index wins. A found molecule keeps its ``source_index`` (list
+    position) and ``name`` and takes the row's SMILES (whose bond graph fits the geometry),
+    InChI, DFT geometry, Mulliken charges and DFT frequencies, with ``source = "qm9:<Index>"``.
+    Molecules that cannot be in QM9 (:func:`could_be_in_qm9`) are not looked up; when none can,
+    the QM9 index is not even loaded. Inputs that already carry a geometry are left as they are.
+
+    Raises
+    ------
+    DataError
+        Some molecule could be in QM9 but qm9pack (or its data files) is missing.
+    """
+    from rdkit import Chem, rdBase
+
+    t0 = time.perf_counter()
+    report = QM9LookupReport(n_inputs=len(inputs))
+    out = list(inputs)
+    wanted: dict[str, list[int]] = {}  # InChIKey → positions in ``inputs``
+    for pos, inp in enumerate(inputs):
+        if inp.coords is not None or not could_be_in_qm9(inp.smiles):
+            continue
+        with rdBase.BlockLogs():
+            key = Chem.MolToInchiKey(Chem.MolFromSmiles(inp.smiles))
+        if key:
+            wanted.setdefault(key, []).append(pos)
+    report.n_candidates = sum(len(v) for v in wanted.values())
+    if wanted:
+        index, _, _ = _qm9_index(cache_dir, data_dir)
+        order = np.argsort(index.source_index, kind="stable")  # lowest Index first
+        hits: dict[str, int] = {}
+        with rdBase.BlockLogs():
+            for p in order.tolist():
+                inchi = index._str(index.inchi_bytes, index.inchi_ptr, p)
+                key = Chem.InchiToInchiKey(inchi) if inchi else ""
+                if key in wanted and key not in hits:
+                    hits[key] = p
+        for key, p in hits.items():
+            row = index.molecule(p)
+            qm9_index = int(index.source_index[p])
+            for pos in wanted[key]:
+                inp = inputs[pos]
+                out[pos] = replace(row, source_index=inp.source_index, name=inp.name)
+                report.found[inp.source_index] = qm9_index
+    report.seconds = time.perf_counter() - t0
+    return out, report

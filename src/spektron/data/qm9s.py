@@ -768,6 +768,7 @@ def _molecule_record(
         stick_raman=raman,
         n_atoms=len(mol.atomic_numbers),
         charge_model="dft-derivatives",
+        source="qm9s",
     )
 
 
@@ -1253,6 +1254,7 @@ def _convert_wide(
                     source_index=row_id,
                     ir=spectra.get("ir_csv"),
                     raman=spectra.get("raman_csv"),
+                    source="qm9s",
                 )
                 if ident is not None:
                     ident.annotate(rec, row_id, readers[0].path, int(ref.line_numbers[r]))

@@ -945,8 +945,8 @@ def _simulate(
     level = physics.level
     if level in HYBRID_LEVELS and inp.dft_freqs is None:
         raise SimulationError(
-            f"level {level!r} needs QM9's DFT frequencies; {inp.smiles!r} has none (user "
-            "SMILES: use level 'mmff' or 'xtb')"
+            f"level {level!r} needs QM9's DFT frequencies; {inp.smiles!r} is not a QM9 molecule "
+            "(no QM9 row has its InChIKey, or data.qm9_lookup is off): use level 'mmff' or 'xtb'"
         )
     with _timed(timings, "build"):
         mol = build_molecule(inp, physics)
@@ -998,4 +998,5 @@ def _simulate(
         stick_raman=raman,
         n_atoms=n,
         charge_model=charge_model,
+        source=inp.source,
     )

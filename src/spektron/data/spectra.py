@@ -96,6 +96,8 @@ class SpectrumRecord:
     has none (e.g. the QM9S wide CSVs). ``centrosymmetric`` is -1 when unknown, else 0/1;
     ``point_group`` is "" when unknown. ``fg_flags`` follows
     ``spektron.analysis.functional_groups.FUNCTIONAL_GROUP_NAMES`` (empty when unknown).
+    ``source`` is where the structure came from (``"qm9:<Index>"``, ``"smiles"``, ``"qm9s"``;
+    ``""`` unknown).
     """
 
     smiles: str
@@ -111,6 +113,7 @@ class SpectrumRecord:
     stick_raman: np.ndarray = field(default_factory=lambda: np.zeros(0))
     n_atoms: int = 0
     charge_model: str = ""
+    source: str = ""
 
 
 NORMALIZATIONS: tuple[str, ...] = ("max", "area", "l2", "none")

@@ -15,11 +15,15 @@ Layout (N molecules, L grid points, F functional-group flags, K stick modes in a
     fg_known        (N,)   bool     False where the molecule is unknown (flags then all False)
     n_atoms         (N,)   int16    0 unknown
     charge_model    (N,)   str      charges used for IR intensities ("" when not simulated)
+    source          (N,)   str      where the structure came from: "qm9:<Index>" (a QM9 row,
+                                    also a user SMILES found in QM9), "smiles" (embedded from
+                                    SMILES), "qm9s" (converted QM9S data), "" unknown
     sticks/offsets  (N+1,) int64    molecule i owns sticks offsets[i]:offsets[i+1]
     sticks/freq, sticks/ir, sticks/raman  (K,) float64  cm⁻¹, km/mol, Å⁴/amu
 
 File attributes: ``schema_version``, ``spektron_version``, ``config`` (JSON of the generator or
 converter settings), ``config_hash``, ``source``, ``created``, ``n_records`` and ``complete``.
+Schema 2 added ``source``; schema-1 stores (without it) read as ``source`` "" everywhere.
 A store is written to a temporary file and renamed into place only when complete, so a file at
 the requested path is never half-written; readers also refuse files without ``complete``.
 """
@@ -42,7 +46,7 @@ from spektron.data.spectra import SpectrumRecord
 from spektron.data.splits import DEFAULT_FRACTIONS, SPLIT_NAMES, hash_splits, scaffold_splits
 from spektron.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REQUIRED_KEYS = (
     "wavenumber",
     "ir",
@@ -68,6 +72,8 @@ REQUIRED_KEYS = (
 PER_ROW_KEYS = tuple(
     k for k in REQUIRED_KEYS if k not in ("wavenumber", "sticks/freq", "sticks/ir", "sticks/raman")
 )
+# Per-row keys added after schema 1: read as their default ("") from stores that lack them.
+OPTIONAL_ROW_KEYS = ("source",)
 _STR = h5py.string_dtype()
 
 
@@ -151,6 +157,7 @@ class StoreWriter:
             ("inchikey", _STR),
             ("point_group", _STR),
             ("charge_model", _STR),
+            ("source", _STR),
         ):
             h.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(4096,))
         fg = h.create_dataset(
@@ -229,7 +236,7 @@ class StoreWriter:
         grow("source_index", np.array([r.source_index for r in b], dtype=np.int64))
         grow("centrosymmetric", np.array([r.centrosymmetric for r in b], dtype=np.int8))
         grow("n_atoms", np.array([r.n_atoms for r in b], dtype=np.int16))
-        for name in ("smiles", "inchikey", "point_group", "charge_model"):
+        for name in ("smiles", "inchikey", "point_group", "charge_model", "source"):
             grow(name, np.array([getattr(r, name) for r in b], dtype=object))
         fg = np.zeros((len(b), F), dtype=bool)
         for i, r in enumerate(b):
@@ -353,7 +360,7 @@ class SpectralStore:
                 for k in ("ir", "raman"):
                     if h[k].shape != (n, L):
                         raise self._fail(f"{k} has shape {h[k].shape}, expected ({n}, {L})")
-                for k in PER_ROW_KEYS:
+                for k in PER_ROW_KEYS + tuple(k for k in OPTIONAL_ROW_KEYS if k in h):
                     want = n + 1 if k == "sticks/offsets" else n
                     if h[k].shape[0] != want:
                         raise self._fail(f"{k} has {h[k].shape[0]} rows, expected {want}")
@@ -422,7 +429,10 @@ class SpectralStore:
         return state
 
     def column(self, key: str) -> np.ndarray:
-        """A whole per-molecule column (strings decoded)."""
+        """A whole per-molecule column (strings decoded; an optional column that an older store
+        lacks reads as "" everywhere)."""
+        if key in OPTIONAL_ROW_KEYS and key not in self.h5:
+            return np.array([""] * self.n, dtype=object)
         a = self.h5[key][:]
         return np.array(_dec(a), dtype=object) if a.dtype.kind in "OS" else a
 
@@ -457,6 +467,7 @@ class SpectralStore:
         st = {k: h[f"sticks/{k}"][off[0] : off[-1]] for k in ("freq", "ir", "raman")}
         ir, raman = h["ir"][start:stop], h["raman"][start:stop]
         strs = {k: _dec(cols[k]) for k in ("smiles", "inchikey", "point_group", "charge_model")}
+        strs["source"] = _dec(h["source"][start:stop]) if "source" in h else [""] * (stop - start)
         out = []
         for j in range(stop - start):
             a, b = off[j] - off[0], off[j + 1] - off[0]
@@ -475,6 +486,7 @@ class SpectralStore:
                     stick_raman=st["raman"][a:b],
                     n_atoms=int(cols["n_atoms"][j]),
                     charge_model=strs["charge_model"][j],
+                    source=strs["source"][j],
                 )
             )
         return out
@@ -502,6 +514,10 @@ class SpectralStore:
         pg_counts: dict[str, int] = {}
         for p in pg:
             pg_counts[p or "unknown"] = pg_counts.get(p or "unknown", 0) + 1
+        src_counts: dict[str, int] = {}
+        for src in self.column("source"):
+            kind = str(src).split(":", 1)[0] or "unknown"
+            src_counts[kind] = src_counts.get(kind, 0) + 1
         return {
             "file": str(self.path),
             "source": self.attrs.get("source", ""),
@@ -521,6 +537,8 @@ class SpectralStore:
                 "unknown": int((cs < 0).sum()),
             },
             "point_groups": dict(sorted(pg_counts.items(), key=lambda kv: -kv[1])),
+            # where the structures came from: qm9 (QM9 rows), smiles (embedded), qm9s, unknown
+            "structure_sources": dict(sorted(src_counts.items(), key=lambda kv: -kv[1])),
             "functional_groups_known": int(h["fg_known"][:].sum()),
             "functional_groups": {n: int(fg[:, j].sum()) for j, n in enumerate(self.fg_names)},
             "n_sticks": int(h["sticks/offsets"][-1]),
