@@ -50,14 +50,14 @@ def test_every_figure_writes_png_and_pdf(analyses, tmp_path):
 
 
 def test_figures_rebuild_from_json_alone(analyses, tmp_path):
-    # DESIGN §4: figures are built from the JSON files (responses from the coefficients).
+    # docs/DESIGN.md §4: figures are built from the JSON files (responses from the coefficients).
     loaded = [from_json(json.loads(json.dumps(to_json(an)))) for an in analyses]
     assert written(plot_filter_banks(loaded[0], tmp_path / "fb"), "fb")
     assert written(plot_pole_zero(loaded[0], loaded[1], tmp_path / "pz"), "pz")
 
 
 def test_band_reference_is_consistent():
-    assert SIMULATED_FWHM == {"IR": 15.0, "Raman": 10.0}  # DESIGN §2.1
+    assert SIMULATED_FWHM == {"IR": 15.0, "Raman": 10.0}  # docs/DESIGN.md §2.1
     for band in BAND_REFERENCE:
         lo, hi = band["region"]
         assert 400 <= lo < hi <= 4000

@@ -1,6 +1,6 @@
 """Builders of small QM9S-format fixture files, written into tmp_path by the tests.
 
-Formats follow ``spektron.data.qm9s`` (and DESIGN §2.2): wide CSVs with a 3501-column
+Formats follow ``spektron.data.qm9s`` (and docs/DESIGN.md §2.2): wide CSVs with a 3501-column
 500…4000 cm⁻¹ header; per-molecule CSVs in pandas ``to_csv`` layout inside a zip; ``qm9s.pt`` as
 ``torch.save`` of torch_geometric ``Data`` objects, pickled under the real module and class names
 from stand-in classes (torch_geometric itself is not installed).

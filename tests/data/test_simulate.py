@@ -362,7 +362,8 @@ def test_raman_stretch_activity_orders_triple_double_single():
     # ... and equal the B3LYP/aug-cc-pVDZ activities along the same modes that calibrated
     # RAMAN_BOND_FACTOR (see its comment): 13.2, 39.7, 112.3 Å⁴/amu.
     assert [single, double, triple] == pytest.approx([13.2, 39.7, 112.3], rel=0.01)
-    # The uncorrected Lippincott–Stuttman model has the reverse order (DESIGN: 46.6/31.1/27.6).
+    # The uncorrected Lippincott–Stuttman model has the reverse order (docs/DESIGN.md §2.1:
+    # 46.6/31.1/27.6).
     raw = [_cc_stretch_activity(s, False) for s in ("CC", "C=C", "C#C")]
     assert raw[0] > raw[1] > raw[2]
     assert raw == pytest.approx([46.6, 31.1, 27.6], abs=0.2)

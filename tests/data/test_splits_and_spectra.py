@@ -54,7 +54,7 @@ def test_normalisations():
 
 
 def test_raman_intensity_factor_ratio():
-    # DESIGN §2.1: at 785 nm and 298 K the factor changes the 3000 : 500 cm⁻¹ ratio ~16×.
+    # docs/DESIGN.md §2.1: at 785 nm and 298 K the factor changes the 3000 : 500 cm⁻¹ ratio ~16×.
     nu = np.array([500.0, 3000.0])
     f = raman_activity_to_intensity(nu, np.ones(2), laser_cm=1e7 / 785, temperature_k=298.0)
     assert 12 < f[0] / f[1] < 20

@@ -177,8 +177,8 @@ def test_plscv_caps_components_and_refuses_one_sample():
 
 
 def test_plscv_reproduces_design_reference_on_corn(corn):
-    # DESIGN §2.4: leave-one-out on the 30 calibration samples picks 11 components; the master
-    # model on raw slave test spectra (no transfer) has RMSEP 0.276.
+    # docs/DESIGN.md §2.4: leave-one-out on the 30 calibration samples picks 11 components; the
+    # master model on raw slave test spectra (no transfer) has RMSEP 0.276.
     model = PLSCV(max_components=15, cv=None).fit(corn.X("master", "cal"), corn.y("cal"))
     assert model.n_components_ == 11
     rmsep = np.sqrt(np.mean((model.predict(corn.X("slave", "test")) - corn.y("test")) ** 2))

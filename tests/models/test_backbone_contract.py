@@ -1,4 +1,4 @@
-"""The backbone contract (DESIGN §3.1), checked on every registered backbone.
+"""The backbone contract (docs/DESIGN.md §3.1), checked on every registered backbone.
 
 A backbone whose module does not exist yet is skipped (with the reason); one whose module
 exists but fails to import fails the test.

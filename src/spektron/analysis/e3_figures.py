@@ -2,7 +2,8 @@
 
 Every frequency here is a signal-processing frequency *along the spectral axis* (cycles per
 cm⁻¹; period 1/f in cm⁻¹ between repetitions along the wavenumber axis), computed with the sample
-spacing the backbone sees. None is a vibrational frequency (DESIGN §6), and every figure says so.
+spacing the backbone sees. None is a vibrational frequency (docs/DESIGN.md §6), and every
+figure says so.
 
 - :func:`plot_filter_banks`: per layer and direction, |H_p| of every oscillator (rows, sorted by
   resonance) over frequency, in dB relative to each oscillator's peak.
@@ -41,8 +42,8 @@ FLOOR_DB = -40.0  # lower end of the filter-bank colour scale (dB re. each oscil
 # neighbouring bands of one group (CH₃/CH₂ asymmetric–symmetric pairs ~70–90 cm⁻¹, primary-amine
 # N–H doublet ~70–100 cm⁻¹, C=O of different carbonyl types ~20–60 cm⁻¹, crowded fingerprint
 # bands ~5–50 cm⁻¹); None where the band is usually isolated. The default E3 data are SIMULATED
-# Lorentzians of one fixed width (PhysicsConfig: IR 15 cm⁻¹, Raman 10 cm⁻¹ FWHM, DESIGN §2.1), so
-# the widths real bands have do not occur in them; both are drawn.
+# Lorentzians of one fixed width (PhysicsConfig: IR 15 cm⁻¹, Raman 10 cm⁻¹ FWHM,
+# docs/DESIGN.md §2.1), so the widths real bands have do not occur in them; both are drawn.
 BAND_REFERENCE: tuple[dict[str, Any], ...] = (
     {"name": "O–H stretch, free", "region": (3580, 3670), "fwhm": (10, 30), "spacing": None},
     {"name": "O–H stretch, H-bonded", "region": (3200, 3550), "fwhm": (100, 400), "spacing": None},

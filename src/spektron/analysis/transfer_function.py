@@ -1,4 +1,4 @@
-"""E3: the exact transfer functions of a trained D-LinOSS backbone (DESIGN §3.2, §6).
+"""E3: the exact transfer functions of a trained D-LinOSS backbone (docs/DESIGN.md §3.2, §6).
 
 D-LinOSS (Boyer, Rusch & Rus 2025, arXiv:2505.12171) is linear time-invariant inside each
 layer, so every oscillator p of every direction is an exact second-order IIR filter from its
@@ -40,7 +40,7 @@ coupling matrices (O(F·P²), no F×H×H tensor). The backward core's quantities
 
 Frequencies here are signal-processing frequencies along the spectral axis: f cycles per cm⁻¹,
 period 1/f in cm⁻¹, with Δν̃ the sample spacing the backbone sees (the grid spacing times the
-embedding stride). They are **not** vibrational frequencies (DESIGN §6).
+embedding stride). They are **not** vibrational frequencies (docs/DESIGN.md §6).
 """
 
 from __future__ import annotations

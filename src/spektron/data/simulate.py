@@ -1,7 +1,7 @@
 """Per-molecule IR and Raman physics: MMFF94 normal modes, fixed-charge IR, bond-polarizability
 Raman.
 
-Pipeline (DESIGN §2.1), each step a public function below:
+Pipeline (docs/DESIGN.md §2.1), each step a public function below:
 
 1. Molecule. QM9 rows: atoms in the XYZ order of the B3LYP geometry (so DFT Mulliken charges map
    by index); the SMILES bond graph is matched onto the geometry's distance graph and supplies
@@ -460,7 +460,7 @@ def symmetry_adapt(
     perm: np.ndarray,
     degeneracy_tol_cm: float,
 ) -> NormalModes:
-    """Make every mode of a centrosymmetric molecule g or u (DESIGN §2.1, degenerate modes).
+    """Make every mode of a centrosymmetric molecule g or u (docs/DESIGN.md §2.1, degenerate modes).
 
     ``perm`` is the inversion permutation of the atoms. Inside each block of modes whose
     neighbouring frequencies differ by less than ``degeneracy_tol_cm``, the inversion operator

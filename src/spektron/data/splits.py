@@ -4,7 +4,7 @@ Each molecule's split is a pure function of its key (InChIKey by default), so a 
 in the same split in every subset and every size of the dataset, and duplicate molecules (same
 InChIKey) always share a split. The key is hashed with SHA-256 (salted) and the first 8 bytes,
 read as an integer in [0, 2⁶⁴), are mapped to u ∈ [0, 1); u < f_train → train,
-u < f_train + f_val → val, else test. Default fractions 85.5 / 4.5 / 10 % (DESIGN §2.3).
+u < f_train + f_val → val, else test. Default fractions 85.5 / 4.5 / 10 % (docs/DESIGN.md §2.3).
 
 The scaffold split hashes the Bemis–Murcko scaffold instead (Bemis & Murcko, J. Med. Chem. 1996),
 so molecules sharing a ring system share a split. Acyclic molecules have an empty Murcko

@@ -1,4 +1,4 @@
-"""The spectral store: one HDF5 schema for simulated and real IR/Raman data (DESIGN §2.3).
+"""The spectral store: one HDF5 schema for simulated and real IR/Raman data (docs/DESIGN.md §2.3).
 
 Layout (N molecules, L grid points, F functional-group flags, K stick modes in all)::
 

@@ -1,4 +1,4 @@
-"""E1: masked spectral reconstruction benchmark of the registered backbones (DESIGN §4).
+"""E1: masked spectral reconstruction benchmark of the registered backbones (docs/DESIGN.md §4).
 
 Arms differ **only** in the backbone: the same embedding, reconstruction head, MSRP objective,
 data, step budget and optimiser recipe (AdamW groups, warmup + cosine; the SSM dynamics LR scale
@@ -883,7 +883,7 @@ def aggregate(
             ),
             "normalization": e1.normalization,
             "note": (
-                "paper scale (DESIGN §4)"
+                "paper scale (docs/DESIGN.md §4)"
                 if cfg.preset == "paper"
                 else f"reduced scale ({cfg.preset} preset): conclusions need the paper preset"
             ),

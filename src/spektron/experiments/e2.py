@@ -1,4 +1,4 @@
-"""E2: cross-spectral prediction — Raman from IR and IR from Raman (DESIGN §4, issue 5).
+"""E2: cross-spectral prediction — Raman from IR and IR from Raman (docs/DESIGN.md §4).
 
 Arms differ **only** in the backbone and its initialisation: every arm has E1's embedding, model
 shape (``e1.d_model``, ``e1.stride``) and parameter-matched backbone (so an E1 / ``pretrain``

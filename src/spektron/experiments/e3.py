@@ -1,4 +1,4 @@
-"""E3: what trained D-LinOSS layers learned, read from their exact transfer functions (issue 6).
+"""E3: what trained D-LinOSS layers learned, read from their exact transfer functions.
 
 Every D-LinOSS oscillator is a second-order IIR filter along the spectral axis
 (:mod:`spektron.analysis.transfer_function`). E3 analyses three groups of models of the same

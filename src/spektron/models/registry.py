@@ -1,4 +1,4 @@
-"""One registry of sequence backbones (DESIGN §3.1).
+"""One registry of sequence backbones (docs/DESIGN.md §3.1).
 
 Contract: a backbone is an ``nn.Module`` built as ``Backbone(cfg)`` from its own config
 dataclass (a subclass of :class:`BackboneConfig`), mapping ``(B, L, d_model) → (B, L, d_model)``.

@@ -1,4 +1,4 @@
-"""Parameter matching of backbones (DESIGN §3.1, §3.3).
+"""Parameter matching of backbones (docs/DESIGN.md §3.1, §3.3).
 
 Comparisons between backbones are parameter-matched: :func:`size_backbone` keeps ``d_model``
 fixed — so the shared embedding and the heads are identical in every arm — and meets a budget

@@ -1,4 +1,4 @@
-"""Resume checkpoints: everything needed to continue a run bit-exactly (DESIGN §4).
+"""Resume checkpoints: everything needed to continue a run bit-exactly (docs/DESIGN.md §4).
 
 A training checkpoint holds the model checkpoint (config + weights, as
 :meth:`Spektron.checkpoint_state`), the optimizer and scheduler states, the step, the sampler

@@ -1,4 +1,4 @@
-"""CNN1D backbone: residual blocks of dilated 1-D convolutions (DESIGN §3.3).
+"""CNN1D backbone: residual blocks of dilated 1-D convolutions (docs/DESIGN.md §3.3).
 
 A non-causal temporal convolutional network in the style of Bai, Kolter & Koltun (2018), "An
 empirical evaluation of generic convolutional and recurrent networks for sequence modeling",

@@ -1,4 +1,4 @@
-"""D-LinOSS: damped linear oscillatory state-space layers, bidirectional (DESIGN §3.2).
+"""D-LinOSS: damped linear oscillatory state-space layers, bidirectional (docs/DESIGN.md §3.2).
 
 References
 ----------
@@ -25,7 +25,7 @@ Eigenvalues λ₁,₂ = [1 + dt·g/2 − dt²·a/2 ± (dt/2)·√((g − dt·a)�
 (g − dt·a)² < 4a, i.e. a ∈ (lo, hi) with lo = (√S − 1)²/dt², hi = (√S + 1)²/dt²; then
 λ₁,₂ = r·e^{±iθ}, r = |λ| = 1/√S. g = 0 is LinOSS-IMEX (|λ| = 1); g = dt·a is LinOSS-IM.
 
-Parameterisation (with the boundary fixes of DESIGN §3.2; ``relaxed=True`` restores the
+Parameterisation (with the boundary fixes of docs/DESIGN.md §3.2; ``relaxed=True`` restores the
 official, unfixed one, for tests):
 
     dt = dt_min + (dt_max − dt_min)·sigmoid(dt_raw)              (official: sigmoid(dt_raw))
@@ -138,7 +138,7 @@ class DLinOSSConfig(BackboneConfig):
     norm: str = "layer"  # layer | rms (per position, so DDP == single process)
     glu: bool = True  # GLU (Linear H→2H, gated) after the SSM; False: Linear H→H
     final_norm: bool = True  # norm on the backbone output (pre-norm residual stream)
-    # Parameterisation bounds (DESIGN §3.2).
+    # Parameterisation bounds (docs/DESIGN.md §3.2).
     dt_min: float = 1e-2
     dt_max: float = 1.0
     g_min: float = 1e-3

@@ -1,4 +1,4 @@
-"""S4D and S4D-Real: diagonal state-space layers with an FFT-convolution core (DESIGN §3.3).
+"""S4D and S4D-Real: diagonal state-space layers with an FFT-convolution core (docs/DESIGN.md §3.3).
 
 Gu, Gupta, Goel & Ré (2022), "On the parameterization and initialization of diagonal state
 space models" (NeurIPS); the block follows the ``s4d.py`` example of ``state-spaces/s4``.

@@ -1,4 +1,4 @@
-"""Pre-norm Transformer encoder backbone (DESIGN §3.3).
+"""Pre-norm Transformer encoder backbone (docs/DESIGN.md §3.3).
 
 Vaswani et al. (2017), "Attention is all you need", in the pre-norm arrangement of Xiong et
 al. (2020), "On layer normalization in the Transformer architecture". Per layer:
@@ -11,7 +11,7 @@ Attention is bidirectional (no mask) and computed by
 ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels where available).
 
 No positional embedding of its own: the shared embedding encodes each position's actual
-wavenumber value (DESIGN §3.4), which is the positional information attention sees. Used on
+wavenumber value (docs/DESIGN.md §3.4), which is the positional information attention sees. Used on
 inputs without that encoding, this backbone is permutation-equivariant along L.
 """
 
