@@ -61,7 +61,7 @@ DATASET_LEVEL = "fast-hybrid"
 
 @dataclass
 class PhysicsConfig:
-    """Settings of the simulated IR/Raman physics (DESIGN §2.1)."""
+    """Settings of the simulated IR/Raman physics (docs/DESIGN.md §2.1)."""
 
     level: str = "mmff"
     # MMFF94 optimisation: iterations and the RMS-gradient target (kcal/mol/Å).
@@ -166,7 +166,7 @@ class DatasetConfig:
     # Datasets default to the fast-hybrid level (QM9's DFT frequencies, MMFF94 modes, GFN2-xTB
     # atomic-polar-tensor IR, bond-polarizability Raman): `spektron data validate` IR / Raman
     # cosine 0.398 / 0.564 (hybrid 0.422 / 0.557) at 0.084 CPU-s per molecule (hybrid 1.05-1.52;
-    # mmff 0.144 / 0.565). It needs QM9 molecules: SMILES
+    # mmff 0.144 / 0.219). It needs QM9 molecules: SMILES
     # that QM9 does not hold need level "mmff" or "xtb" (the CLI picks mmff for --smiles).
     physics: PhysicsConfig = field(default_factory=lambda: PhysicsConfig(level=DATASET_LEVEL))
 
@@ -189,7 +189,7 @@ E1_BASELINES = ("mean", "interpolation", "pca")
 
 
 def _paper_train() -> TrainConfig:
-    # DESIGN §4: batch 16 × 4 accumulation = 64, 50K optimizer steps.
+    # docs/DESIGN.md §4: batch 16 × 4 accumulation = 64, 50K optimizer steps.
     return TrainConfig(
         steps=50_000,
         batch_size=16,
@@ -421,7 +421,7 @@ class E4Config:
     ("dataset:master:slave"), learning curve over ``n_standards`` (Kennard–Stone and
     ``n_random_subsets`` random subsets per size).
 
-    Deep part (issue 7): backbones of E1's shape (``e1.d_model``, ``e1.stride``, ``e1.budget``),
+    Deep part: backbones of E1's shape (``e1.d_model``, ``e1.stride``, ``e1.budget``),
     from scratch or from E1 / ``pretrain`` checkpoints (``pretrained_from``; run-all sets it to
     its own E1 folder), with two heads: ``probe`` (frozen backbone, ridge regression on the
     mean-pooled features, α by leave-one-out on the calibration set) for every backbone of
@@ -535,7 +535,7 @@ class RunConfig:
 
 
 # Presets differ only in size: smoke (seconds, for tests), quick (minutes on a laptop CPU; its
-# E1 runs at a reduced scale that it states in its output), paper (DESIGN §4: all of QM9,
+# E1 runs at a reduced scale that it states in its output), paper (docs/DESIGN.md §4: all of QM9,
 # ~1M-parameter backbones on the full 2048-point grid, 50K optimizer steps).
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {

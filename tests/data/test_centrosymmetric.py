@@ -142,6 +142,9 @@ def test_hybrid_levels_fall_back_to_their_intensity_level_outside_qm9():
 
     assert external_physics(PhysicsConfig(level="hybrid")).level == "xtb"
     assert external_physics(PhysicsConfig(level="mmff-hybrid")).level == "mmff"
+    fast = external_physics(PhysicsConfig(level="fast-hybrid"))  # GFN2 IR, bond Raman
+    assert (fast.level, fast.xtb_raman) == ("xtb", "bond")
+    assert "bond-polarizability Raman" in centrosymmetric_attrs(fast, GridConfig())["label"]
     phys = PhysicsConfig(level="xtb", ir_fwhm=12.0)
     assert external_physics(phys) is phys
     attrs = centrosymmetric_attrs(phys, GridConfig())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spektron.config import preset_config
+from spektron.config import PHYSICS_LEVELS, preset_config
 from spektron.experiments import plan
 
 
@@ -21,17 +21,15 @@ def test_estimate_counts_every_run_once_per_stage(monkeypatch):
     monkeypatch.setattr(plan, "_time_model", lambda *a, **k: (1.0, 0.5))
     monkeypatch.setattr(plan, "PROCESS_START_S", 0.0)
     monkeypatch.setattr(plan.os, "cpu_count", lambda: 1)  # one job: the runs add up
-    cfg = preset_config(
-        "smoke",
-        [
-            "e1.jobs=1",
-            "e2.jobs=1",
-            "e3.jobs=1",
-            "e4.jobs=1",
-            'e4.pairs=["corn:m5:mp5", "corn:m5:mp6"]',
-            'e4.finetune_backbones=["cnn"]',
-        ],
-    )
+    over = [
+        "e1.jobs=1",
+        "e2.jobs=1",
+        "e3.jobs=1",
+        "e4.jobs=1",
+        'e4.pairs=["corn:m5:mp5", "corn:m5:mp6"]',
+        'e4.finetune_backbones=["cnn"]',
+    ]
+    cfg = preset_config("smoke", over)
     est = plan.estimate_run_all(cfg, data_cached=True)
     st = est["stages_s"]
     assert set(st) == {"data", "e1", "e2", "e3", "e4"}
@@ -44,6 +42,12 @@ def test_estimate_counts_every_run_once_per_stage(monkeypatch):
     k = len(e4.inits) * e4.n_seeds * len(e4.finetune_input_modes)
     std = e4.standards_train.steps + 5 * 0.5
     assert st["e4"] == pytest.approx(k * e4.train.steps + 2 * k * std + plan.OVERHEAD_S["e4"])
+    # a dataset still to simulate: molecules × the level's CPU seconds over the workers
+    cfg_x = preset_config("smoke", [*over, "data.physics.level=xtb"], workers=2)
+    fresh = plan.estimate_run_all(cfg_x, data_cached=False)["stages_s"]["data"]
+    sim = cfg_x.data.n_molecules * plan.LEVEL_CPU_S["xtb"] / 2
+    assert fresh == pytest.approx(plan.OVERHEAD_S["data"] + sim)
+    assert set(plan.LEVEL_CPU_S) == set(PHYSICS_LEVELS)
     assert "estimated wall time" in plan.format_plan(est)
     table = plan.format_comparison(est, {k: 2 * v for k, v in st.items()})
     assert table.splitlines()[-1].split()[-1] == "2.00"

@@ -3,11 +3,12 @@
 For a molecule with a centre of inversion every normal mode is g (Raman-active, IR-silent) or u
 (IR-active, Raman-silent): the rule of mutual exclusion (Herzberg, *Infrared and Raman Spectra*,
 1945, ch. II.3). E2 tests whether a model predicting Raman from IR (and back) respects it. QM9
-has very few such molecules (~0.07 %; DESIGN §2.1), so this module adds a curated set of
-centrosymmetric molecules that cannot be QM9 molecules and simulates them with exactly the
-pipeline of the main dataset (:func:`spektron.data.generate.simulate_to_store`: ETKDG
-embedding of the SMILES, MMFF94 optimisation and normal modes, Gasteiger-charge IR,
-bond-polarizability Raman, symmetry-adapted g/u modes).
+has very few such molecules (~0.07 %; docs/DESIGN.md §2.1), so this module adds a curated set of
+centrosymmetric molecules that cannot be QM9 molecules and simulates them with the pipeline of
+the main dataset (:func:`spektron.data.generate.simulate_to_store`: lowest-energy ETKDG
+embedding of the SMILES, symmetry-adapted g/u modes) at the main dataset's level, or, where
+that level needs QM9's DFT frequencies, at the closest level without them
+(:func:`external_physics`).
 
 **The list** (:data:`CENTROSYMMETRIC_MOLECULES`): 58 molecules of H, C, N, O, F only, each with
 at least 10 heavy atoms. Only those elements: the bond-polarizability Raman model has
@@ -339,13 +340,17 @@ class CentrosymmetricReport:
         )
 
 
-def centrosymmetric_label(level: str) -> str:
-    """The SIMULATED label of the set at a physics level (mmff or xtb; see external_physics)."""
-    if level == "xtb":
+def centrosymmetric_label(physics: PhysicsConfig) -> str:
+    """The SIMULATED label of the set at its physics (mmff or xtb; see external_physics)."""
+    if physics.level == "xtb":
+        raman = (
+            "bond-polarizability Raman"
+            if physics.xtb_raman == "bond"
+            else "Raman from polarizability derivatives"
+        )
         return (
-            "SIMULATED spectra (GFN2-xTB normal modes, IR from dipole derivatives, Raman from "
-            "polarizability derivatives) of centrosymmetric molecules from outside QM9; "
-            "not DFT, not measured"
+            f"SIMULATED spectra (GFN2-xTB normal modes, IR from dipole derivatives, {raman}) of "
+            "centrosymmetric molecules from outside QM9; not DFT, not measured"
         )
     return CENTROSYMMETRIC_LABEL
 
@@ -368,7 +373,7 @@ def centrosymmetric_attrs(
     return {
         "source": SOURCE,
         "simulated": True,
-        "label": centrosymmetric_label(physics.level),
+        "label": centrosymmetric_label(physics),
         "level": physics.level,
         "config": cfg,
         "config_hash": config_hash({"cfg": cfg, **versions}),
@@ -551,24 +556,37 @@ def default_centrosymmetric_path(
     return cache_dir() / "datasets" / f"{SOURCE}-{h}.h5"
 
 
-# Molecules outside QM9 have no QM9 DFT frequencies: a hybrid level falls back to the level that
-# supplies its intensities.
-EXTERNAL_LEVEL = {"hybrid": "xtb", "mmff-hybrid": "mmff", "fast-hybrid": "xtb"}
+# Molecules outside QM9 have no QM9 DFT frequencies: a level that needs them falls back to the
+# level of its intensity physics — (level, xtb_raman) of the fallback. fast-hybrid's IR comes
+# from GFN2-xTB dipole derivatives and its Raman from the bond-polarizability model, so its
+# fallback is the xtb level with bond-polarizability Raman (not GFN2 Raman, which the training
+# molecules never saw).
+EXTERNAL_LEVEL: dict[str, tuple[str, str | None]] = {
+    "hybrid": ("xtb", None),
+    "mmff-hybrid": ("mmff", None),
+    "fast-hybrid": ("xtb", "bond"),
+}
 
 
 def external_physics(physics: PhysicsConfig) -> PhysicsConfig:
-    """The physics for the external (non-QM9) molecules: a hybrid level, which needs QM9's DFT
-    frequencies, becomes the level of its intensities (hybrid → xtb, mmff-hybrid → mmff)."""
-    level = EXTERNAL_LEVEL.get(physics.level)
-    if level is None:
+    """The physics for the external (non-QM9) molecules: a level that needs QM9's DFT
+    frequencies becomes the level of its intensities (hybrid → xtb, mmff-hybrid → mmff,
+    fast-hybrid → xtb with ``xtb_raman="bond"``); other levels are kept."""
+    fallback = EXTERNAL_LEVEL.get(physics.level)
+    if fallback is None:
         return physics
+    level, raman = fallback
+    out = replace(physics, level=level)
+    if raman is not None:
+        out = replace(out, xtb_raman=raman)
     log.warning(
         "centrosymmetric set: molecules outside QM9 have no DFT frequencies; simulated at level "
-        "%r (the intensity source of %r)",
+        "%r%s (the intensity physics of %r)",
         level,
+        f" with {raman!r} Raman" if raman else "",
         physics.level,
     )
-    return replace(physics, level=level)
+    return out
 
 
 def ensure_centrosymmetric_store(

@@ -1,4 +1,4 @@
-"""Training recipe: one dataclass, validated in ``__post_init__`` (DESIGN §4)."""
+"""Training recipe: one dataclass, validated in ``__post_init__`` (docs/DESIGN.md §4)."""
 
 from __future__ import annotations
 
