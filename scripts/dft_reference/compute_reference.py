@@ -74,7 +74,7 @@ How to run, resume and extend (from the repository root)
 Selection: among the QM9 molecules with at most ``--max-heavy-atoms`` heavy atoms, the ``--n``
 smallest by atom count (ties by QM9 index), plus every centrosymmetric one of those candidates
 (inversion centre of the QM9 geometry within 0.05 Å,
-``spektron.analysis.symmetry.has_inversion_centre``) that is not already among them (with the
+``spektron.chemistry.symmetry.has_inversion_centre``) that is not already among them (with the
 defaults: butane, QM9 39, computed last; ``--no-extra-centrosymmetric`` leaves it out). With
 the defaults the 30 already contain acetylene (4), cyanogen (25), butadiyne (23), glyoxal (28)
 and ethane (7).
@@ -320,7 +320,7 @@ def kabsch_rmsd(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def select_molecules(n: int, max_heavy: int, extra_centro: bool):
-    from spektron.analysis.symmetry import has_inversion_centre
+    from spektron.chemistry.symmetry import has_inversion_centre
     from spektron.data.molecules import load_qm9
 
     mols, _ = load_qm9()
@@ -465,7 +465,7 @@ class Calculator:
     def compute(self, m, check: bool) -> dict:
         from pyscf import gto
 
-        from spektron.analysis.symmetry import has_inversion_centre, is_linear
+        from spektron.chemistry.symmetry import has_inversion_centre, is_linear
 
         wall = {}
         t_all = time.perf_counter()

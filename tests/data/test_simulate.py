@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from spektron.analysis.functional_groups import FUNCTIONAL_GROUP_NAMES
-from spektron.analysis.symmetry import point_group
+from spektron.chemistry.functional_groups import FUNCTIONAL_GROUP_NAMES
+from spektron.chemistry.symmetry import point_group
 from spektron.config import PhysicsConfig
 from spektron.data import simulate as sim
 from spektron.data.molecules import MoleculeInput

@@ -347,3 +347,12 @@ def test_summarise_applies_bootstrap_to_every_metric():
     assert summary["masked_mse"]["mean"] == pytest.approx(1e-4)
     assert summary["peak_f1"] == bootstrap_ci(per_mol["peak_f1"], n_boot=200, seed=1)
     assert all(METRIC_DIRECTIONS[k] in ("lower", "higher") for k in summary)
+
+
+def test_holm_adjusts_in_the_given_order_and_stays_monotone():
+    from spektron.evaluation.metrics import holm
+
+    # sorted: 0.01 × 3 = 0.03, 0.03 × 2 = 0.06, 0.04 × 1 = 0.04 → raised to 0.06 (monotone)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
+    assert holm([]) == []

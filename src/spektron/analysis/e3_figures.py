@@ -28,7 +28,7 @@ import numpy as np
 
 from spektron.analysis.transfer_function import response_from_coefficients
 from spektron.config import PhysicsConfig
-from spektron.experiments.report import _pyplot, _save
+from spektron.plotting import pyplot, save_figure
 
 NOT_VIBRATIONAL = "spectral-axis frequency, not a vibrational frequency"
 FREQ_LABEL = "frequency along the spectral axis (cycles per cm⁻¹)"
@@ -109,7 +109,7 @@ def plot_filter_banks(
 ) -> list[Path]:
     """Heatmaps per layer (rows) and direction (columns): oscillators sorted by resonance ×
     frequency, colour |H_p| in dB relative to that oscillator's peak (clipped at FLOOR_DB)."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     layers, dirs = analysis["layers"], _directions(analysis)
@@ -151,7 +151,7 @@ def plot_filter_banks(
         fontsize=10,
     )
     fig.tight_layout()
-    return _save(fig, _out(path_stem))
+    return save_figure(fig, _out(path_stem))
 
 
 def plot_pole_zero(
@@ -162,7 +162,7 @@ def plot_pole_zero(
 ) -> list[Path]:
     """Per layer: the z-plane (unit circle, poles λ and λ̄, the double zero at z = 0) and a
     zoom on (θ, 1 − r); learned poles coloured by direction, initial ones grey."""
-    plt = _pyplot()
+    plt = pyplot()
     layers = trained["layers"]
     init_layers = {} if init is None else {lay["index"]: lay for lay in init["layers"]}
     markers = {"forward": "x", "backward": "+"}
@@ -230,7 +230,7 @@ def plot_pole_zero(
         fontsize=10,
     )
     fig.tight_layout()
-    return _save(fig, _out(path_stem))
+    return save_figure(fig, _out(path_stem))
 
 
 def _as_groups(analyses: Any) -> dict[str, list[dict[str, Any]]]:
@@ -255,7 +255,7 @@ def plot_periods_vs_bands(
     Lorentzian (its Fourier transform along the axis, e^{−π·FWHM·|f|}, falls by e there: shorter
     periods carry little of such a band's shape).
     """
-    plt = _pyplot()
+    plt = pyplot()
     groups = _as_groups(analyses)
     first = next(iter(groups.values()))[0]
     spacing = first["spacing_cm"]
@@ -343,7 +343,7 @@ def plot_periods_vs_bands(
         _title("Resonance periods of the filters vs band widths and spacings", label), fontsize=10
     )
     fig.tight_layout()
-    return _save(fig, _out(path_stem))
+    return save_figure(fig, _out(path_stem))
 
 
 _SUMMARY_FIELDS = (
@@ -360,7 +360,7 @@ def plot_layer_summary(
 ) -> list[Path]:
     """By depth: pooled median and interquartile range of f_res, ζ and ‖W_p‖_F per group, and
     each model's median as a dot (the model is the unit of the statistics)."""
-    plt = _pyplot()
+    plt = pyplot()
     groups = _as_groups(analyses_by_group)
     fig, axes = plt.subplots(1, len(_SUMMARY_FIELDS), figsize=(5 * len(_SUMMARY_FIELDS), 4.2))
     n_groups = len(groups)
@@ -408,7 +408,7 @@ def plot_layer_summary(
         fontsize=10,
     )
     fig.tight_layout()
-    return _save(fig, _out(path_stem))
+    return save_figure(fig, _out(path_stem))
 
 
 __all__ = [

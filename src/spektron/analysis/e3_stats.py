@@ -25,7 +25,7 @@ coarse: with 3 vs 3 there are only 20 assignments and both statistics are unchan
 the two groups, so the smallest attainable p is 2/20 = 0.1. That minimum is computed from the
 permutation distribution itself (share of assignments that reach its maximum) and reported,
 with its Holm-adjusted counterpart. Holm's step-down correction runs over every row returned
-(:func:`spektron.experiments.e1.holm`). A row is ``conclusive`` only if its test could reach
+(:func:`spektron.evaluation.metrics.holm`). A row is ``conclusive`` only if its test could reach
 significance at all: minimum attainable p ≤ α and m × (smallest minimum attainable p in the
 family) ≤ α (Holm's first step); otherwise its numbers are descriptive only. Every per-layer
 scope adds rows to the family: with few models, ``per_layer=False`` keeps the confirmatory
@@ -44,7 +44,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from spektron.errors import ConfigError, DataError
-from spektron.experiments.e1 import holm
+from spektron.evaluation.metrics import holm
 
 # Feature name → per-direction field of the analysis (transfer_function.SCALAR_FIELDS).
 FEATURES: dict[str, str] = {

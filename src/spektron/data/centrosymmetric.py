@@ -48,7 +48,7 @@ store and writes the final store with only the molecules that
    QM9 row (computed from their InChIs, :func:`qm9_inchikeys`);
 2. were simulated without error;
 3. have ``centrosymmetric == 1`` in the store, i.e. the optimised geometry has an inversion
-   centre per :func:`spektron.analysis.symmetry.inversion_permutation` (tolerance
+   centre per :func:`spektron.chemistry.symmetry.inversion_permutation` (tolerance
    ``physics.symmetry_tol``);
 4. obey mutual exclusion in their sticks: with IR intensities a_k and Raman activities s_k,
    ``leak = max_k min(a_k / max a, s_k / max s) ≤ threshold`` (default 0.01), i.e. no mode

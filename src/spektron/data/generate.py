@@ -112,7 +112,7 @@ def failure_reason(exc: BaseException) -> str:
 def _simulate_chunk(args: tuple) -> tuple[int, int, list[dict], float]:
     """Worker: simulate one chunk, write its store and log. Returns (k, n_ok, failures, cpu_s)."""
     k, inputs, physics, grid_cfg, parts, attrs = args
-    from spektron.analysis.functional_groups import FUNCTIONAL_GROUP_NAMES
+    from spektron.chemistry.functional_groups import FUNCTIONAL_GROUP_NAMES
     from spektron.data.simulate import simulate_molecule
 
     t0 = time.process_time()

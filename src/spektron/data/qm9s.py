@@ -75,8 +75,8 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import rdDetermineBonds
 from tqdm.auto import tqdm
 
-from spektron.analysis.functional_groups import FUNCTIONAL_GROUP_NAMES, functional_group_flags
-from spektron.analysis.symmetry import has_inversion_centre, point_group
+from spektron.chemistry.functional_groups import FUNCTIONAL_GROUP_NAMES, functional_group_flags
+from spektron.chemistry.symmetry import has_inversion_centre, point_group
 from spektron.config import GridConfig
 from spektron.data.spectra import SpectrumRecord, lorentzian_broaden, make_grid
 from spektron.data.store import StoreWriter
@@ -648,7 +648,7 @@ def molecule_from_pt_entry(entry: dict[str, Any], position: int) -> Qm9sMolecule
 def identity_from_smiles(smiles: str) -> tuple[str, np.ndarray]:
     """InChIKey and functional-group flags of a SMILES (("", empty) when RDKit cannot parse it).
 
-    The flags follow ``spektron.analysis.functional_groups.FUNCTIONAL_GROUP_NAMES``.
+    The flags follow ``spektron.chemistry.functional_groups.FUNCTIONAL_GROUP_NAMES``.
     """
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles) if smiles else None

@@ -62,8 +62,8 @@ import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdDistGeom, rdForceFieldHelpers, rdPartialCharges
 
-from spektron.analysis.functional_groups import functional_group_flags
-from spektron.analysis.symmetry import inversion_permutation, is_linear, point_group
+from spektron.chemistry.functional_groups import functional_group_flags
+from spektron.chemistry.symmetry import inversion_permutation, is_linear, point_group
 from spektron.config import PhysicsConfig
 from spektron.data.molecules import MoleculeInput
 from spektron.data.spectra import SpectrumRecord, lorentzian_broaden

@@ -95,7 +95,7 @@ class SpectrumRecord:
     (``stick_freq`` cm⁻¹, ``stick_ir`` km/mol, ``stick_raman`` Å⁴/amu) are empty when the source
     has none (e.g. the QM9S wide CSVs). ``centrosymmetric`` is -1 when unknown, else 0/1;
     ``point_group`` is "" when unknown. ``fg_flags`` follows
-    ``spektron.analysis.functional_groups.FUNCTIONAL_GROUP_NAMES`` (empty when unknown).
+    ``spektron.chemistry.functional_groups.FUNCTIONAL_GROUP_NAMES`` (empty when unknown).
     ``source`` is where the structure came from (``"qm9:<Index>"``, ``"smiles"``, ``"qm9s"``;
     ``""`` unknown).
     """

@@ -627,7 +627,7 @@ def _common_summary(per_level: dict[str, Any]) -> dict[str, Any]:
 def centrosymmetric_qm9_indices(tol: float = CENTRO_TOL_ANG) -> list[int]:
     """QM9 indices whose DFT geometry has a centre of inversion (85 of QM9's 130,495 valid rows
     at 0.05 Å)."""
-    from spektron.analysis.symmetry import has_inversion_centre
+    from spektron.chemistry.symmetry import has_inversion_centre
     from spektron.data.molecules import load_qm9
 
     mols, _ = load_qm9()

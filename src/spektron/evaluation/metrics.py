@@ -494,3 +494,16 @@ def summarise(per_molecule: dict[str, np.ndarray], **bootstrap_kwargs) -> dict[s
     See :data:`METRIC_DIRECTIONS` for which way is better.
     """
     return {name: bootstrap_ci(v, **bootstrap_kwargs) for name, v in per_molecule.items()}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the order given (Holm, Scand. J. Stat. 6 (1979)
+    65): the k-th smallest of m is multiplied by m − k + 1, capped at 1, made non-decreasing."""
+    m = len(pvalues)
+    order = np.argsort(pvalues)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adj[i] = running
+    return adj.tolist()

@@ -47,6 +47,7 @@ from spektron.evaluation.baselines import build_baseline, select_pca_components
 from spektron.evaluation.metrics import (
     METRIC_DIRECTIONS,
     bootstrap_ci,
+    holm,
     paired_bootstrap,
     reconstruction_metrics,
 )
@@ -477,18 +478,6 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     if len(a) == 0:
         return {"mean": math.nan, "std": math.nan}
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
-
-
-def holm(pvalues: list[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values (same order as given)."""
-    m = len(pvalues)
-    order = np.argsort(pvalues)
-    adj = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adj[i] = running
-    return adj.tolist()
 
 
 class E1Context:

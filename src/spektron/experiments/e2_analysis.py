@@ -24,8 +24,8 @@ from spektron.evaluation.cross_spectral_analysis import (
     group_table,
     symmetry_classes,
 )
-from spektron.evaluation.metrics import bootstrap_ci, paired_bootstrap
-from spektron.experiments.e1 import _mean_std, holm
+from spektron.evaluation.metrics import bootstrap_ci, holm, paired_bootstrap
+from spektron.experiments.e1 import _mean_std
 from spektron.experiments.e2 import HEADLINE, read_per_molecule
 
 SCHEMA_VERSION = 1

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from spektron.errors import DataError
+from spektron.plotting import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_EXAMPLES = 4
-FIG_DPI = 130
 NA = "n/a"  # a value that should exist but is missing or not finite
 NOT_APPLICABLE = "–"  # a column that does not apply to the row (e.g. LR of a baseline)
 ARROWS = {"lower": "↓", "higher": "↑"}
@@ -397,26 +397,6 @@ def mask_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     )
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path_stem: Path) -> list[Path]:
-    plt = _pyplot()
-    out = []
-    for ext in ("png", "pdf"):
-        p = path_stem.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=FIG_DPI)
-        out.append(p)
-    plt.close(fig)
-    return out
-
-
 def _arm_order(summary: dict[str, Any], preds: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Prediction names split into models (summary order) and baselines/others (after)."""
     backbones = [n for n in summary["backbones"] if n in preds]
@@ -428,7 +408,7 @@ def plot_reconstructions(
     summary: dict[str, Any], examples: dict[str, Any], path_stem: Path
 ) -> list[Path]:
     """Up to :data:`MAX_EXAMPLES` stacked panels: truth, every arm's prediction, masked spans."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     wn = np.asarray(examples["wavenumber"], dtype=float)
@@ -469,12 +449,12 @@ def plot_reconstructions(
         f"E1 reconstructions of masked spans (test set)\n{summary['data_label']}", fontsize=9
     )
     fig.tight_layout(rect=(0, 0, 0.85, 1))
-    return _save(fig, path_stem)
+    return save_figure(fig, path_stem)
 
 
 def plot_metric_vs_cost(summary: dict[str, Any], path_stem: Path) -> list[Path]:
     """Test masked MSE (mean ± std over seeds) vs forward FLOPs and vs training throughput."""
-    plt = _pyplot()
+    plt = pyplot()
     backbones = summary["backbones"]
     baselines = {
         n: _finite(_get(b, "test", "masked_mse", "mean"))
@@ -539,7 +519,7 @@ def plot_metric_vs_cost(summary: dict[str, Any], path_stem: Path) -> list[Path]:
         fontsize=9,
     )
     fig.tight_layout()
-    return _save(fig, path_stem)
+    return save_figure(fig, path_stem)
 
 
 # ----------------------------------------------------------------------------- builders

@@ -26,11 +26,10 @@ from spektron.experiments.report import (
     _mean_std,
     _num,
     _paired_lines,
-    _pyplot,
     _row,
-    _save,
     _scale_text,
 )
+from spektron.plotting import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +251,7 @@ def _describe(d: dict[str, Any]) -> str:
 def plot_examples(examples: dict[str, Any], summary: dict[str, Any], fig_dir: Path) -> list[Path]:
     """Per direction: best / median / worst molecule; input on top, truth vs predictions below,
     matched peaks of the model (at 10 cm⁻¹) joined by vertical ticks."""
-    plt = _pyplot()
+    plt = pyplot()
     wn = np.asarray(examples["wavenumber"])
     prom = summary.get("metric_settings", {}).get("peak_prominence", 0.05)
     files: list[Path] = []
@@ -294,7 +293,7 @@ def plot_examples(examples: dict[str, Any], summary: dict[str, Any], fig_dir: Pa
         axes[0, 0].legend(fontsize=7, ncol=3, loc="upper right")
         fig.suptitle(f"E2 {dname.replace('_', ' ')} — SIMULATED spectra", fontsize=10)
         fig.tight_layout()
-        files += _save(fig, fig_dir / f"examples_{dname}")
+        files += save_figure(fig, fig_dir / f"examples_{dname}")
     return files
 
 
@@ -311,7 +310,7 @@ def plot_distributions(out: Path, summary: dict[str, Any], fig_dir: Path) -> lis
     """Per direction: box plots of the per-molecule primary metric of every arm and baseline."""
     from spektron.experiments.e2 import read_per_molecule
 
-    plt = _pyplot()
+    plt = pyplot()
     key = summary["primary_metric"]
     files: list[Path] = []
     for dname in summary["baselines"]:
@@ -331,14 +330,14 @@ def plot_distributions(out: Path, summary: dict[str, Any], fig_dir: Path) -> lis
         ax.set_ylabel(f"{key} per test molecule")
         ax.set_title(f"E2 {dname.replace('_', ' ')} (SIMULATED)", fontsize=10)
         fig.tight_layout()
-        files += _save(fig, fig_dir / f"distribution_{dname}")
+        files += save_figure(fig, fig_dir / f"distribution_{dname}")
     return files
 
 
 def plot_error_by_group(summary: dict[str, Any], fig_dir: Path) -> list[Path]:
     """Per direction: mean primary metric per functional group (groups with enough molecules)
     for the error-analysis arm, the identity copy and retrieval."""
-    plt = _pyplot()
+    plt = pyplot()
     files: list[Path] = []
     for dname, ana in summary["error_analysis"].items():
         tables = ana.get("tables") or {}
@@ -364,7 +363,7 @@ def plot_error_by_group(summary: dict[str, Any], fig_dir: Path) -> list[Path]:
         ax.legend(fontsize=7)
         ax.set_title(f"E2 {dname.replace('_', ' ')} by functional group (SIMULATED)", fontsize=10)
         fig.tight_layout()
-        files += _save(fig, fig_dir / f"by_functional_group_{dname}")
+        files += save_figure(fig, fig_dir / f"by_functional_group_{dname}")
     return files
 
 

@@ -49,10 +49,9 @@ from spektron.experiments.report import (
     _get,
     _load_json,
     _num,
-    _pyplot,
     _row,
-    _save,
 )
+from spektron.plotting import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -611,7 +610,7 @@ def _suptitle(fig: Any, what: str, summary: dict[str, Any], deep: bool) -> None:
 def plot_pred_vs_ref(summary: dict[str, Any], pair_name: str, path_stem: Path) -> list[Path]:
     """Predicted vs reference y on the test set, one panel per classical method (and per deep
     variant its best arm's seed-0 predictions), with the 1:1 line; RMSEP in the panel title."""
-    plt = _pyplot()
+    plt = pyplot()
     pair = summary["pairs"][pair_name]
     classical = pair["classical"]
     y = np.asarray(classical.get("y_test") or [], dtype=float)  # (n_test,)
@@ -665,7 +664,7 @@ def plot_pred_vs_ref(summary: dict[str, Any], pair_name: str, path_stem: Path) -
         bool(arms),
     )
     fig.tight_layout()
-    return _save(fig, path_stem)
+    return save_figure(fig, path_stem)
 
 
 def _bar_arms(arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -690,7 +689,7 @@ def _bar_arms(arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def plot_rmsep_bars(summary: dict[str, Any], pair_name: str, path_stem: Path) -> list[Path]:
     """Horizontal RMSEP bars: classical methods with bootstrap CIs, deep arms (variants
     :data:`BAR_VARIANTS`) as mean ± sd over seeds; lines at no_transfer and master_on_master."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     pair = summary["pairs"][pair_name]
@@ -760,7 +759,7 @@ def plot_rmsep_bars(summary: dict[str, Any], pair_name: str, path_stem: Path) ->
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _suptitle(fig, f"{_pair_title(pair_name, classical)}: test RMSEP", summary, bool(_arms(pair)))
     fig.tight_layout()
-    return _save(fig, path_stem)
+    return save_figure(fig, path_stem)
 
 
 def plot_rmsep_vs_components(
@@ -768,7 +767,7 @@ def plot_rmsep_vs_components(
 ) -> list[Path]:
     """Test RMSEP against the number of PLS components, one panel per method that has the
     curve, the CV-chosen count marked. Illustration only: nothing was chosen on it."""
-    plt = _pyplot()
+    plt = pyplot()
     classical = summary["pairs"][pair_name]["classical"]
     methods = classical["methods"]
     curves = []  # (name, components (K,), rmsep (K,), chosen)
@@ -799,13 +798,13 @@ def plot_rmsep_vs_components(
         False,
     )
     fig.tight_layout()
-    return _save(fig, path_stem)
+    return save_figure(fig, path_stem)
 
 
 def plot_learning_curve(summary: dict[str, Any], pair_name: str, path_stem: Path) -> list[Path]:
     """RMSEP against the number of transfer standards, one panel per method: Kennard–Stone as
     a line with markers, random subsets as mean ± sd band, no_transfer as a dashed line."""
-    plt = _pyplot()
+    plt = pyplot()
     classical = summary["pairs"][pair_name]["classical"]
     curve = classical.get("learning_curve")
     ns = np.asarray(_get(curve, "n_standards") or [], dtype=float)  # (N,)
@@ -854,7 +853,7 @@ def plot_learning_curve(summary: dict[str, Any], pair_name: str, path_stem: Path
         False,
     )
     fig.tight_layout(rect=(0, 0.03, 1, 1))  # room for the legend below
-    return _save(fig, path_stem)
+    return save_figure(fig, path_stem)
 
 
 # ----------------------------------------------------------------------------- builders

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from spektron.analysis.functional_groups import (
+from spektron.chemistry.functional_groups import (
     FUNCTIONAL_GROUP_NAMES,
     functional_group_flags,
     functional_groups,

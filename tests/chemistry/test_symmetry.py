@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spektron.analysis.symmetry import (
+from spektron.chemistry.symmetry import (
     has_inversion_centre,
     inversion_permutation,
     is_linear,

@@ -1,0 +1,34 @@
+"""Figure helpers shared by every report: a headless pyplot and one way to save a figure.
+
+Every figure is written as PNG (for reading) and PDF (for papers) at ``FIG_DPI``, and closed, so
+long report runs do not keep figures alive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+FIG_DPI = 130
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path_stem: Path) -> list[Path]:
+    """Write ``fig`` to ``path_stem`` + ``.png`` and ``.pdf``, close it, return the two paths."""
+    plt = pyplot()
+    out = []
+    for ext in ("png", "pdf"):
+        p = path_stem.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=FIG_DPI)
+        out.append(p)
+    plt.close(fig)
+    return out
