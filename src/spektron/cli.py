@@ -332,8 +332,8 @@ def _cmd_validate(a: argparse.Namespace) -> int:
         check_mutual_exclusion,
         format_report,
         validate,
-        write_validation,
     )
+    from spektron.experiments.validation_report import write_validation
 
     if a.out.suffix != ".json":
         raise ConfigError(f"--out must name a .json file (the .md and .png go beside it): {a.out}")

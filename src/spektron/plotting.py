@@ -22,13 +22,13 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(fig: Any, path_stem: Path) -> list[Path]:
+def save_figure(fig: Any, path_stem: Path, dpi: int = FIG_DPI) -> list[Path]:
     """Write ``fig`` to ``path_stem`` + ``.png`` and ``.pdf``, close it, return the two paths."""
     plt = pyplot()
     out = []
     for ext in ("png", "pdf"):
         p = path_stem.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=FIG_DPI)
+        fig.savefig(p, dpi=dpi)
         out.append(p)
     plt.close(fig)
     return out

@@ -14,6 +14,7 @@ from spektron.cli import main
 from spektron.data import validate as val
 from spektron.data.spectra import make_grid
 from spektron.errors import ConfigError, DataError
+from spektron.experiments.validation_report import plot_validation
 from tests.data.test_simulate import _qm9_inputs
 
 GRID = make_grid()
@@ -242,7 +243,7 @@ def test_reference_atoms_must_match_the_qm9_row(tmp_path, fast_qm9):
 def test_nothing_common_skips_the_figure(fast_qm9, tmp_path):
     rep = val.validate(levels=["mmff", "mmff-hybrid"], only=[25])  # QM9 lists 6 of 7 modes
     assert rep["levels"]["mmff-hybrid"]["n_failed"] == 1 and rep["common"]["qm9_indices"] == []
-    assert val.plot_validation(rep, tmp_path / "v") == []
+    assert plot_validation(rep, tmp_path / "v") == []
 
 
 def test_flagged_references_are_left_out(tmp_path, fast_qm9):
@@ -289,7 +290,7 @@ def test_validate_fast_subset_every_level(fast_qm9, tmp_path):
     assert "| mmff-hybrid | 3 |" in val.format_report(rep)
     sticks = rep["levels"]["xtb" if HAS_TBLITE else "mmff"]["molecules"][0]["sticks"]
     assert len(sticks["freq_cm"]) == len(sticks["ir_km_mol"]) == 9  # CH4
-    figs = val.plot_validation(rep, tmp_path / "fig" / "validation")
+    figs = plot_validation(rep, tmp_path / "fig" / "validation")
     assert [f.suffix for f in figs] == [".png", ".pdf"] and all(f.stat().st_size for f in figs)
 
 

@@ -80,7 +80,8 @@ def _figure_title(label: str) -> str:
 def run_validation(cfg: RunConfig, out: Path, progress: bool = True) -> dict[str, Any]:
     """Score ``cfg.validate_levels`` against the DFT reference set; writes ``validation.json``
     and ``validation.md`` under ``out`` and returns the per-level means."""
-    from spektron.data.validate import validate, write_validation
+    from spektron.data.validate import validate
+    from spektron.experiments.validation_report import write_validation
 
     rep = validate(
         levels=cfg.validate_levels,
