@@ -11,12 +11,8 @@ import numpy as np
 import pytest
 
 from spektron.errors import DataError
-from spektron.experiments.report import (
-    build_e1_report,
-    build_report,
-    format_e1_table,
-    mask_runs,
-)
+from spektron.experiments.report import build_report
+from spektron.experiments.report_e1 import build_e1_report, format_e1_table, mask_runs
 
 LABEL = "SIMULATED (qm9s-sim: MMFF94 physics on QM9 molecules, not DFT)"
 # Deliberately not in sorted order, so the table has to sort them.

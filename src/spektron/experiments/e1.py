@@ -701,7 +701,7 @@ def run_e1(
     write_examples(
         out, splits["test"], ex_idx, test_mask, wn, model_preds, base_preds, data_label(cfg.data)
     )
-    from spektron.experiments.report import build_e1_report
+    from spektron.experiments.report_e1 import build_e1_report
 
     summary["report"] = build_e1_report(out)
     return summary

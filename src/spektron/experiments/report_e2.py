@@ -17,17 +17,17 @@ import numpy as np
 
 from spektron.errors import DataError
 from spektron.evaluation.metrics import match_peaks, pick_peaks
-from spektron.experiments.report import (
+from spektron.experiments.reporting import (
     NA,
     NOT_APPLICABLE,
-    _get,
-    _int,
-    _load_json,
-    _mean_std,
-    _num,
-    _paired_lines,
-    _row,
-    _scale_text,
+    dig,
+    fmt_int,
+    fmt_mean_std,
+    fmt_num,
+    load_json,
+    md_row,
+    paired_lines,
+    scale_text,
 )
 from spektron.plotting import pyplot, save_figure
 
@@ -62,10 +62,11 @@ def _check(summary: dict[str, Any], where: Path) -> None:
 
 
 def _skill(entry: Any) -> str:
-    s = _get(entry, "skill")
+    s = dig(entry, "skill")
     if s is None:
         return NA
-    return f"{_num(s, 3)} [{_num(_get(entry, 'skill_lo'), 2)}, {_num(_get(entry, 'skill_hi'), 2)}]"
+    lo, hi = fmt_num(dig(entry, "skill_lo"), 2), fmt_num(dig(entry, "skill_hi"), 2)
+    return f"{fmt_num(s, 3)} [{lo}, {hi}]"
 
 
 def format_e2_table(summary: dict[str, Any]) -> str:
@@ -77,7 +78,7 @@ def format_e2_table(summary: dict[str, Any]) -> str:
         "",
         f"Data: {summary.get('data_label', NA)}",
         "",
-        f"Scale: {_scale_text(scale)}. {scale.get('note', '')}",
+        f"Scale: {scale_text(scale)}. {scale.get('note', '')}",
         "",
         f"Primary metric (fixed before the runs): `{summary.get('primary_metric')}`; "
         "skill S = (m̄ − r̄)/(1 − r̄) against a reference baseline (0: as good, 1: perfect), "
@@ -89,8 +90,8 @@ def format_e2_table(summary: dict[str, Any]) -> str:
     lines += [f"Simulation levels: {levels.get('used')} — {levels.get('note', '')}", ""]
     cf = summary.get("centrosymmetric_fraction", {})
     lines += [
-        f"Centrosymmetric molecules in the store: {_int(cf.get('n_store'))} of "
-        f"{_int(cf.get('n_store_molecules'))} ({_num(100 * (cf.get('store') or 0), 3)} %). "
+        f"Centrosymmetric molecules in the store: {fmt_int(cf.get('n_store'))} of "
+        f"{fmt_int(cf.get('n_store_molecules'))} ({fmt_num(100 * (cf.get('store') or 0), 3)} %). "
         f"{cf.get('note', '')}",
         "",
     ]
@@ -99,29 +100,29 @@ def format_e2_table(summary: dict[str, Any]) -> str:
         lines += [f"## {dname.replace('_', ' ')}", ""]
         head = ["arm", "init", "LR"] + [t for _, t in TABLE_METRICS]
         head += ["skill vs copy", "skill vs mean", "beats retrieval", "beats PLS2", "train s"]
-        lines += [_row(head), _row(["---"] * len(head))]
+        lines += [md_row(head), md_row(["---"] * len(head))]
         arms = [(k, m) for k, m in models.items() if m["direction"] == dname]
-        arms.sort(key=lambda km: -(_get(km[1], "test", "full/cosine", "mean") or -1e9))
+        arms.sort(key=lambda km: -(dig(km[1], "test", "full/cosine", "mean") or -1e9))
         for _key, m in arms:
-            cells = [m["backbone"], m["init"], _num(m.get("lr"), 2)]
-            cells += [_mean_std(_get(m, "test", k)) for k, _ in TABLE_METRICS]
+            cells = [m["backbone"], m["init"], fmt_num(m.get("lr"), 2)]
+            cells += [fmt_mean_std(dig(m, "test", k)) for k, _ in TABLE_METRICS]
             cells += [
-                _skill(_get(m, "skill", "identity")),
-                _skill(_get(m, "skill", "mean")),
+                _skill(dig(m, "skill", "identity")),
+                _skill(dig(m, "skill", "mean")),
                 {True: "yes", False: "no", None: NA}[m.get("beats_retrieval")],
                 {True: "yes", False: "no", None: NA}[m.get("beats_pls")],
-                _num(_get(m, "train_time_s", "mean"), 3),
+                fmt_num(dig(m, "train_time_s", "mean"), 3),
             ]
-            lines.append(_row(cells))
+            lines.append(md_row(cells))
         for bname, b in base.items():
             shown = dict(b.get("params") or {})
             grid_max = shown.pop("at_grid_max", False)
             params = ", ".join([f"{k}={v}" for k, v in shown.items()] + ["grid max"] * grid_max)
             label = BASELINE_NAMES.get(bname, bname) + (f" ({params})" if params else "")
             cells = [label, "baseline", NOT_APPLICABLE]
-            cells += [_num(_get(b, "test", k, "mean")) for k, _ in TABLE_METRICS]
-            cells += [NOT_APPLICABLE] * 4 + [_num(b.get("fit_predict_s"), 3)]
-            lines.append(_row(cells))
+            cells += [fmt_num(dig(b, "test", k, "mean")) for k, _ in TABLE_METRICS]
+            cells += [NOT_APPLICABLE] * 4 + [fmt_num(b.get("fit_predict_s"), 3)]
+            lines.append(md_row(cells))
         lines += [
             "",
             "'beats retrieval' / 'beats PLS2': the paired bootstrap 95% CI of (model − "
@@ -132,18 +133,18 @@ def format_e2_table(summary: dict[str, Any]) -> str:
         ]
         lines += _symmetric_lines(dname, arms, base)
         lines += _analysis_lines(summary["error_analysis"].get(dname))
-    lines += _paired_lines(summary.get("paired", []), unit="test molecules")
+    lines += paired_lines(summary.get("paired", []), unit="test molecules")
     return "\n".join(lines) + "\n"
 
 
 def _symmetric_lines(dname: str, arms: list, base: dict[str, Any]) -> list[str]:
     rows = []
     for _k, m in arms:
-        s = _get(m, "symmetric", "all")
+        s = dig(m, "symmetric", "all")
         if s:
             rows.append((f"{m['backbone']} ({m['init']})", s, True))
     for bname, b in base.items():
-        s = _get(b, "symmetric", "all")
+        s = dig(b, "symmetric", "all")
         if s:
             rows.append((BASELINE_NAMES.get(bname, bname), s, False))
     if not rows:
@@ -155,20 +156,20 @@ def _symmetric_lines(dname: str, arms: list, base: dict[str, Any]) -> list[str]:
         "are active in the input kind but silent in the target kind (truth's own leak is the "
         "floor from band tails; the copy's is what ignoring the selection rule scores).",
         "",
-        _row(["predictor", "n", "cosine", "peak F1@10", "leak", "truth leak", "copy leak"]),
-        _row(["---"] * 7),
+        md_row(["predictor", "n", "cosine", "peak F1@10", "leak", "truth leak", "copy leak"]),
+        md_row(["---"] * 7),
     ]
     for label, s, is_model in rows:
 
         def val(k: str, s: Any = s, is_model: bool = is_model) -> str:
-            return _mean_std(s.get(k)) if is_model else _num(_get(s, k, "mean"))
+            return fmt_mean_std(s.get(k)) if is_model else fmt_num(dig(s, k, "mean"))
 
-        n = _get(base, next(iter(base)), "symmetric", "all", "n") if base else None
+        n = dig(base, next(iter(base)), "symmetric", "all", "n") if base else None
         lines.append(
-            _row(
+            md_row(
                 [
                     label,
-                    _int(n),
+                    fmt_int(n),
                     val("full/cosine"),
                     val("full/peak_f1@10"),
                     val("leak"),
@@ -201,26 +202,29 @@ def _analysis_lines(ana: Any) -> list[str]:
             "What the errors look like (means over each set; precision < recall: spurious "
             "peaks, recall < precision: missed peaks, intensity corr: heights of matched peaks):",
             "",
-            _row(["set", *keys]),
-            _row(["---"] * (len(keys) + 1)),
+            md_row(["set", *keys]),
+            md_row(["---"] * (len(keys) + 1)),
         ]
-        lines += [_row([side, *(_num(v.get(k), 3) for k in keys)]) for side, v in prof.items()]
+        lines += [md_row([side, *(fmt_num(v.get(k), 3) for k in keys)]) for side, v in prof.items()]
         lines.append("")
     for label, tables in (ana.get("tables") or {}).items():
         for gname, rows in tables.items():
             lines += [f"{label} — by {gname.replace('_', ' ')}:", ""]
-            lines += [_row(["group", "n", "cosine (95% CI)", "peak F1@10"]), _row(["---"] * 4)]
+            lines += [md_row(["group", "n", "cosine (95% CI)", "peak F1@10"]), md_row(["---"] * 4)]
             empty = [str(r.get("group")) for r in rows if not r.get("n")]
             for r in rows:
                 if not r.get("n"):
                     continue
                 c = r.get("metrics", {}).get("full/cosine", {})
                 f1 = r.get("metrics", {}).get("full/peak_f1@10", {})
-                ci = f"{_num(c.get('mean'), 3)} [{_num(c.get('lo'), 3)}, {_num(c.get('hi'), 3)}]"
+                lo, hi = fmt_num(c.get("lo"), 3), fmt_num(c.get("hi"), 3)
+                ci = f"{fmt_num(c.get('mean'), 3)} [{lo}, {hi}]"
                 if r.get("too_few"):
                     ci += " (too few)"
                 lines.append(
-                    _row([str(r.get("group")), _int(r.get("n")), ci, _num(f1.get("mean"), 3)])
+                    md_row(
+                        [str(r.get("group")), fmt_int(r.get("n")), ci, fmt_num(f1.get("mean"), 3)]
+                    )
                 )
             if empty:
                 lines += ["", "No test molecule in: " + ", ".join(empty) + "."]
@@ -234,12 +238,12 @@ def _describe(d: dict[str, Any]) -> str:
         if k == "indices":
             continue
         if isinstance(v, float):
-            parts.append(f"{k} {_num(v, 3)}")
+            parts.append(f"{k} {fmt_num(v, 3)}")
         elif isinstance(v, (int, str)):
             parts.append(f"{k} {v}")
         elif isinstance(v, dict) and len(v) <= 8:
             inner = ", ".join(
-                f"{a}: {_num(b, 3) if isinstance(b, float) else b}" for a, b in v.items()
+                f"{a}: {fmt_num(b, 3) if isinstance(b, float) else b}" for a, b in v.items()
             )
             parts.append(f"{k} {{{inner}}}")
     return "; ".join(parts)
@@ -371,9 +375,9 @@ def build_e2_report(e2_dir: Path) -> dict[str, Any]:
     """Write ``table.md`` and ``figures/`` of E2; returns their paths (as strings)."""
     e2_dir = Path(e2_dir)
     summary_path = e2_dir / "summary.json"
-    summary = _load_json(summary_path)
+    summary = load_json(summary_path)
     _check(summary, summary_path)
-    examples = _load_json(e2_dir / "examples.json")
+    examples = load_json(e2_dir / "examples.json")
     if not isinstance(examples.get("directions"), dict) or "wavenumber" not in examples:
         raise DataError(f"{e2_dir / 'examples.json'}: malformed (needs wavenumber, directions)")
     table = e2_dir / "table.md"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from spektron.errors import DataError
-from spektron.experiments.report import NA, _load_json, _num, _row
+from spektron.experiments.reporting import NA, fmt_num, load_json, md_row
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +36,20 @@ def _stat_rows(rows: list[dict[str, Any]]) -> list[str]:
         "min. attainable p",
         "conclusive",
     ]
-    lines = [_row(head), _row(["---"] * len(head))]
+    lines = [md_row(head), md_row(["---"] * len(head))]
     for r in rows:
         lines.append(
-            _row(
+            md_row(
                 [
                     f"{r.get('group')} vs {r.get('reference')}",
                     str(r.get("feature")),
                     str(r.get("scope")),
                     str(r.get("statistic")),
-                    _num(r.get("estimate"), 3),
-                    f"[{_num(r.get('ci_lo'), 3)}, {_num(r.get('ci_hi'), 3)}]",
-                    _num(r.get("p_value"), 3),
-                    _num(r.get("p_holm"), 3),
-                    _num(r.get("min_attainable_p"), 3),
+                    fmt_num(r.get("estimate"), 3),
+                    f"[{fmt_num(r.get('ci_lo'), 3)}, {fmt_num(r.get('ci_hi'), 3)}]",
+                    fmt_num(r.get("p_value"), 3),
+                    fmt_num(r.get("p_holm"), 3),
+                    fmt_num(r.get("min_attainable_p"), 3),
                     "yes" if r.get("conclusive") else "no",
                 ]
             )
@@ -76,11 +76,11 @@ def format_e3_table(summary: dict[str, Any]) -> str:
     for models in summary["groups"].values():
         for m in models:
             feats = feats or list(m.get("medians", {}))
-    lines += [_row(["group", "model", *feats]), _row(["---"] * (len(feats) + 2))]
+    lines += [md_row(["group", "model", *feats]), md_row(["---"] * (len(feats) + 2))]
     for group, models in summary["groups"].items():
         for i, m in enumerate(models):
             med = m.get("medians", {})
-            lines.append(_row([group, str(i), *(_num(med.get(f), 4) for f in feats)]))
+            lines.append(md_row([group, str(i), *(fmt_num(med.get(f), 4) for f in feats)]))
     lines.append("")
     stats = summary.get("statistics") or []
     pooled = [r for r in stats if r.get("scope") == "all"]
@@ -107,7 +107,7 @@ def format_e3_table(summary: dict[str, Any]) -> str:
         lines += [
             f"Shuffled-order controls (permutation seed {summary.get('permutation_seed')}): "
             + ", ".join(
-                f"seed {r['seed']}: best val masked MSE {_num(r['best_val_masked_mse'], 4)}"
+                f"seed {r['seed']}: best val masked MSE {fmt_num(r['best_val_masked_mse'], 4)}"
                 for r in shuffled
             ),
             "",
@@ -128,11 +128,11 @@ def build_e3_report(e3_dir: Path, analyses: dict[str, list[dict[str, Any]]] | No
     e3_dir = Path(e3_dir)
     summary_path = e3_dir / "summary.json"
     if analyses is None:
-        summary = _load_json(summary_path)
+        summary = load_json(summary_path)
         _check(summary, summary_path)
         analyses = _reanalyse(summary)
     else:
-        summary = _load_json(summary_path) if summary_path.is_file() else None
+        summary = load_json(summary_path) if summary_path.is_file() else None
     table = e3_dir / "table.md"
     if summary is not None:
         table.write_text(format_e3_table(summary), encoding="utf-8")

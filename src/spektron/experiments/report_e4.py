@@ -42,14 +42,14 @@ import numpy as np
 
 from spektron.errors import DataError
 from spektron.experiments.e4_classical import METHODS, TRANSFER_METHODS
-from spektron.experiments.report import (
+from spektron.experiments.reporting import (
     NA,
     NOT_APPLICABLE,
-    _finite,
-    _get,
-    _load_json,
-    _num,
-    _row,
+    dig,
+    finite,
+    fmt_num,
+    load_json,
+    md_row,
 )
 from spektron.plotting import pyplot, save_figure
 
@@ -116,7 +116,7 @@ def _check(summary: Any, where: str | Path) -> None:
     if not isinstance(pairs, dict) or not pairs:
         raise DataError(f"{where}: 'pairs' is missing, not an object or empty")
     for name, pair in pairs.items():
-        classical = _get(pair, "classical")
+        classical = dig(pair, "classical")
         if not isinstance(classical, dict):
             raise DataError(f"{where}: pair {name!r} has no 'classical' object")
         methods = classical.get("methods")
@@ -159,15 +159,15 @@ def _method_order(methods: Iterable[str]) -> list[str]:
 
 
 def _metric(method: dict[str, Any], name: str, key: str = "value") -> Any:
-    return _get(method, "metrics", name, key)
+    return dig(method, "metrics", name, key)
 
 
 def _rmsep(method: Any) -> float | None:
-    return _finite(_metric(method, "rmsep"))
+    return finite(_metric(method, "rmsep"))
 
 
 def _level_text(classical: dict[str, Any]) -> str:
-    level = _finite(_get(classical, "config", "level"))
+    level = finite(dig(classical, "config", "level"))
     return f"{100 * level:g} %" if level is not None else "95 %"
 
 
@@ -176,32 +176,32 @@ def _at_grid_max(method: dict[str, Any], classical: dict[str, Any]) -> bool:
     flag = method.get("components_at_grid_max")
     if flag is not None:
         return bool(flag)
-    k, kmax = method.get("pls_components"), _get(classical, "config", "max_components")
+    k, kmax = method.get("pls_components"), dig(classical, "config", "max_components")
     return isinstance(k, int) and isinstance(kmax, int) and k == kmax
 
 
 def _value_ci(entry: Any, sig: int = 4) -> str:
     """``value [lo, hi]`` of a metric entry; ``n/a`` when the value is missing."""
-    v = _get(entry, "value")
-    if _finite(v) is None:
+    v = dig(entry, "value")
+    if finite(v) is None:
         return NA
-    lo, hi = _get(entry, "lo"), _get(entry, "hi")
+    lo, hi = dig(entry, "lo"), dig(entry, "hi")
     if lo is None and hi is None:
-        return _num(v, sig)
-    return f"{_num(v, sig)} [{_num(lo, 3)}, {_num(hi, 3)}]"
+        return fmt_num(v, sig)
+    return f"{fmt_num(v, sig)} [{fmt_num(lo, 3)}, {fmt_num(hi, 3)}]"
 
 
 def _mean_sd_n(entry: Any) -> str:
     """``mean ± sd (n)`` of a deep variant's RMSEP; ``n/a`` when the mean is missing."""
-    mean = _get(entry, "rmsep_mean")
-    if _finite(mean) is None:
+    mean = dig(entry, "rmsep_mean")
+    if finite(mean) is None:
         return NA
-    n = _get(entry, "n_seeds")
+    n = dig(entry, "n_seeds")
     n_text = f" ({n})" if isinstance(n, int) and not isinstance(n, bool) else ""
-    sd = _get(entry, "rmsep_sd")
-    if _finite(sd) is None:
-        return f"{_num(mean)}{n_text}"
-    return f"{_num(mean)} ± {_num(sd, 2)}{n_text}"
+    sd = dig(entry, "rmsep_sd")
+    if finite(sd) is None:
+        return f"{fmt_num(mean)}{n_text}"
+    return f"{fmt_num(mean)} ± {fmt_num(sd, 2)}{n_text}"
 
 
 def _arm_name(arm: dict[str, Any]) -> str:
@@ -220,7 +220,7 @@ def _arms(pair: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _variants(deep: Any, arms: list[dict[str, Any]]) -> list[str]:
     """The deep variants in the summary's order, then any extra that an arm reports."""
-    listed = [str(v) for v in (_get(deep, "variants") or [])]
+    listed = [str(v) for v in (dig(deep, "variants") or [])]
     extra = [v for a in arms for v in (a.get("variants") or {}) if v not in listed]
     return listed + list(dict.fromkeys(extra))
 
@@ -229,8 +229,8 @@ def _best_arm(arms: list[dict[str, Any]], variant: str) -> tuple[dict[str, Any],
     """The arm with the lowest finite mean RMSEP for ``variant`` and its variant entry."""
     best = None
     for arm in arms:
-        entry = _get(arm, "variants", variant)
-        v = _finite(_get(entry, "rmsep_mean"))
+        entry = dig(arm, "variants", variant)
+        v = finite(dig(entry, "rmsep_mean"))
         if v is not None and (best is None or v < best[0]):
             best = (v, arm, entry)
     return None if best is None else (best[1], best[2])
@@ -245,7 +245,7 @@ def _best_classical(methods: dict[str, Any]) -> str | None:
 
 def _seed0(entry: Any) -> dict[str, Any] | None:
     """The per-seed record of seed 0 (else the first) of a deep variant entry."""
-    runs = [r for r in (_get(entry, "per_seed") or []) if isinstance(r, dict)]
+    runs = [r for r in (dig(entry, "per_seed") or []) if isinstance(r, dict)]
     if not runs:
         return None
     return next((r for r in runs if r.get("seed") == 0), runs[0])
@@ -257,7 +257,7 @@ def _params(params: Any) -> str:
 
     def value(v: Any) -> str:
         if isinstance(v, float):
-            return _num(v, 4)
+            return fmt_num(v, 4)
         return str(v)
 
     return ", ".join(f"{k}={value(v)}" for k, v in params.items())
@@ -265,10 +265,10 @@ def _params(params: Any) -> str:
 
 def _runtime(x: Any) -> str:
     """Seconds (a number, or the classical ``runtime_s`` dict's ``total``) as text."""
-    v = _finite(x if not isinstance(x, dict) else x.get("total"))
+    v = finite(x if not isinstance(x, dict) else x.get("total"))
     if v is None:
         return NA
-    return f"{_num(v, 4)} s" + (f" ({v / 60:.1f} min)" if v >= 60 else "")
+    return f"{fmt_num(v, 4)} s" + (f" ({v / 60:.1f} min)" if v >= 60 else "")
 
 
 # ----------------------------------------------------------------------------- tables
@@ -276,7 +276,7 @@ def _runtime(x: Any) -> str:
 
 def _classical_lines(classical: dict[str, Any]) -> list[str]:
     methods = classical["methods"]
-    comps = _get(classical, "comparisons", REFERENCE) or {}
+    comps = dig(classical, "comparisons", REFERENCE) or {}
     lvl = _level_text(classical)
     cols = [
         "method",
@@ -290,7 +290,7 @@ def _classical_lines(classical: dict[str, Any]) -> list[str]:
         f"Δ RMSEP vs {REFERENCE} [CI]",
         "p (randomisation)",
     ]
-    lines = [_row(cols), _row(["---"] * len(cols))]
+    lines = [md_row(cols), md_row(["---"] * len(cols))]
     any_grid_max = False
     for name in _method_order(methods):
         m = methods[name] if isinstance(methods[name], dict) else {}
@@ -304,25 +304,26 @@ def _classical_lines(classical: dict[str, Any]) -> list[str]:
         elif isinstance(comps.get(name), dict):
             c = comps[name]
             diff = (
-                f"{_num(c.get('rmsep_diff'))} [{_num(c.get('lo'), 3)}, {_num(c.get('hi'), 3)}]"
-                if _finite(c.get("rmsep_diff")) is not None
+                f"{fmt_num(c.get('rmsep_diff'))} "
+                f"[{fmt_num(c.get('lo'), 3)}, {fmt_num(c.get('hi'), 3)}]"
+                if finite(c.get("rmsep_diff")) is not None
                 else NA
             )
-            p = _num(c.get("p_randomisation"), 2)
+            p = fmt_num(c.get("p_randomisation"), 2)
         else:
             diff, p = NA, NA
         label = f"{name} (master test)" if m.get("test_input") == "master" else name
         lines.append(
-            _row(
+            md_row(
                 [
                     label,
                     ", ".join(str(u) for u in m.get("uses") or []) or NA,
                     k_text,
-                    _value_ci(_get(m, "metrics", "rmsep")),
-                    _value_ci(_get(m, "metrics", "r2"), 3),
-                    _value_ci(_get(m, "metrics", "rpd"), 3),
-                    _num(_metric(m, "bias"), 3),
-                    _num(_metric(m, "sep"), 3),
+                    _value_ci(dig(m, "metrics", "rmsep")),
+                    _value_ci(dig(m, "metrics", "r2"), 3),
+                    _value_ci(dig(m, "metrics", "rpd"), 3),
+                    fmt_num(_metric(m, "bias"), 3),
+                    fmt_num(_metric(m, "sep"), 3),
                     diff,
                     p,
                 ]
@@ -351,7 +352,7 @@ def _classical_lines(classical: dict[str, Any]) -> list[str]:
     if any_grid_max:
         lines.append(
             "(grid max): CV chose the largest component count tried "
-            f"(max_components = {_get(classical, 'config', 'max_components') or NA}); "
+            f"(max_components = {dig(classical, 'config', 'max_components') or NA}); "
             "a larger count might have done better."
         )
     if d.get("note"):
@@ -387,13 +388,13 @@ def _deep_lines(pair: dict[str, Any]) -> list[str]:
         "Deep backbones (pretrained on SIMULATED mid-IR spectra where init says so), test RMSEP "
         "mean ± sd over seeds (n seeds):",
         "",
-        _row(cols),
-        _row(["---"] * len(cols)),
+        md_row(cols),
+        md_row(["---"] * len(cols)),
     ]
     for arm in arms:
-        cells = [_mean_sd_n(_get(arm, "variants", v)) for v in variants]
+        cells = [_mean_sd_n(dig(arm, "variants", v)) for v in variants]
         lines.append(
-            _row(
+            md_row(
                 [
                     str(arm.get("head", NA)),
                     str(arm.get("backbone", NA)),
@@ -410,7 +411,7 @@ def _deep_lines(pair: dict[str, Any]) -> list[str]:
         lines.append(f"Recipe: {_params(deep['recipe'])}.")
     methods = pair["classical"]["methods"]
     best_c = _best_classical(methods)
-    best_text = f"{best_c} {_value_ci(_get(methods[best_c], 'metrics', 'rmsep'))}" if best_c else NA
+    best_text = f"{best_c} {_value_ci(dig(methods[best_c], 'metrics', 'rmsep'))}" if best_c else NA
     per_variant = []
     for v in variants:
         found = _best_arm(arms, v)
@@ -445,26 +446,28 @@ def _learning_curve_lines(classical: dict[str, Any]) -> list[str]:
         f"{len(seeds)} seeds, one subset per seed). Every setting re-chosen by CV within "
         "the subset.",
         "",
-        _row(cols),
-        _row(["---"] * len(cols)),
+        md_row(cols),
+        md_row(["---"] * len(cols)),
     ]
     for name in _method_order(names):
-        ks = _get(curve, "kennard_stone", name, "rmsep") or []
-        rnd = _get(curve, "random", name) or {}
+        ks = dig(curve, "kennard_stone", name, "rmsep") or []
+        rnd = dig(curve, "random", name) or {}
         means, sds = rnd.get("mean") or [], rnd.get("sd") or []
         cells = [name]
         for i in range(len(ns)):
-            cells.append(_num(ks[i]) if i < len(ks) else NA)
+            cells.append(fmt_num(ks[i]) if i < len(ks) else NA)
             m = means[i] if i < len(means) else None
             s = sds[i] if i < len(sds) else None
-            if _finite(m) is None:
+            if finite(m) is None:
                 cells.append(NA)
             else:
-                cells.append(f"{_num(m)} ± {_num(s, 2)}" if _finite(s) is not None else _num(m))
-        lines.append(_row(cells))
-    ref = _rmsep(_get(classical, "methods", REFERENCE))
+                cells.append(
+                    f"{fmt_num(m)} ± {fmt_num(s, 2)}" if finite(s) is not None else fmt_num(m)
+                )
+        lines.append(md_row(cells))
+    ref = _rmsep(dig(classical, "methods", REFERENCE))
     if ref is not None:
-        lines += ["", f"For reference: {REFERENCE} RMSEP {_num(ref)} (no standards used)."]
+        lines += ["", f"For reference: {REFERENCE} RMSEP {fmt_num(ref)} (no standards used)."]
     return lines
 
 
@@ -549,7 +552,7 @@ def write_classical_csv(classical: dict[str, Any], path: Path) -> Path:
                 "rpd": _metric(m, "rpd"),
                 "bias": _metric(m, "bias"),
                 "sep": _metric(m, "sep"),
-                "pls_components": _get(m, "pls_components"),
+                "pls_components": dig(m, "pls_components"),
             }
         )
     return _write_csv(path, CLASSICAL_CSV_FIELDS, rows)
@@ -561,7 +564,7 @@ def write_deep_csv(pair: dict[str, Any], path: Path) -> Path:
     rows = []
     for arm in arms:
         for v in _variants(pair.get("deep"), arms):
-            entry = _get(arm, "variants", v)
+            entry = dig(arm, "variants", v)
             if not isinstance(entry, dict):
                 continue
             rows.append(
@@ -621,7 +624,7 @@ def plot_pred_vs_ref(summary: dict[str, Any], pair_name: str, path_stem: Path) -
         if pred.shape != y.shape or y.size == 0:
             continue
         label = f"{name} (master test)" if m.get("test_input") == "master" else name
-        panels.append((f"{label}\nRMSEP {_num(_rmsep(m))}", pred, CLASSICAL_COLOUR))
+        panels.append((f"{label}\nRMSEP {fmt_num(_rmsep(m))}", pred, CLASSICAL_COLOUR))
     arms = _arms(pair)
     for v in _variants(pair.get("deep"), arms):
         found = _best_arm(arms, v)
@@ -631,7 +634,7 @@ def plot_pred_vs_ref(summary: dict[str, Any], pair_name: str, path_stem: Path) -
             continue
         title = (
             f"deep {v}: {found[0].get('backbone', '?')}\n"
-            f"RMSEP {_num(run.get('rmsep'))} (seed {run.get('seed', '?')})"
+            f"RMSEP {fmt_num(run.get('rmsep'))} (seed {run.get('seed', '?')})"
         )
         panels.append((title, pred, DEEP_COLOUR))
 
@@ -652,8 +655,8 @@ def plot_pred_vs_ref(summary: dict[str, Any], pair_name: str, path_stem: Path) -
             ax.set_ylim(lim)
             ax.set_aspect("equal")
             ax.tick_params(labelsize=7)
-    prop = _get(classical, "dataset", "property") or "y"
-    unit = _get(classical, "dataset", "unit")
+    prop = dig(classical, "dataset", "property") or "y"
+    unit = dig(classical, "dataset", "unit")
     prop += f" ({unit})" if unit else ""
     fig.supxlabel(f"reference {prop}", fontsize=8)
     fig.supylabel(f"predicted {prop}", fontsize=8)
@@ -675,7 +678,7 @@ def _bar_arms(arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for arm in arms:
         v = None
         for variant in ("standards", "direct"):
-            v = _finite(_get(arm, "variants", variant, "rmsep_mean"))
+            v = finite(dig(arm, "variants", variant, "rmsep_mean"))
             if v is not None:
                 break
         if v is None:
@@ -701,18 +704,18 @@ def plot_rmsep_bars(summary: dict[str, Any], pair_name: str, path_stem: Path) ->
         if v is None:
             continue
         lo, hi = (
-            _finite(_metric(methods[name], "rmsep", "lo")),
-            _finite(_metric(methods[name], "rmsep", "hi")),
+            finite(_metric(methods[name], "rmsep", "lo")),
+            finite(_metric(methods[name], "rmsep", "hi")),
         )
         err = (v - lo if lo is not None else 0.0, hi - v if hi is not None else 0.0)
         bars.append((name, v, err, CLASSICAL_COLOUR))
     for arm in _bar_arms(_arms(pair)):
         for variant in BAR_VARIANTS:
-            entry = _get(arm, "variants", variant)
-            v = _finite(_get(entry, "rmsep_mean"))
+            entry = dig(arm, "variants", variant)
+            v = finite(dig(entry, "rmsep_mean"))
             if v is None:
                 continue
-            sd = _finite(_get(entry, "rmsep_sd")) or 0.0
+            sd = finite(dig(entry, "rmsep_sd")) or 0.0
             label = f"{_arm_name(arm)} · {variant}"
             bars.append((label, v, (sd, sd), DEEP_COLOUR))
 
@@ -751,8 +754,10 @@ def plot_rmsep_bars(summary: dict[str, Any], pair_name: str, path_stem: Path) ->
     for name, style in ((REFERENCE, "--"), (FLOOR, ":")):
         v = _rmsep(methods.get(name))
         if v is not None:
-            handles.append(ax.axvline(v, color="k", ls=style, lw=1.0, label=f"{name} {_num(v, 3)}"))
-    unit = _get(classical, "dataset", "unit")
+            handles.append(
+                ax.axvline(v, color="k", ls=style, lw=1.0, label=f"{name} {fmt_num(v, 3)}")
+            )
+    unit = dig(classical, "dataset", "unit")
     ax.set_xlabel(f"test RMSEP{f' ({unit})' if unit else ''}")
     ax.set_xlim(left=0)
     ax.grid(axis="x", alpha=0.3)
@@ -773,8 +778,8 @@ def plot_rmsep_vs_components(
     curves = []  # (name, components (K,), rmsep (K,), chosen)
     for name in _method_order(methods):
         c = methods[name].get("rmsep_vs_components")
-        ks = np.asarray(_get(c, "components") or [], dtype=float)  # (K,)
-        rm = np.asarray(_get(c, "rmsep") or [], dtype=float)  # (K,)
+        ks = np.asarray(dig(c, "components") or [], dtype=float)  # (K,)
+        rm = np.asarray(dig(c, "rmsep") or [], dtype=float)  # (K,)
         if ks.size and ks.shape == rm.shape:
             curves.append((name, ks, rm, methods[name].get("pls_components")))
     fig, axes = _grid(plt, max(len(curves), 1), sharex=True)
@@ -807,15 +812,15 @@ def plot_learning_curve(summary: dict[str, Any], pair_name: str, path_stem: Path
     plt = pyplot()
     classical = summary["pairs"][pair_name]["classical"]
     curve = classical.get("learning_curve")
-    ns = np.asarray(_get(curve, "n_standards") or [], dtype=float)  # (N,)
-    names = _method_order(_get(curve, "methods") or list(_get(curve, "kennard_stone") or {}))
+    ns = np.asarray(dig(curve, "n_standards") or [], dtype=float)  # (N,)
+    names = _method_order(dig(curve, "methods") or list(dig(curve, "kennard_stone") or {}))
     fig, axes = _grid(plt, max(len(names), 1), sharex=True, sharey=True)
-    ref = _rmsep(_get(classical, "methods", REFERENCE))
+    ref = _rmsep(dig(classical, "methods", REFERENCE))
     values = []
     for ax, name in zip(axes, names, strict=False):
-        ks = np.asarray(_get(curve, "kennard_stone", name, "rmsep") or [], dtype=float)  # (N,)
-        mean = np.asarray(_get(curve, "random", name, "mean") or [], dtype=float)  # (N,)
-        sd = np.asarray(_get(curve, "random", name, "sd") or [], dtype=float)  # (N,)
+        ks = np.asarray(dig(curve, "kennard_stone", name, "rmsep") or [], dtype=float)  # (N,)
+        mean = np.asarray(dig(curve, "random", name, "mean") or [], dtype=float)  # (N,)
+        sd = np.asarray(dig(curve, "random", name, "sd") or [], dtype=float)  # (N,)
         if ks.shape == ns.shape:
             ax.plot(ns, ks, "o-", color=CLASSICAL_COLOUR, ms=4, lw=1.2, label="Kennard–Stone")
             values.append(ks)
@@ -827,7 +832,7 @@ def plot_learning_curve(summary: dict[str, Any], pair_name: str, path_stem: Path
             ax.fill_between(ns, low, mean + sd, color="C1", alpha=0.25, lw=0)
             values.append(mean + sd)
         if ref is not None:
-            ax.axhline(ref, color="k", ls="--", lw=0.9, label=f"{REFERENCE} {_num(ref, 3)}")
+            ax.axhline(ref, color="k", ls="--", lw=0.9, label=f"{REFERENCE} {fmt_num(ref, 3)}")
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -844,7 +849,7 @@ def plot_learning_curve(summary: dict[str, Any], pair_name: str, path_stem: Path
         fig.legend(handles, labels, loc="lower right", ncol=3, fontsize=7, frameon=False)
     fig.supxlabel("number of transfer standards", fontsize=8)
     fig.supylabel("test RMSEP", fontsize=8)
-    n_seeds = len(_get(curve, "seeds") or [])
+    n_seeds = len(dig(curve, "seeds") or [])
     _suptitle(
         fig,
         f"{_pair_title(pair_name, classical)}: learning curve over transfer standards "
@@ -932,7 +937,7 @@ def build_e4_report(e4_dir: Path) -> dict[str, Any]:
     """
     e4_dir = Path(e4_dir)
     path = e4_dir / "summary.json"
-    summary = _load_json(path)
+    summary = load_json(path)
     _check(summary, path)
     out = write_e4_report(e4_dir, summary)
     return {"table": out["table"][0], "tables": out["tables"], "figures": out["figures"]}

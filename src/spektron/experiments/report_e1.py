@@ -1,0 +1,433 @@
+"""The E1 report: its table and figures, rebuilt from its JSON results alone (no torch).
+
+E1 (masked-spectrum reconstruction, one row per backbone at a matched parameter budget) writes
+``summary.json`` (metrics over seeds with bootstrap CIs, baselines, paired tests, quality gate)
+and ``examples.json`` (a few test spectra with every arm's prediction). From these two files
+:func:`build_e1_report` writes
+
+* ``table.md``: the results table, the quality gate and the paired comparisons;
+* ``figures/reconstructions.{png,pdf}``: truth vs predictions with the masked spans shaded;
+* ``figures/metric_vs_cost.{png,pdf}``: test masked MSE vs forward FLOPs and vs throughput.
+
+The data are SIMULATED; the table header and every figure carry the data label from the JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spektron.errors import DataError
+from spektron.experiments.reporting import (
+    NA,
+    NOT_APPLICABLE,
+    dig,
+    finite,
+    fmt_ci,
+    fmt_int,
+    fmt_mean_std,
+    fmt_num,
+    fmt_si,
+    load_json,
+    md_row,
+    paired_lines,
+    require_key,
+    scale_text,
+)
+from spektron.plotting import pyplot, save_figure
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MAX_EXAMPLES = 4
+ARROWS = {"lower": "↓", "higher": "↑"}
+DEFAULT_DIRECTIONS = {
+    "masked_mse": "lower",
+    "full_mse": "lower",
+    "cosine": "higher",
+    "peak_f1": "higher",
+}
+
+
+def _check_summary(summary: dict[str, Any], where: Path) -> None:
+    version = summary.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise DataError(f"{where}: schema_version {version!r}, this reader knows {SCHEMA_VERSION}")
+    require_key(summary, "data_label", str, where)
+    backbones = require_key(summary, "backbones", dict, where)
+    if not backbones:
+        raise DataError(f"{where}: 'backbones' is empty")
+    for name, entry in backbones.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("test"), dict):
+            raise DataError(f"{where}: backbone {name!r} has no 'test' metrics")
+    for key in ("baselines", "scale", "quality_gate", "metric_directions", "peak_settings"):
+        if not isinstance(summary.get(key, {}), dict):
+            raise DataError(f"{where}: {key!r} is not an object")
+    if not isinstance(summary.get("paired", []), list):
+        raise DataError(f"{where}: 'paired' is not a list")
+
+
+def _check_examples(examples: dict[str, Any], where: Path) -> None:
+    wn = require_key(examples, "wavenumber", list, where)
+    items = require_key(examples, "examples", list, where)
+    if not items:
+        raise DataError(f"{where}: 'examples' is empty")
+    n = len(wn)
+    for i, ex in enumerate(items):
+        if not isinstance(ex, dict):
+            raise DataError(f"{where}: example {i} is not an object")
+        preds = ex.get("pred", {})
+        if not isinstance(preds, dict):
+            raise DataError(f"{where}: example {i} 'pred' is not an object")
+        arrays = {"truth": ex.get("truth"), "mask": ex.get("mask")}
+        arrays.update({f"pred[{k!r}]": v for k, v in preds.items()})
+        for key, arr in arrays.items():
+            if not isinstance(arr, list) or len(arr) != n:
+                got = len(arr) if isinstance(arr, list) else type(arr).__name__
+                raise DataError(
+                    f"{where}: example {i} {key} has length {got}, wavenumber has {n} points"
+                )
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _sort_key(name: str, test: Any) -> tuple[bool, float, str]:
+    v = finite(dig(test, "masked_mse", "mean"))
+    return (v is None, v if v is not None else 0.0, name)  # missing values last
+
+
+def _params_text(params: Any) -> str:
+    if not isinstance(params, dict) or not params:
+        return ""
+    return " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+
+
+def format_e1_table(summary: dict[str, Any]) -> str:
+    """The Markdown report of an E1 ``summary.json``: header, results, gate, paired tests.
+
+    Backbones are sorted by test masked MSE (missing values last), baselines follow below a
+    separator row. Test metrics of backbones read ``mean ± std`` over seeds; the masked MSE adds
+    the bootstrap 95% CI stored in the summary as ``[lo, hi]`` (unit: ``ci_unit``). Baselines are
+    deterministic fits, so they show the mean and its CI only. Missing or non-finite numbers
+    read ``n/a``; columns that do not apply to a row read ``–``.
+    """
+    directions = {**DEFAULT_DIRECTIONS, **summary.get("metric_directions", {})}
+
+    def head(metric: str, label: str) -> str:
+        return f"{label} {ARROWS.get(directions.get(metric, ''), '')}".strip()
+
+    scale = summary.get("scale", {})
+    peaks = summary.get("peak_settings", {})
+    lines = [
+        "# E1: masked-spectrum reconstruction",
+        "",
+        f"**Data: {summary['data_label']}**",
+        "",
+        f"Preset `{summary.get('preset', NA)}`; scale: {scale_text(scale) or NA}.",
+    ]
+    if scale.get("note"):
+        lines.append(f"Note: {scale['note']}.")
+    lines.append(
+        f"Peak matching: tolerance ± {fmt_num(peaks.get('tolerance_cm'))} cm⁻¹, "
+        f"prominence {fmt_num(peaks.get('prominence'))}."
+    )
+    unit = summary.get("ci_unit") or "test spectra"
+    lines += [
+        "Test metrics: mean ± std over seeds; masked MSE adds the bootstrap 95% CI [lo, hi] "
+        f"of the seed-averaged metric over {unit}. FLOPs: forward, per spectrum (total).",
+        "",
+    ]
+
+    cols = [
+        "arm",
+        "params",
+        head("masked_mse", "test masked MSE"),
+        head("full_mse", "full MSE"),
+        head("cosine", "cosine"),
+        head("peak_f1", "peak F1"),
+        "LR",
+        "samples/s",
+        "train time (s)",
+        "peak memory (MB)",
+        "FLOPs",
+    ]
+    lines += [md_row(cols), md_row(["---"] * len(cols))]
+    backbones = summary["backbones"]
+    for name in sorted(backbones, key=lambda n: _sort_key(n, backbones[n].get("test"))):
+        b = backbones[name]
+        t = b["test"]
+        mse = t.get("masked_mse")
+        ci = fmt_ci(dig(mse, "ci"))
+        lines.append(
+            md_row(
+                [
+                    name,
+                    fmt_int(b.get("n_params")),
+                    f"{fmt_mean_std(mse)} {ci}".strip(),
+                    fmt_mean_std(t.get("full_mse")),
+                    fmt_mean_std(t.get("cosine")),
+                    fmt_mean_std(t.get("peak_f1")),
+                    f"{b['lr']:g}" if finite(b.get("lr")) is not None else NA,
+                    fmt_mean_std(b.get("train_samples_per_s")),
+                    fmt_mean_std(b.get("train_time_s")),
+                    fmt_mean_std(b.get("peak_memory_mb")),
+                    fmt_si(b.get("flops_total")),
+                ]
+            )
+        )
+    baselines = summary.get("baselines", {})
+    if baselines:
+        lines.append(md_row(["**baselines**"] + [""] * (len(cols) - 1)))
+        for name in sorted(baselines, key=lambda n: _sort_key(n, baselines[n].get("test"))):
+            t = baselines[name].get("test", {})
+            mse = t.get("masked_mse")
+            cells = [f"{fmt_num(dig(mse, 'mean'))} {fmt_ci(mse)}".strip()]
+            cells += [fmt_num(dig(t, m, "mean")) for m in ("full_mse", "cosine", "peak_f1")]
+            label = name + _params_text(baselines[name].get("params"))
+            lines.append(md_row([label, NOT_APPLICABLE, *cells] + [NOT_APPLICABLE] * 5))
+    kinds = sorted({str(b["memory_kind"]) for b in backbones.values() if b.get("memory_kind")})
+    if kinds:
+        lines += ["", f"Peak memory: {'; '.join(kinds)}."]
+
+    lines += ["", *_gate_lines(summary.get("quality_gate"))]
+    lines += _by_kind_lines(backbones, baselines)
+    unit = summary.get("ci_unit") or "test spectra"
+    lines += ["", *paired_lines(summary.get("paired", []), unit)]
+    lines += ["", *_sweep_lines(backbones)]
+    footer = [
+        f"wall time {fmt_num(summary['wall_time_s'])} s" if "wall_time_s" in summary else "",
+        f"device {summary['device']}" if summary.get("device") else "",
+    ]
+    if any(footer):
+        lines += ["", "Run: " + ", ".join(f for f in footer if f) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _gate_lines(gate: Any) -> list[str]:
+    if not isinstance(gate, dict) or not gate:
+        return ["Quality gate: not recorded."]
+    refs = gate.get("references", {})
+    ref_text = ", ".join(f"{k} {fmt_num(v)}" for k, v in refs.items()) or NA
+    criterion = gate.get("criterion") or f"validation masked MSE must beat {ref_text}"
+    verdict = "PASSED" if gate.get("passed") else "FAILED"
+    per = [
+        f"{name} {fmt_num(r.get('val_masked_mse'))} {'pass' if r.get('passed') else 'FAIL'}"
+        for name, r in gate.get("per_backbone", {}).items()
+        if isinstance(r, dict)
+    ]
+    return [
+        f"Quality gate ({criterion}; references {ref_text}): **{verdict}**"
+        + (f" — {'; '.join(per)}." if per else ".")
+    ]
+
+
+def _by_kind_lines(backbones: dict[str, Any], baselines: dict[str, Any]) -> list[str]:
+    """Test masked MSE per spectrum kind (IR, Raman), when the summary has ``test_by_kind``."""
+    arms = {**backbones, **baselines}
+    by_kind = {
+        n: a["test_by_kind"] for n, a in arms.items() if isinstance(a.get("test_by_kind"), dict)
+    }
+    kinds = sorted({k for bk in by_kind.values() for k in bk})
+    if not kinds:
+        return []
+    lines = [
+        "",
+        "Test masked MSE by spectrum kind (backbones: mean ± std over seeds; baselines: mean):",
+        "",
+        md_row(["arm", *kinds]),
+        md_row(["---"] * (len(kinds) + 1)),
+    ]
+    for name, bk in by_kind.items():
+        entries = [dig(bk, k, "masked_mse") for k in kinds]
+        lines.append(md_row([name, *(fmt_mean_std(e) for e in entries)]))
+    return lines
+
+
+def _sweep_lines(backbones: dict[str, Any]) -> list[str]:
+    parts = []
+    for name, b in backbones.items():
+        sweep = b.get("lr_sweep")
+        if not isinstance(sweep, dict) or not sweep:
+            continue
+        chosen = finite(b.get("lr"))
+        items = []
+        for lr, score in sweep.items():
+            text = f"{lr}: {fmt_num(score)}"
+            try:
+                is_chosen = chosen is not None and math.isclose(float(lr), chosen)
+            except ValueError:
+                is_chosen = False
+            items.append(f"**{text}**" if is_chosen else text)
+        parts.append(f"- {name}: " + ", ".join(items))
+    if not parts:
+        return []
+    return ["LR sweep (validation masked MSE per learning rate; chosen in bold):", "", *parts]
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def mask_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open index ranges ``[start, stop)`` of the contiguous runs where ``mask`` is set."""
+    m = np.asarray(mask, dtype=float) > 0.5
+    edges = np.diff(np.concatenate([[0], m.astype(np.int8), [0]]))
+    return list(
+        zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True)
+    )
+
+
+def _arm_order(summary: dict[str, Any], preds: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Prediction names split into models (summary order) and baselines/others (after)."""
+    backbones = [n for n in summary["backbones"] if n in preds]
+    others = [n for n in preds if n not in backbones]
+    return backbones, others
+
+
+def plot_reconstructions(
+    summary: dict[str, Any], examples: dict[str, Any], path_stem: Path
+) -> list[Path]:
+    """Up to :data:`MAX_EXAMPLES` stacked panels: truth, every arm's prediction, masked spans."""
+    plt = pyplot()
+    from matplotlib.patches import Patch
+
+    wn = np.asarray(examples["wavenumber"], dtype=float)
+    items = examples["examples"][:MAX_EXAMPLES]
+    all_preds: dict[str, None] = {}
+    for ex in items:
+        all_preds.update(dict.fromkeys(ex.get("pred", {})))
+    models, others = _arm_order(summary, all_preds)
+    cmap = plt.get_cmap("tab10")
+    style = {n: {"color": cmap(i % 10), "ls": "-"} for i, n in enumerate(models)}
+    style.update(
+        {n: {"color": cmap((len(models) + i) % 10), "ls": "--"} for i, n in enumerate(others)}
+    )
+    half = 0.5 * float(np.median(np.abs(np.diff(wn)))) if len(wn) > 1 else 0.5
+
+    fig, axes = plt.subplots(
+        len(items), 1, figsize=(11, 2.3 * len(items) + 0.9), sharex=True, squeeze=False
+    )
+    for ax, ex in zip(axes[:, 0], items, strict=True):
+        for start, stop in mask_runs(np.asarray(ex["mask"])):
+            lo, hi = wn[start], wn[stop - 1]
+            ax.axvspan(min(lo, hi) - half, max(lo, hi) + half, color="0.85", lw=0, zorder=0)
+        for name in models + others:
+            if name in ex.get("pred", {}):
+                y = np.asarray(ex["pred"][name], dtype=float)
+                ax.plot(wn, y, lw=0.8, alpha=0.9, label=name, **style[name])
+        ax.plot(wn, np.asarray(ex["truth"], dtype=float), color="k", lw=1.3, label="truth")
+        kind = str(ex.get("kind", "?")).upper()
+        ax.set_title(f"{kind}   {ex.get('smiles', '')}", fontsize=9, loc="left")
+        ax.set_ylabel("intensity (norm.)", fontsize=8)
+    axes[-1, 0].set_xlabel("wavenumber / cm$^{-1}$")
+    axes[-1, 0].set_xlim(float(wn.min()), float(wn.max()))
+    handles = [plt.Line2D([], [], color="k", lw=1.3, label="truth")]
+    handles += [plt.Line2D([], [], lw=1.2, label=n, **style[n]) for n in models + others]
+    handles.append(Patch(color="0.85", label="masked span"))
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    fig.suptitle(
+        f"E1 reconstructions of masked spans (test set)\n{summary['data_label']}", fontsize=9
+    )
+    fig.tight_layout(rect=(0, 0, 0.85, 1))
+    return save_figure(fig, path_stem)
+
+
+def plot_metric_vs_cost(summary: dict[str, Any], path_stem: Path) -> list[Path]:
+    """Test masked MSE (mean ± std over seeds) vs forward FLOPs and vs training throughput."""
+    plt = pyplot()
+    backbones = summary["backbones"]
+    baselines = {
+        n: finite(dig(b, "test", "masked_mse", "mean"))
+        for n, b in summary.get("baselines", {}).items()
+    }
+    baselines = {n: v for n, v in baselines.items() if v is not None}
+    ys = [finite(dig(b, "test", "masked_mse", "mean")) for b in backbones.values()]
+    ys = [y for y in ys + list(baselines.values()) if y is not None and y > 0]
+    # Log y only when the arms span more than a decade; a linear axis reads better otherwise.
+    log_y = bool(ys) and max(ys) / min(ys) > 10
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    panels = (
+        (axes[0], lambda b: (b.get("flops_total"), None), "forward FLOPs per spectrum (total)"),
+        (
+            axes[1],
+            lambda b: (
+                dig(b, "train_samples_per_s", "mean"),
+                dig(b, "train_samples_per_s", "std"),
+            ),
+            "training throughput (samples/s)",
+        ),
+    )
+    for ax, x_of, xlabel in panels:
+        plotted = 0
+        for i, (name, b) in enumerate(backbones.items()):
+            x, xerr = x_of(b)
+            x, xerr = finite(x), finite(xerr)
+            y = finite(dig(b, "test", "masked_mse", "mean"))
+            yerr = finite(dig(b, "test", "masked_mse", "std"))
+            if x is None or x <= 0 or y is None:
+                continue
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=3, color=f"C{i % 10}")
+            ax.annotate(name, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
+            plotted += 1
+        if plotted:
+            ax.set_xscale("log")
+            ax.margins(x=0.15)
+        else:
+            ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="0.4")
+        for name, v in baselines.items():
+            ax.axhline(v, color="0.4", ls="--", lw=0.9)
+            ax.annotate(
+                name,
+                (1, v),
+                xycoords=("axes fraction", "data"),
+                xytext=(-3, 2),
+                textcoords="offset points",
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                color="0.3",
+            )
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3, which="both")
+    if log_y:
+        axes[0].set_yscale("log")
+    axes[0].set_ylabel("test masked MSE (mean ± std over seeds)")
+    fig.suptitle(
+        f"E1 accuracy vs cost, preset {summary.get('preset', NA)}; dashed: baselines\n"
+        f"{summary['data_label']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return save_figure(fig, path_stem)
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def build_e1_report(e1_dir: Path) -> dict[str, Any]:
+    """Write ``table.md`` and ``figures/`` of E1 from ``summary.json`` and ``examples.json``.
+
+    Returns ``{"table": str, "figures": [str, ...]}`` (paths as strings, so the result can go
+    into a JSON summary). Raises :class:`DataError` when either
+    file is missing, is not valid JSON or lacks what the report needs.
+    """
+    e1_dir = Path(e1_dir)
+    summary_path, examples_path = e1_dir / "summary.json", e1_dir / "examples.json"
+    summary = load_json(summary_path)
+    _check_summary(summary, summary_path)
+    examples = load_json(examples_path)
+    _check_examples(examples, examples_path)
+
+    table = e1_dir / "table.md"
+    table.write_text(format_e1_table(summary), encoding="utf-8")
+    fig_dir = e1_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    figures = plot_reconstructions(summary, examples, fig_dir / "reconstructions")
+    figures += plot_metric_vs_cost(summary, fig_dir / "metric_vs_cost")
+    log.info("E1 report: %s and %d figure files in %s", table, len(figures), fig_dir)
+    return {"table": str(table), "figures": [str(p) for p in figures]}

@@ -1,0 +1,149 @@
+"""Shared pieces of every experiment's report: reading result JSON, formatting numbers and
+Markdown rows, the paired-comparison table. Figures are saved with :mod:`spektron.plotting`.
+
+Every reader raises :class:`~spektron.errors.DataError` naming the file; every formatter turns
+a missing or non-finite value into ``NA`` instead of failing, so a report of partial results
+still renders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from spektron.errors import DataError
+
+NA = "n/a"  # a value that should exist but is missing or not finite
+NOT_APPLICABLE = "–"  # a column that does not apply to the row (e.g. LR of a baseline)
+
+# ----------------------------------------------------------------------------- reading
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; any problem becomes a :class:`DataError` naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from e
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def require_key(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: Path) -> Any:
+    if key not in obj:
+        raise DataError(f"{where}: missing key {key!r}")
+    if not isinstance(obj[key], kind):
+        raise DataError(f"{where}: {key!r} has type {type(obj[key]).__name__}")
+    return obj[key]
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def finite(x: Any) -> float | None:
+    """``x`` as a float, or None when it is missing, not a number, NaN or infinite."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def fmt_num(x: Any, sig: int = 4) -> str:
+    """``sig`` significant digits; values with more integer digits get thousands separators."""
+    v = finite(x)
+    if v is None:
+        return NA
+    a = abs(v)
+    if a == 0:
+        return "0"
+    if a >= 10**sig:
+        return f"{v:,.0f}"
+    return f"{v:.{sig}g}"  # e-form only below 1e-4
+
+
+def fmt_si(x: Any) -> str:
+    """FLOP counts and the like: three significant digits with an SI prefix (1.50 G)."""
+    v = finite(x)
+    if v is None:
+        return NA
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= factor:
+            return f"{v / factor:.3g} {prefix}"
+    return f"{v:.3g}"
+
+
+def fmt_int(x: Any) -> str:
+    v = finite(x)
+    return NA if v is None else f"{round(v):,}"
+
+
+def dig(d: Any, *keys: str) -> Any:
+    """``d[k0][k1]...`` or None when any level is missing or not an object."""
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def fmt_mean_std(entry: Any) -> str:
+    mean, std = dig(entry, "mean"), dig(entry, "std")
+    if finite(mean) is None:
+        return NA
+    return f"{fmt_num(mean)} ± {fmt_num(std, 2)}" if std is not None else fmt_num(mean)
+
+
+def fmt_ci(entry: Any) -> str:
+    lo, hi = dig(entry, "lo"), dig(entry, "hi")
+    if lo is None and hi is None:
+        return ""
+    return f"[{fmt_num(lo)}, {fmt_num(hi)}]"
+
+
+def md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def scale_text(scale: dict[str, Any]) -> str:
+    def value(v: Any) -> str:
+        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+    return ", ".join(f"{k}={value(v)}" for k, v in scale.items() if k != "note")
+
+
+def paired_lines(paired: list[Any], unit: str = "test spectra") -> list[str]:
+    if not paired:
+        return ["Paired comparisons: none recorded."]
+    lines = [
+        f"Paired comparisons on the same {unit} (mean difference a − b, bootstrap 95% CI, "
+        "p-value, Holm-adjusted p):",
+        "",
+        md_row(["a vs b", "metric", "mean diff", "95% CI", "p", "p (Holm)", "n"]),
+        md_row(["---"] * 7),
+    ]
+    for p in paired:
+        if not isinstance(p, dict):
+            continue
+        lines.append(
+            md_row(
+                [
+                    f"{p.get('a', NA)} vs {p.get('b', NA)}",
+                    str(p.get("metric", NA)),
+                    fmt_num(p.get("mean_diff"), 3),
+                    f"[{fmt_num(p.get('lo'), 3)}, {fmt_num(p.get('hi'), 3)}]",
+                    fmt_num(p.get("p_value"), 3),
+                    fmt_num(p.get("p_holm"), 3),
+                    fmt_int(p.get("n")),
+                ]
+            )
+        )
+    return lines
