@@ -12,7 +12,6 @@ import torch
 
 from spektron.config import GridConfig, preset_config, to_dict
 from spektron.errors import ConfigError, DataError
-from spektron.experiments.e1 import size_arms
 from spektron.experiments.e4 import _model_config, run_e4
 from spektron.experiments.e4_deep import (
     VARIANTS,
@@ -28,6 +27,7 @@ from spektron.experiments.e4_deep import (
     run_probe,
     transfer_inputs,
 )
+from spektron.experiments.runner import size_arms
 from spektron.training.tasks import ScalarRegression
 from tests.test_cli import run_cli
 

@@ -21,27 +21,20 @@ All data here are SIMULATED (:data:`spektron.data.generate.SIMULATED_LABEL`).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
-import hashlib
 import json
 import logging
 import math
-import multiprocessing as mp
 import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from spektron.config import E1Config, RunConfig, config_hash, to_dict
 from spektron.data.generate import data_label, ensure_dataset
-from spektron.data.store import open_store
 from spektron.errors import ConfigError, DataError
 from spektron.evaluation.baselines import build_baseline, select_pca_components
 from spektron.evaluation.metrics import (
@@ -51,11 +44,25 @@ from spektron.evaluation.metrics import (
     paired_bootstrap,
     reconstruction_metrics,
 )
+from spektron.experiments.runner import (
+    arm_flops,
+    claim_run_dir,
+    device_description,
+    file_sha256,
+    git_commit,
+    load_splits,
+    mean_std,
+    model_config,
+    package_versions,
+    run_specs,
+    size_arms,
+    threads_for,
+)
 from spektron.training import distributed as D
 from spektron.training.config import TrainConfig
-from spektron.training.data import KIND_CODES, ArrayData, load_spectra_split
+from spektron.training.data import KIND_CODES, ArrayData
 from spektron.training.tasks import MaskedReconstruction
-from spektron.utils import flush_denormals, write_json_atomic
+from spektron.utils import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -67,72 +74,7 @@ KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
 # ----------------------------------------------------------------------------- provenance
 
 
-def git_commit() -> str | None:
-    """The checkout's commit (None outside a git checkout)."""
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        )
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def package_versions() -> dict[str, str]:
-    import h5py
-    import scipy
-    import sklearn
-
-    from spektron import __version__
-
-    return {
-        "spektron": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "h5py": h5py.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def device_description(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(dev)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-
-
 # ----------------------------------------------------------------------------- data
-
-
-def load_splits(store_path: Path, e1: E1Config) -> dict[str, ArrayData]:
-    """Train/val/test spectra (every kind of ``e1.kinds``), normalised by ``e1.normalization``."""
-    store = open_store(store_path)
-    try:
-        out = {
-            s: load_spectra_split(store, s, e1.kinds, e1.normalization)
-            for s in ("train", "val", "test")
-        }
-        smiles = np.asarray(store.column("smiles"))
-    finally:
-        store.close()
-    if e1.max_train_spectra is not None and len(out["train"]) > e1.max_train_spectra:
-        out["train"] = out["train"].subset(np.arange(e1.max_train_spectra))
-    for s, d in out.items():
-        d.arrays["smiles"] = np.array(
-            [v.decode() if isinstance(v, bytes) else str(v) for v in smiles[d.arrays["row"]]]
-        )
-        log.info("E1 %s: %d spectra", s, len(d))
-    return out
 
 
 def eval_batch(task: MaskedReconstruction, data: ArrayData) -> tuple[np.ndarray, np.ndarray]:
@@ -268,29 +210,6 @@ def run_baselines(
 # ----------------------------------------------------------------------------- one run
 
 
-def model_config(
-    e1: E1Config,
-    backbone: str,
-    backbone_config: dict[str, Any],
-    head: str = "reconstruction",
-    head_config: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The shared model config of every arm; only the backbone fields differ. E2 and E4 use the
-    same shape with their own head, so E1 / ``pretrain`` checkpoints load into their models."""
-    return {
-        "d_model": e1.d_model,
-        "embedding": {"stride": e1.stride},
-        "backbone": backbone,
-        "backbone_config": backbone_config,
-        "head": head,
-        "head_config": dict(head_config or {}),
-    }
-
-
-def _threads_for(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
-
-
 @torch.no_grad()
 def predict_split(
     model: torch.nn.Module,
@@ -413,71 +332,7 @@ def _run_hash(spec: dict[str, Any]) -> str:
     return config_hash(_hashed(spec), n=16)
 
 
-def claim_run_dir(
-    run_dir: Path, key: str, hashed: dict[str, Any], public: dict[str, Any], dist: D.DistInfo
-) -> dict[str, Any] | None:
-    """Reuse or claim a run folder: the finished run's ``metrics.json`` when the folder holds
-    this run (same ``key``) and it finished; None when it is to be (re)started, after writing
-    ``run_spec.json`` (rank 0). A folder holding another run is refused, naming what changed.
-    """
-    spec_path, metrics_path = run_dir / "run_spec.json", run_dir / "metrics.json"
-    if spec_path.is_file():
-        stored = json.loads(spec_path.read_text())
-        if stored.get("run_hash") != key:
-            was = stored.get("hashed")
-            changed = (
-                sorted(k for k in hashed if was.get(k) != hashed[k])
-                if isinstance(was, dict)
-                else "not recorded by the version that wrote it"
-            )
-            raise ConfigError(
-                f"{run_dir} holds a run with different settings (changed: {changed}); "
-                "choose a new --out folder"
-            )
-        if metrics_path.is_file():
-            return json.loads(metrics_path.read_text())
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(spec_path, {"run_hash": key, "hashed": hashed, "spec": public})
-    return None
-
-
 # ----------------------------------------------------------------------------- orchestration
-
-
-def size_arms(e1: E1Config) -> dict[str, dict[str, Any]]:
-    """Parameter-matched backbone configs (and their counts) for every arm."""
-    from spektron.models.sizing import size_backbone
-
-    arms = {}
-    for name in e1.backbones:
-        cfg, n = size_backbone(name, budget=e1.budget, d_model=e1.d_model, tol=e1.budget_tol)
-        arms[name] = {"backbone_config": dataclasses.asdict(cfg), "n_params": n}
-    return arms
-
-
-def arm_flops(model_cfg: dict[str, Any], length: int) -> dict[str, float]:
-    """Forward FLOPs of one spectrum (B = 1) through the whole model, on the CPU."""
-    from spektron.models.flops import count_flops
-    from spektron.models.spektron import Spektron, SpektronConfig
-
-    torch.manual_seed(0)
-    model = Spektron(SpektronConfig.from_json_dict(model_cfg)).eval()
-    x = torch.rand(1, length)
-    wn = torch.linspace(500.0, 4000.0, length)
-    mask = torch.zeros(1, length, dtype=torch.bool)
-    mask[:, length // 3 : length // 3 + 16] = True
-    with torch.no_grad():
-        f = count_flops(model, x.masked_fill(mask, 0.0), wn, mask)
-    return {"matmul": float(f["matmul"]), "total": float(f["total"])}
-
-
-def _mean_std(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    a = a[np.isfinite(a)]
-    if len(a) == 0:
-        return {"mean": math.nan, "std": math.nan}
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
 
 
 class E1Context:
@@ -547,7 +402,7 @@ class E1Context:
             "model": arm["model"],
             "flops": arm["flops"],
             "device": str(self.dist.device),
-            "threads": _threads_for(self.jobs) if cpu else 0,
+            "threads": threads_for(self.jobs) if cpu else 0,
             "example_idx": self.ex_idx.tolist(),
             "progress": progress and self.jobs == 1,
             "run_dir": str(run_dir),
@@ -568,7 +423,7 @@ class E1Context:
         wn = torch.as_tensor(self.wn, dtype=torch.float32, device=self.dist.device)
         threads = torch.get_num_threads()
         if self.dist.device.type == "cpu":
-            torch.set_num_threads(_threads_for(self.jobs))
+            torch.set_num_threads(threads_for(self.jobs))
         per_step: dict[str, float] = {}
         try:
             for name, arm in self.arms.items():
@@ -587,19 +442,6 @@ class E1Context:
             torch.set_num_threads(threads)
         train_s = sum(per_step.values()) * e1.train.steps * runs_per_arm / self.jobs
         return {"per_step_s": per_step, "training_s": train_s}
-
-
-def measured_step_seconds(e1_dir: str | Path | None) -> dict[str, float] | None:
-    """Seconds per optimizer step of each arm as a finished E1 measured them (its
-    ``summary.json``), for other experiments' job order; None when not recorded."""
-    if e1_dir is None:
-        return None
-    try:
-        summary = json.loads((Path(e1_dir) / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    step_s = summary.get("measured_step_s")
-    return step_s if isinstance(step_s, dict) else None
 
 
 def describe_plan(
@@ -672,7 +514,7 @@ def run_e1(
     # Phase 1: the LR sweep on the first seed; phase 2: the other seeds at each arm's best LR.
     sweep = [spec_for(n, lr, seeds[0]) for n in e1.backbones for lr in e1.lr_sweep]
     step_s = est["per_step_s"]
-    results = _run_specs(sweep, jobs, dist, progress, "E1 LR sweep", step_s=step_s)
+    results = run_specs(sweep, jobs, dist, progress, "E1 LR sweep", train_one, step_s=step_s)
     best_lr: dict[str, float] = {}
     for name in e1.backbones:
         vals = {
@@ -682,7 +524,7 @@ def run_e1(
         best_lr[name] = min(vals, key=lambda lr: (vals[lr], lr))
         arms[name]["lr_sweep"] = {f"{lr:g}": v for lr, v in vals.items()}
     rest = [spec_for(n, best_lr[n], s) for n in e1.backbones for s in seeds[1:]]
-    results.update(_run_specs(rest, jobs, dist, progress, "E1 seeds", step_s=step_s))
+    results.update(run_specs(rest, jobs, dist, progress, "E1 seeds", train_one, step_s=step_s))
     if not dist.is_main:
         return {}
 
@@ -705,56 +547,6 @@ def run_e1(
 
     summary["report"] = build_e1_report(out)
     return summary
-
-
-# The arms by measured step time at the quick scale on 2 CPU cores, slowest first: the job
-# order when no measurement is at hand.
-SLOWEST_FIRST = {"mamba": 0, "s4d": 1, "dlinoss": 2, "s4d_real": 3, "transformer": 4, "cnn": 5}
-
-
-def _run_specs(
-    specs: list[dict[str, Any]],
-    jobs: int,
-    dist: D.DistInfo,
-    progress: bool,
-    desc: str,
-    fn: Any = None,
-    step_s: dict[str, float] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Run training specs through ``fn`` (default :func:`train_one`; a module-level function,
-    so a spawn pool can import it) in a pool of ``jobs`` processes, or in-process; by run_dir.
-
-    Slowest arms first, so the pool's last jobs are short ones: by ``step_s`` (measured seconds
-    per step of each backbone, see :meth:`E1Context.estimate_seconds`) when given, else in
-    the order measured on 2 CPU cores at the quick scale."""
-    fn = train_one if fn is None else fn
-    results: dict[str, dict[str, Any]] = {}
-    if not specs:
-        return results
-    if step_s:
-        specs = sorted(specs, key=lambda s: -step_s.get(s.get("backbone"), 0.0))
-    else:
-        specs = sorted(specs, key=lambda s: SLOWEST_FIRST.get(s.get("backbone"), -1))
-    bar = tqdm(total=len(specs), desc=desc, disable=not (progress and dist.is_main))
-    if jobs == 1:
-        for spec in specs:
-            # Under torchrun every rank trains; rank 0 scores and shares the result.
-            res = fn({**spec, "dist": dist})
-            results[spec["run_dir"]] = D.broadcast_object(res, dist)
-            bar.update(1)
-    else:
-        # One fresh process per run: its own peak RSS (a reused worker's allocator keeps the
-        # previous run's memory, which hid later runs' peaks), and no state carried over.
-        ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(
-            jobs, mp_context=ctx, max_tasks_per_child=1, initializer=flush_denormals
-        ) as pool:
-            futs = {pool.submit(fn, spec): spec for spec in specs}
-            for fut in cf.as_completed(futs):
-                results[futs[fut]["run_dir"]] = fut.result()
-                bar.update(1)
-    bar.close()
-    return results
 
 
 def aggregate(
@@ -790,13 +582,13 @@ def aggregate(
             per_mol_mean[name][m] = avg
             per_seed = [r["test"][m]["mean"] for r in runs]
             test[m] = {
-                **_mean_std(per_seed),
+                **mean_std(per_seed),
                 "per_seed": per_seed,
                 "ci": bootstrap_ci(avg, n_boot=e1.n_bootstrap),
             }
         by_kind = {
             kind: {
-                m: _mean_std([r["test_by_kind"][kind][m]["mean"] for r in runs]) for m in E1_METRICS
+                m: mean_std([r["test_by_kind"][kind][m]["mean"] for r in runs]) for m in E1_METRICS
             }
             for kind in runs[0]["test_by_kind"]
         }
@@ -812,10 +604,10 @@ def aggregate(
             "runs": [str(Path(d).relative_to(out)) for d in dirs],
             "test": test,
             "test_by_kind": by_kind,
-            "val_masked_mse": _mean_std([r["best_val_masked_mse"] for r in runs]),
-            "train_samples_per_s": _mean_std([r["train"]["samples_per_s"] for r in runs]),
-            "train_time_s": _mean_std([r["train"]["train_time_s"] for r in runs]),
-            "peak_memory_mb": _mean_std([r["train"]["peak_memory_mb"] for r in runs]),
+            "val_masked_mse": mean_std([r["best_val_masked_mse"] for r in runs]),
+            "train_samples_per_s": mean_std([r["train"]["samples_per_s"] for r in runs]),
+            "train_time_s": mean_std([r["train"]["train_time_s"] for r in runs]),
+            "peak_memory_mb": mean_std([r["train"]["peak_memory_mb"] for r in runs]),
             "memory_kind": runs[0]["train"]["memory_kind"],
         }
     # Paired comparisons on the same test molecules (seed-averaged per-molecule masked MSE):

@@ -47,26 +47,28 @@ from spektron.config import E2Config, RunConfig, config_hash, to_dict
 from spektron.data.generate import data_label, ensure_dataset
 from spektron.data.spectra import make_grid, normalize_spectra
 from spektron.data.store import open_store
-from spektron.errors import CheckpointError, ConfigError, DataError
+from spektron.errors import ConfigError, DataError
 from spektron.evaluation.baselines import build_baseline, fit_pls_by_validation
 from spektron.evaluation.cross_spectral import (
     PRIMARY_METRIC,
     cross_spectral_metrics,
 )
 from spektron.evaluation.metrics import bootstrap_ci
-from spektron.experiments.e1 import (
-    _run_specs,
-    _threads_for,
+from spektron.experiments.runner import (
     arm_flops,
     claim_run_dir,
     device_description,
     file_sha256,
+    find_checkpoints,
     git_commit,
+    load_pretrained,
     measured_step_seconds,
     package_versions,
+    run_specs,
     size_arms,
+    threads_for,
 )
-from spektron.experiments.e1 import model_config as e1_model_config
+from spektron.experiments.runner import model_config as shared_model_config
 from spektron.training import distributed as D
 from spektron.training.config import TrainConfig
 from spektron.training.data import ArrayData
@@ -334,34 +336,7 @@ def _symmetric_summary(ss: dict[str, np.ndarray], sym: dict[str, Any], e2: E2Con
 def model_config(cfg: RunConfig, backbone: str, backbone_config: dict[str, Any]) -> dict:
     """E1's model shape with the cross-spectral head."""
     head_config = {"nonnegative": cfg.e2.nonnegative}
-    return e1_model_config(cfg.e1, backbone, backbone_config, "cross_spectral", head_config)
-
-
-_SHARED_MODEL_KEYS = ("d_model", "embedding", "backbone", "backbone_config")
-
-
-def load_pretrained(model: torch.nn.Module, path: str) -> dict[str, Any]:
-    """Copy the embedding and backbone weights of an E1 / ``pretrain`` checkpoint into
-    ``model`` (the head stays as initialised). Refuses a checkpoint of another shape."""
-    from spektron.models.spektron import read_checkpoint
-
-    state = read_checkpoint(path)
-    mine = model.cfg.to_json_dict()
-    for k in _SHARED_MODEL_KEYS:
-        if state["config"].get(k) != mine.get(k):
-            raise CheckpointError(
-                f"{path}: pretrained {k} = {state['config'].get(k)!r} differs from the E2 "
-                f"model's {mine.get(k)!r}; pretrain with the same preset (e1.d_model, e1.stride, "
-                "e1.budget) as E2"
-            )
-    sd = {k: v for k, v in state["state_dict"].items() if k.startswith(("embedding.", "backbone."))}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    left = [k for k in missing if not k.startswith("head.")]
-    if left or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not fit (missing {left}, unexpected {unexpected})"
-        )
-    return {"checkpoint": str(path), "copied_tensors": len(sd)}
+    return shared_model_config(cfg.e1, backbone, backbone_config, "cross_spectral", head_config)
 
 
 @torch.no_grad()
@@ -517,44 +492,6 @@ def resolve_pretrained(e2: E2Config, backbones: tuple[str, ...]) -> dict[str, li
     return find_checkpoints(e2.pretrained_from, backbones, "e2")
 
 
-def find_checkpoints(
-    root: str | os.PathLike | None, backbones: tuple[str, ...], section: str
-) -> dict[str, list[str]]:
-    """Checkpoint paths per backbone (one per seed of the source) from an E1 folder
-    (``summary.json``: each backbone's runs at its chosen LR) or a ``pretrain`` folder
-    (``pretrain.json``: one backbone, one checkpoint); ``section`` names the config section
-    (``e2``, ``e4``) in the errors."""
-    if not root:
-        raise ConfigError(
-            f"{section}.inits includes 'pretrained' but {section}.pretrained_from is not set: "
-            f"run E1 (spektron e1 / run-all) or `spektron pretrain` first and pass its folder "
-            f"with --pretrained, or use --set {section}.inits='[\"scratch\"]'"
-        )
-    root = Path(root)
-    found: dict[str, list[str]] = {}
-    if (root / "summary.json").is_file():
-        summ = json.loads((root / "summary.json").read_text())
-        for name, b in summ.get("backbones", {}).items():
-            found[name] = [str(root / r / "best.pt") for r in b.get("runs", [])]
-    elif (root / "pretrain.json").is_file():
-        p = json.loads((root / "pretrain.json").read_text())
-        found[p["backbone"]] = [p["checkpoint"]]
-    else:
-        raise ConfigError(
-            f"{section}.pretrained_from = {root}: no E1 summary.json or pretrain.json there"
-        )
-    missing = [b for b in backbones if not found.get(b)]
-    if missing:
-        raise ConfigError(
-            f"{section}.pretrained_from = {root} has no checkpoint for backbone(s) {missing}"
-        )
-    for b in backbones:
-        for p in found[b]:
-            if not Path(p).is_file():
-                raise ConfigError(f"pretrained checkpoint {p} (backbone {b}) does not exist")
-    return {b: found[b] for b in backbones}
-
-
 HASHED_KEYS = (
     "direction",
     "init",
@@ -673,7 +610,7 @@ def run_e2(
             "model": arms[name]["model"],
             "flops": arms[name]["flops"],
             "device": str(dist.device),
-            "threads": _threads_for(jobs) if dist.device.type == "cpu" else 0,
+            "threads": threads_for(jobs) if dist.device.type == "cpu" else 0,
             "progress": progress and jobs == 1,
             "run_dir": str(run_dir),
         }
@@ -719,7 +656,7 @@ def run_e2(
             )
     sweep = [spec_for(d, i, b, lr, seeds[0]) for d, i, b in combos for lr in e2.lr_sweep]
     step_s = measured_step_seconds(e2.pretrained_from)  # E1's, for the job order
-    results = _run_specs(sweep, jobs, dist, progress, "E2 LR sweep", fn=train_one, step_s=step_s)
+    results = run_specs(sweep, jobs, dist, progress, "E2 LR sweep", fn=train_one, step_s=step_s)
     best_lr: dict[tuple[str, str, str], float] = {}
     lr_vals: dict[tuple[str, str, str], dict[str, float]] = {}
     for c in combos:
@@ -729,7 +666,7 @@ def run_e2(
         best_lr[c] = min(vals, key=lambda lr: (vals[lr], lr))
         lr_vals[c] = {f"{lr:g}": v for lr, v in vals.items()}
     rest = [spec_for(*c, best_lr[c], s) for c in combos for s in seeds[1:]]
-    results.update(_run_specs(rest, jobs, dist, progress, "E2 seeds", fn=train_one, step_s=step_s))
+    results.update(run_specs(rest, jobs, dist, progress, "E2 seeds", fn=train_one, step_s=step_s))
     if not dist.is_main:
         return {}
     from spektron.experiments.e2_analysis import aggregate

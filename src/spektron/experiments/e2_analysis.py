@@ -25,8 +25,8 @@ from spektron.evaluation.cross_spectral_analysis import (
     symmetry_classes,
 )
 from spektron.evaluation.metrics import bootstrap_ci, holm, paired_bootstrap
-from spektron.experiments.e1 import _mean_std
 from spektron.experiments.e2 import HEADLINE, read_per_molecule
+from spektron.experiments.runner import mean_std
 
 SCHEMA_VERSION = 1
 GROUP_METRICS = (PRIMARY_METRIC, "full/peak_f1@10")
@@ -112,7 +112,7 @@ def aggregate(
         per_mol[key] = {k: seed_mean(pms, k) for k in pms[0]}
         test_stats = {
             m: {
-                **_mean_std([r["test"][m]["mean"] for r in runs]),
+                **mean_std([r["test"][m]["mean"] for r in runs]),
                 "per_seed": [r["test"][m]["mean"] for r in runs],
                 "ci": bootstrap_ci(per_mol[key][m], n_boot=nb),
             }
@@ -129,11 +129,11 @@ def aggregate(
             "seeds": seeds,
             "runs": [str(d.relative_to(out)) for d in dirs],
             "test": test_stats,
-            "val_mse": _mean_std([r["best_val_mse"] for r in runs]),
-            "train_time_s": _mean_std([r["train"]["train_time_s"] for r in runs]),
-            "train_samples_per_s": _mean_std([r["train"]["samples_per_s"] for r in runs]),
-            "peak_memory_mb": _mean_std([r["train"]["peak_memory_mb"] for r in runs]),
-            "test_inference_s": _mean_std([r["test_inference_s"] for r in runs]),
+            "val_mse": mean_std([r["best_val_mse"] for r in runs]),
+            "train_time_s": mean_std([r["train"]["train_time_s"] for r in runs]),
+            "train_samples_per_s": mean_std([r["train"]["samples_per_s"] for r in runs]),
+            "peak_memory_mb": mean_std([r["train"]["peak_memory_mb"] for r in runs]),
+            "test_inference_s": mean_std([r["test_inference_s"] for r in runs]),
         }
         bp = base_pm[dname]
         entry["skill"] = {
@@ -156,7 +156,7 @@ def aggregate(
         if runs[0].get("symmetric"):
             entry["symmetric"] = {
                 part: {
-                    k: _mean_std(
+                    k: mean_std(
                         [r["symmetric"][part][k]["mean"] for r in runs if part in r["symmetric"]]
                     )
                     for k in (PRIMARY_METRIC, "full/peak_f1@10", "leak", "leak_truth", "leak_copy")

@@ -40,7 +40,7 @@ from spektron.config import RunConfig, config_hash, to_dict
 from spektron.data.generate import data_label, ensure_dataset
 from spektron.data.spectra import make_grid
 from spektron.errors import CheckpointError, ConfigError
-from spektron.experiments.e1 import _run_specs, _threads_for, device_description, load_splits
+from spektron.experiments.runner import device_description, load_splits, run_specs, threads_for
 from spektron.training import distributed as D
 from spektron.training.data import ArrayData
 from spektron.utils import write_json_atomic
@@ -348,7 +348,7 @@ def _train_controls(
             "seed": s,
             "backbone": "dlinoss",
             "device": str(dist.device),
-            "threads": _threads_for(jobs) if dist.device.type == "cpu" else 0,
+            "threads": threads_for(jobs) if dist.device.type == "cpu" else 0,
             "progress": progress and jobs == 1,
             "run_dir": str(out / "shuffled" / f"seed{s}"),
         }
@@ -368,7 +368,7 @@ def _train_controls(
                 "parallel_runs": jobs,
             }
         )
-    results = _run_specs(
+    results = run_specs(
         specs, jobs, dist, progress, "E3 shuffled-order controls", fn=train_shuffled
     )
     return [results[s["run_dir"]] for s in specs]

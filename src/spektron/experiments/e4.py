@@ -26,17 +26,6 @@ from typing import Any
 
 from spektron.config import RunConfig, config_hash, to_dict
 from spektron.errors import ConfigError
-from spektron.experiments.e1 import (
-    _run_specs,
-    _threads_for,
-    device_description,
-    file_sha256,
-    git_commit,
-    measured_step_seconds,
-    model_config,
-    package_versions,
-    size_arms,
-)
 from spektron.experiments.e4_deep import (
     VARIANT_NOTES,
     VARIANTS,
@@ -50,6 +39,17 @@ from spektron.experiments.e4_deep import (
     run_hash,
     run_master,
     run_probe_group,
+)
+from spektron.experiments.runner import (
+    device_description,
+    file_sha256,
+    git_commit,
+    measured_step_seconds,
+    model_config,
+    package_versions,
+    run_specs,
+    size_arms,
+    threads_for,
 )
 from spektron.training import distributed as D
 from spektron.utils import write_json_atomic
@@ -132,7 +132,7 @@ def run_e4(
     cfg: RunConfig, out: Path, progress: bool = True, announce: Any = None
 ) -> dict[str, Any]:
     """Run E4 end to end: classical methods per pair, then the deep arms, summary and report."""
-    from spektron.experiments.e2 import find_checkpoints
+    from spektron.experiments.runner import find_checkpoints
 
     t_start = time.perf_counter()
     e4 = cfg.e4
@@ -142,7 +142,7 @@ def run_e4(
         D.barrier(dist)
         return {}
     jobs = 1 if dist.device.type == "cuda" else (e4.jobs or (os.cpu_count() or 1))
-    threads = _threads_for(jobs) if dist.device.type == "cpu" else 0
+    threads = threads_for(jobs) if dist.device.type == "cpu" else 0
     pairs = list(e4.pairs)
     if len(set(pairs)) != len(pairs):
         raise ConfigError(f"e4.pairs has duplicates: {pairs}")
@@ -192,7 +192,7 @@ def run_e4(
     for s in cspecs:
         Path(s["run_dir"]).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cres = _run_specs(
+    cres = run_specs(
         cspecs, min(jobs, len(cspecs)), dist, progress, "E4 classical", fn=run_classical_pair
     )
     classical = {p: cres[str(out / pair_key(p))] for p in pairs}
@@ -251,7 +251,7 @@ def run_e4(
         key = f"{spec['pair']}/{spec['backbone']}/{spec['input_mode']}"
         g = groups.setdefault(key, {"backbone": spec["backbone"], "run_dir": key, "specs": []})
         g["specs"].append(spec)
-    probe_groups = _run_specs(
+    probe_groups = run_specs(
         list(groups.values()), jobs, dist, progress, "E4 probes", fn=run_probe_group
     )
     probe_res = {r["run_dir"]: r for g in probe_groups.values() for r in g["results"]}
@@ -259,8 +259,8 @@ def run_e4(
     # arm's evaluation and standards stage from it.
     masters = {s["master_dir"]: {**s, "run_dir": s["master_dir"]} for s in specs_ft}
     step_s = measured_step_seconds(e4.pretrained_from)  # E1's, for the job order
-    _run_specs(list(masters.values()), jobs, dist, progress, "E4 fine-tuning", run_master, step_s)
-    ft_res = _run_specs(specs_ft, jobs, dist, progress, "E4 standards", run_finetune, step_s)
+    run_specs(list(masters.values()), jobs, dist, progress, "E4 fine-tuning", run_master, step_s)
+    ft_res = run_specs(specs_ft, jobs, dist, progress, "E4 standards", run_finetune, step_s)
     t_deep = time.perf_counter() - t0
     results = list(probe_res.values()) + list(ft_res.values())
     summary: dict[str, Any] = {

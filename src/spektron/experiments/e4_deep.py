@@ -192,7 +192,7 @@ def _metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 
 def build_model(spec: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The arm's model (seeded head and, for scratch, backbone), pretrained weights copied."""
-    from spektron.experiments.e2 import load_pretrained
+    from spektron.experiments.runner import load_pretrained
     from spektron.models.spektron import Spektron, SpektronConfig
 
     torch.manual_seed(spec["seed"])
@@ -411,7 +411,7 @@ def run_master(spec: dict[str, Any]) -> dict[str, Any]:
     """The master-calibration stage of a fine-tuned arm (``spec["master_dir"]``): trained once
     for every pair that shares it, its final model in ``final.pt``, its training record in
     ``metrics.json``; reused while its hash is unchanged."""
-    from spektron.experiments.e1 import claim_run_dir
+    from spektron.experiments.runner import claim_run_dir
 
     run_dir = Path(spec["master_dir"])
     dist = D.DistInfo(device=torch.device(spec["device"]))
@@ -441,7 +441,7 @@ def run_finetune(spec: dict[str, Any]) -> dict[str, Any]:
     ``spec["master_dir"]`` holds it, else trained), evaluated; trained further on the slave
     standards, evaluated. Reuses a finished run (same hash); restarts an interrupted one from
     its resume checkpoints."""
-    from spektron.experiments.e1 import claim_run_dir
+    from spektron.experiments.runner import claim_run_dir
     from spektron.models.spektron import read_checkpoint
 
     run_dir = Path(spec["run_dir"])

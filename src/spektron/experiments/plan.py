@@ -118,13 +118,13 @@ def _run_seconds(step_s, fwd_s, tc, n_eval: int, n_test: int, pool: bool) -> flo
 def estimate_run_all(cfg: RunConfig, data_cached: bool) -> dict[str, Any]:
     """Estimated seconds of each run-all stage and in all (see the module docstring)."""
     from spektron.data.spectra import make_grid
-    from spektron.experiments.e1 import SLOWEST_FIRST as order
-    from spektron.experiments.e1 import _threads_for as _threads
-    from spektron.experiments.e1 import model_config as e1_model_config
-    from spektron.experiments.e1 import size_arms
     from spektron.experiments.e2 import model_config as e2_model_config
     from spektron.experiments.e4 import _model_config as e4_model_config
     from spektron.experiments.e4_deep import load_pair
+    from spektron.experiments.runner import SLOWEST_FIRST as order
+    from spektron.experiments.runner import model_config as e1_model_config
+    from spektron.experiments.runner import size_arms
+    from spektron.experiments.runner import threads_for as _threads
 
     g = cfg.data.grid
     grid = make_grid(g.n_points, g.lo, g.hi)

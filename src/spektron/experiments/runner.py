@@ -1,0 +1,337 @@
+"""What every experiment shares to train and record its runs: provenance, arm sizing, the
+run-folder claim (reuse a finished run, resume an interrupted one, refuse a folder holding other
+settings), the thread allocation and the process pool.
+
+A *spec* is the JSON-serialisable dict of one run (its ``run_dir``, ``backbone``, ``threads``,
+...); an experiment's module-level ``train_one(spec)`` trains it, and :func:`run_specs` runs a
+list of them, one fresh process per run on the CPU (so each run's peak memory is its own), or
+in-process under ``torchrun``. What one experiment takes from another it reads from files:
+:func:`measured_step_seconds` and :func:`find_checkpoints` read a finished E1's folder.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spektron.config import E1Config
+from spektron.data.store import open_store
+from spektron.errors import CheckpointError, ConfigError
+from spektron.training import distributed as D
+from spektron.training.data import ArrayData, load_spectra_split
+from spektron.utils import flush_denormals, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (None outside a git checkout)."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a result depends on, for its provenance record."""
+    import h5py
+    import scipy
+    import sklearn
+
+    from spektron import __version__
+
+    return {
+        "spektron": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "h5py": h5py.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 hex digest of a file (a dataset or checkpoint a result was made from)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def device_description(dev: torch.device) -> str:
+    """The device in words: the GPU's name, or the CPU and its core count."""
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+# ----------------------------------------------------------------------------- arms
+
+
+def size_arms(e1: E1Config) -> dict[str, dict[str, Any]]:
+    """Parameter-matched backbone configs (and their counts) for every arm."""
+    from spektron.models.sizing import size_backbone
+
+    arms = {}
+    for name in e1.backbones:
+        cfg, n = size_backbone(name, budget=e1.budget, d_model=e1.d_model, tol=e1.budget_tol)
+        arms[name] = {"backbone_config": dataclasses.asdict(cfg), "n_params": n}
+    return arms
+
+
+def model_config(
+    e1: E1Config,
+    backbone: str,
+    backbone_config: dict[str, Any],
+    head: str = "reconstruction",
+    head_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The shared model config of every arm; only the backbone fields differ. E2 and E4 use the
+    same shape with their own head, so E1 / ``pretrain`` checkpoints load into their models."""
+    return {
+        "d_model": e1.d_model,
+        "embedding": {"stride": e1.stride},
+        "backbone": backbone,
+        "backbone_config": backbone_config,
+        "head": head,
+        "head_config": dict(head_config or {}),
+    }
+
+
+def arm_flops(model_cfg: dict[str, Any], length: int) -> dict[str, float]:
+    """Forward FLOPs of one spectrum (B = 1) through the whole model, on the CPU."""
+    from spektron.models.flops import count_flops
+    from spektron.models.spektron import Spektron, SpektronConfig
+
+    torch.manual_seed(0)
+    model = Spektron(SpektronConfig.from_json_dict(model_cfg)).eval()
+    x = torch.rand(1, length)
+    wn = torch.linspace(500.0, 4000.0, length)
+    mask = torch.zeros(1, length, dtype=torch.bool)
+    mask[:, length // 3 : length // 3 + 16] = True
+    with torch.no_grad():
+        f = count_flops(model, x.masked_fill(mask, 0.0), wn, mask)
+    return {"matmul": float(f["matmul"]), "total": float(f["total"])}
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def load_splits(store_path: Path, e1: E1Config) -> dict[str, ArrayData]:
+    """Train/val/test spectra of the masked-reconstruction task (every kind of ``e1.kinds``),
+    normalised by ``e1.normalization``: E1's data, which E3's shuffled-order controls share."""
+    store = open_store(store_path)
+    try:
+        out = {
+            s: load_spectra_split(store, s, e1.kinds, e1.normalization)
+            for s in ("train", "val", "test")
+        }
+        smiles = np.asarray(store.column("smiles"))
+    finally:
+        store.close()
+    if e1.max_train_spectra is not None and len(out["train"]) > e1.max_train_spectra:
+        out["train"] = out["train"].subset(np.arange(e1.max_train_spectra))
+    for s, d in out.items():
+        d.arrays["smiles"] = np.array(
+            [v.decode() if isinstance(v, bytes) else str(v) for v in smiles[d.arrays["row"]]]
+        )
+        log.info("E1 %s: %d spectra", s, len(d))
+    return out
+
+
+def threads_for(jobs: int) -> int:
+    """Torch threads of each of ``jobs`` parallel runs: the cores shared out, at least 1."""
+    return max(1, (os.cpu_count() or 1) // max(jobs, 1))
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for one value) of the finite values; NaN
+    when none is finite."""
+    a = np.asarray(values, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if len(a) == 0:
+        return {"mean": math.nan, "std": math.nan}
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
+
+
+def claim_run_dir(
+    run_dir: Path, key: str, hashed: dict[str, Any], public: dict[str, Any], dist: D.DistInfo
+) -> dict[str, Any] | None:
+    """Reuse or claim a run folder: the finished run's ``metrics.json`` when the folder holds
+    this run (same ``key``) and it finished; None when it is to be (re)started, after writing
+    ``run_spec.json`` (rank 0). A folder holding another run is refused, naming what changed.
+    """
+    spec_path, metrics_path = run_dir / "run_spec.json", run_dir / "metrics.json"
+    if spec_path.is_file():
+        stored = json.loads(spec_path.read_text())
+        if stored.get("run_hash") != key:
+            was = stored.get("hashed")
+            changed = (
+                sorted(k for k in hashed if was.get(k) != hashed[k])
+                if isinstance(was, dict)
+                else "not recorded by the version that wrote it"
+            )
+            raise ConfigError(
+                f"{run_dir} holds a run with different settings (changed: {changed}); "
+                "choose a new --out folder"
+            )
+        if metrics_path.is_file():
+            return json.loads(metrics_path.read_text())
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(spec_path, {"run_hash": key, "hashed": hashed, "spec": public})
+    return None
+
+
+def measured_step_seconds(e1_dir: str | Path | None) -> dict[str, float] | None:
+    """Seconds per optimizer step of each arm as a finished E1 measured them (its
+    ``summary.json``), for other experiments' job order; None when not recorded."""
+    if e1_dir is None:
+        return None
+    try:
+        summary = json.loads((Path(e1_dir) / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    step_s = summary.get("measured_step_s")
+    return step_s if isinstance(step_s, dict) else None
+
+
+# The arms by measured step time at the quick scale on 2 CPU cores, slowest first: the job
+# order when no measurement is at hand.
+SLOWEST_FIRST = {"mamba": 0, "s4d": 1, "dlinoss": 2, "s4d_real": 3, "transformer": 4, "cnn": 5}
+
+
+def run_specs(
+    specs: list[dict[str, Any]],
+    jobs: int,
+    dist: D.DistInfo,
+    progress: bool,
+    desc: str,
+    fn: Callable[[dict[str, Any]], dict[str, Any]],
+    step_s: dict[str, float] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Run training specs through ``fn`` (a module-level function, so a spawn pool can import
+    it) in a pool of ``jobs`` processes, or in-process; results by ``spec["run_dir"]``.
+
+    Slowest arms first, so the pool's last jobs are short ones: by ``step_s`` (measured seconds
+    per step of each backbone, as E1 records them) when given, else in
+    the order measured on 2 CPU cores at the quick scale."""
+    results: dict[str, dict[str, Any]] = {}
+    if not specs:
+        return results
+    if step_s:
+        specs = sorted(specs, key=lambda s: -step_s.get(s.get("backbone"), 0.0))
+    else:
+        specs = sorted(specs, key=lambda s: SLOWEST_FIRST.get(s.get("backbone"), -1))
+    bar = tqdm(total=len(specs), desc=desc, disable=not (progress and dist.is_main))
+    if jobs == 1:
+        for spec in specs:
+            # Under torchrun every rank trains; rank 0 scores and shares the result.
+            res = fn({**spec, "dist": dist})
+            results[spec["run_dir"]] = D.broadcast_object(res, dist)
+            bar.update(1)
+    else:
+        # One fresh process per run: its own peak RSS (a reused worker's allocator keeps the
+        # previous run's memory, which hid later runs' peaks), and no state carried over.
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(
+            jobs, mp_context=ctx, max_tasks_per_child=1, initializer=flush_denormals
+        ) as pool:
+            futs = {pool.submit(fn, spec): spec for spec in specs}
+            for fut in cf.as_completed(futs):
+                results[futs[fut]["run_dir"]] = fut.result()
+                bar.update(1)
+    bar.close()
+    return results
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def find_checkpoints(
+    root: str | os.PathLike | None, backbones: tuple[str, ...], section: str
+) -> dict[str, list[str]]:
+    """Checkpoint paths per backbone (one per seed of the source) from an E1 folder
+    (``summary.json``: each backbone's runs at its chosen LR) or a ``pretrain`` folder
+    (``pretrain.json``: one backbone, one checkpoint); ``section`` names the config section
+    (``e2``, ``e4``) in the errors."""
+    if not root:
+        raise ConfigError(
+            f"{section}.inits includes 'pretrained' but {section}.pretrained_from is not set: "
+            f"run E1 (spektron e1 / run-all) or `spektron pretrain` first and pass its folder "
+            f"with --pretrained, or use --set {section}.inits='[\"scratch\"]'"
+        )
+    root = Path(root)
+    found: dict[str, list[str]] = {}
+    if (root / "summary.json").is_file():
+        summ = json.loads((root / "summary.json").read_text())
+        for name, b in summ.get("backbones", {}).items():
+            found[name] = [str(root / r / "best.pt") for r in b.get("runs", [])]
+    elif (root / "pretrain.json").is_file():
+        p = json.loads((root / "pretrain.json").read_text())
+        found[p["backbone"]] = [p["checkpoint"]]
+    else:
+        raise ConfigError(
+            f"{section}.pretrained_from = {root}: no E1 summary.json or pretrain.json there"
+        )
+    missing = [b for b in backbones if not found.get(b)]
+    if missing:
+        raise ConfigError(
+            f"{section}.pretrained_from = {root} has no checkpoint for backbone(s) {missing}"
+        )
+    for b in backbones:
+        for p in found[b]:
+            if not Path(p).is_file():
+                raise ConfigError(f"pretrained checkpoint {p} (backbone {b}) does not exist")
+    return {b: found[b] for b in backbones}
+
+
+_SHARED_MODEL_KEYS = ("d_model", "embedding", "backbone", "backbone_config")
+
+
+def load_pretrained(model: torch.nn.Module, path: str) -> dict[str, Any]:
+    """Copy the embedding and backbone weights of an E1 / ``pretrain`` checkpoint into
+    ``model`` (the head stays as initialised). Refuses a checkpoint of another shape.
+    Used by E2 and E4 for their pretrained arms."""
+    from spektron.models.spektron import read_checkpoint
+
+    state = read_checkpoint(path)
+    mine = model.cfg.to_json_dict()
+    for k in _SHARED_MODEL_KEYS:
+        if state["config"].get(k) != mine.get(k):
+            raise CheckpointError(
+                f"{path}: pretrained {k} = {state['config'].get(k)!r} differs from this "
+                f"model's {mine.get(k)!r}; pretrain with the same preset (e1.d_model, e1.stride, "
+                "e1.budget) as the experiment that loads it"
+            )
+    sd = {k: v for k, v in state["state_dict"].items() if k.startswith(("embedding.", "backbone."))}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    left = [k for k in missing if not k.startswith("head.")]
+    if left or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not fit (missing {left}, unexpected {unexpected})"
+        )
+    return {"checkpoint": str(path), "copied_tensors": len(sd)}
