@@ -38,6 +38,15 @@ def test_store_attributes_name_the_level():
         assert "SIMULATED" in attrs["label"]
 
 
+def test_labels_name_the_bond_raman_of_the_xtb_levels():
+    for level in ("xtb", "hybrid"):
+        gfn2 = dataset_attrs(DatasetConfig(physics=PhysicsConfig(level=level)))["label"]
+        bond = PhysicsConfig(level=level, xtb_raman="bond")
+        label = dataset_attrs(DatasetConfig(physics=bond))["label"]
+        assert "bond-polarizability Raman" in label and label != gfn2
+        assert "bond-polarizability" not in gfn2
+
+
 @pytest.mark.parametrize("level", ["hybrid", "mmff-hybrid", "fast-hybrid"])
 def test_hybrid_levels_need_dft_frequencies(level):
     with pytest.raises(SimulationError, match=f"level '{level}' needs QM9's DFT frequencies"):

@@ -301,6 +301,10 @@ def dataset_inputs(
 def data_label(cfg: DatasetConfig) -> str:
     """What the spectra of a dataset config are (SIMULATED, at its physics level)."""
     label = LEVEL_LABELS[cfg.physics.level]
+    if cfg.physics.level in ("xtb", "hybrid") and cfg.physics.xtb_raman == "bond":
+        label = label.replace(
+            "Raman from polarizability derivatives", "bond-polarizability Raman"
+        ).replace("GFN2-xTB IR and Raman intensities", "GFN2-xTB IR and bond-polarizability Raman")
     if cfg.source == "smiles":
         label = label.replace("of real QM9 molecules", "of user-supplied molecules (SMILES)")
     return label
