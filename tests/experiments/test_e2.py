@@ -19,7 +19,8 @@ from spektron.data.store import StoreWriter, open_store
 from spektron.errors import CheckpointError, ConfigError
 from spektron.evaluation.cross_spectral import PRIMARY_METRIC
 from spektron.experiments.e1 import run_e1
-from spektron.experiments.e2 import read_per_molecule, run_e2
+from spektron.experiments.e2 import run_e2
+from spektron.experiments.e2_results import read_per_molecule
 from spektron.experiments.runner import load_pretrained
 from spektron.models.spektron import Spektron, SpektronConfig, read_checkpoint
 from spektron.training.tasks import CrossSpectralPrediction

@@ -31,7 +31,6 @@ are SIMULATED (:data:`spektron.data.generate.SIMULATED_LABEL`).
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -54,6 +53,7 @@ from spektron.evaluation.cross_spectral import (
     cross_spectral_metrics,
 )
 from spektron.evaluation.metrics import bootstrap_ci
+from spektron.experiments.e2_results import HEADLINE, write_per_molecule
 from spektron.experiments.runner import (
     arm_flops,
     claim_run_dir,
@@ -79,18 +79,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 KINDS = {"ir_to_raman": ("ir", "raman"), "raman_to_ir": ("raman", "ir")}
-# Metrics of the tables (the per-molecule CSVs hold every metric of every region).
-HEADLINE = (
-    "full/cosine",
-    "full/mse",
-    "full/sid",
-    "full/wasserstein",
-    "full/peak_f1@10",
-    "full/peak_f1_weighted@10",
-    "full/peak_intensity_corr@10",
-    "fingerprint/cosine",
-    "xh_stretch/cosine",
-)
 
 
 # ----------------------------------------------------------------------------- data
@@ -201,29 +189,6 @@ def symmetric_scores(
     out["leak_truth"] = leak["true"]
     out["leak_copy"] = leak["source"]
     return out
-
-
-def write_per_molecule(path: Path, rows: np.ndarray, smiles: np.ndarray, per: dict) -> None:
-    """One CSV row per molecule: store row, SMILES and every metric (``nan`` = undefined)."""
-    keys = list(per)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["row", "smiles", *keys])
-        for i in range(len(rows)):
-            w.writerow([int(rows[i]), smiles[i], *(f"{float(per[k][i]):.7g}" for k in keys)])
-    os.replace(tmp, path)
-
-
-def read_per_molecule(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(store rows, metric → per-molecule values) from :func:`write_per_molecule`'s CSV."""
-    with open(path, newline="") as f:
-        r = csv.reader(f)
-        header = next(r)
-        data = list(r)
-    rows = np.array([int(d[0]) for d in data], dtype=np.int64)
-    per = {k: np.array([float(d[j]) for d in data]) for j, k in enumerate(header) if j >= 2}
-    return rows, per
 
 
 def summarise_run(per: dict[str, np.ndarray], e2: E2Config) -> dict[str, Any]:

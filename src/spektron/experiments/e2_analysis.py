@@ -25,7 +25,7 @@ from spektron.evaluation.cross_spectral_analysis import (
     symmetry_classes,
 )
 from spektron.evaluation.metrics import bootstrap_ci, holm, paired_bootstrap
-from spektron.experiments.e2 import HEADLINE, read_per_molecule
+from spektron.experiments.e2_results import HEADLINE, read_per_molecule
 from spektron.experiments.runner import mean_std
 
 SCHEMA_VERSION = 1

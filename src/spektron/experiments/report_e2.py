@@ -302,8 +302,8 @@ def plot_examples(examples: dict[str, Any], summary: dict[str, Any], fig_dir: Pa
 
 
 def _per_molecule(out: Path, entry: dict[str, Any], key: str) -> np.ndarray:
-    from spektron.experiments.e2 import read_per_molecule
     from spektron.experiments.e2_analysis import seed_mean
+    from spektron.experiments.e2_results import read_per_molecule
 
     return seed_mean(
         [read_per_molecule(out / r / "per_molecule.csv")[1] for r in entry["runs"]], key
@@ -312,7 +312,7 @@ def _per_molecule(out: Path, entry: dict[str, Any], key: str) -> np.ndarray:
 
 def plot_distributions(out: Path, summary: dict[str, Any], fig_dir: Path) -> list[Path]:
     """Per direction: box plots of the per-molecule primary metric of every arm and baseline."""
-    from spektron.experiments.e2 import read_per_molecule
+    from spektron.experiments.e2_results import read_per_molecule
 
     plt = pyplot()
     key = summary["primary_metric"]
