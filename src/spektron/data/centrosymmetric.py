@@ -84,9 +84,9 @@ from spektron import __version__
 from spektron.config import GridConfig, PhysicsConfig, config_hash, to_dict
 from spektron.data.generate import GENERATOR_VERSION, simulate_to_store
 from spektron.data.molecules import (
-    QM9_HEAVY_ELEMENTS,
     QM9_MAX_HEAVY_ATOMS,
     MoleculeInput,
+    heavy_atoms_in_qm9_scope,
     inchikey_of,
 )
 from spektron.data.spectra import make_grid
@@ -233,8 +233,7 @@ def outside_qm9_by_construction(smiles: str) -> bool:
         mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise ConfigError(f"RDKit cannot parse SMILES {smiles!r}")
-    elements = {a.GetSymbol() for a in mol.GetAtoms()} - {"H"}
-    return mol.GetNumHeavyAtoms() > QM9_MAX_HEAVY_ATOMS or not elements <= QM9_HEAVY_ELEMENTS
+    return not heavy_atoms_in_qm9_scope(mol)
 
 
 def qm9_inchikeys(cache: str | os.PathLike | None = None) -> frozenset[str]:

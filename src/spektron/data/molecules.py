@@ -975,21 +975,28 @@ QM9_MAX_HEAVY_ATOMS = 9
 QM9_HEAVY_ELEMENTS = frozenset({"C", "N", "O", "F"})
 
 
-def could_be_in_qm9(smiles: str) -> bool:
-    """False when the molecule cannot be a QM9 molecule (more than 9 heavy atoms, a heavy
-    element other than C, N, O, F, a net charge, several fragments or an unparsable SMILES)."""
+def heavy_atoms_in_qm9_scope(mol: Any) -> bool:
+    """True when an RDKit molecule has at most 9 heavy atoms, all of them C, N, O or F (QM9's
+    constitution scope; charge and fragments not considered)."""
+    elements = {a.GetSymbol() for a in mol.GetAtoms()} - {"H"}
+    return mol.GetNumHeavyAtoms() <= QM9_MAX_HEAVY_ATOMS and elements <= QM9_HEAVY_ELEMENTS
+
+
+def _could_be_in_qm9(mol: Any) -> bool:
     from rdkit import Chem
 
-    mol = _parse_smiles(smiles)
-    if mol is None:
-        return False
-    elements = {a.GetSymbol() for a in mol.GetAtoms()} - {"H"}
     return (
-        mol.GetNumHeavyAtoms() <= QM9_MAX_HEAVY_ATOMS
-        and elements <= QM9_HEAVY_ELEMENTS
+        heavy_atoms_in_qm9_scope(mol)
         and Chem.GetFormalCharge(mol) == 0
         and len(Chem.GetMolFrags(mol)) == 1
     )
+
+
+def could_be_in_qm9(smiles: str) -> bool:
+    """False when the molecule cannot be a QM9 molecule (more than 9 heavy atoms, a heavy
+    element other than C, N, O, F, a net charge, several fragments or an unparsable SMILES)."""
+    mol = _parse_smiles(smiles)
+    return mol is not None and _could_be_in_qm9(mol)
 
 
 @dataclass
@@ -1046,10 +1053,11 @@ def lookup_qm9(
     out = list(inputs)
     wanted: dict[str, list[int]] = {}  # InChIKey → positions in ``inputs``
     for pos, inp in enumerate(inputs):
-        if inp.coords is not None or not could_be_in_qm9(inp.smiles):
+        mol = None if inp.coords is not None else _parse_smiles(inp.smiles)
+        if mol is None or not _could_be_in_qm9(mol):
             continue
         with rdBase.BlockLogs():
-            key = Chem.MolToInchiKey(Chem.MolFromSmiles(inp.smiles))
+            key = Chem.MolToInchiKey(mol)
         if key:
             wanted.setdefault(key, []).append(pos)
     report.n_candidates = sum(len(v) for v in wanted.values())
@@ -1063,6 +1071,8 @@ def lookup_qm9(
                 key = Chem.InchiToInchiKey(inchi) if inchi else ""
                 if key in wanted and key not in hits:
                     hits[key] = p
+                    if len(hits) == len(wanted):
+                        break
         for key, p in hits.items():
             row = index.molecule(p)
             qm9_index = int(index.source_index[p])
