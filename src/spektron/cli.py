@@ -279,12 +279,7 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
         f"{1000 * rep.cpu_s_per_molecule:.0f} ms CPU/molecule; report {rpath}"
     )
     if rep.qm9_lookup:
-        n_in, n_found = rep.qm9_lookup["n_inputs"], rep.qm9_lookup["n_found"]
-        print(
-            f"QM9 lookup by InChIKey: {n_found} of {n_in} molecules simulated from their QM9 rows "
-            f"(DFT geometry, Mulliken charges, DFT frequencies), {n_in - n_found} embedded from "
-            "SMILES (store column 'source')"
-        )
+        print(rep.qm9_lookup["summary"])
     if rep.input_rejects:
         print(f"QM9 rows rejected by validation: {rep.input_rejects}")
     return 0

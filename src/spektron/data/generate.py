@@ -298,30 +298,41 @@ def dataset_inputs(
     return mols, dict(rep.rejects), {}
 
 
-def data_label(cfg: DatasetConfig) -> str:
-    """What the spectra of a dataset config are (SIMULATED, at its physics level)."""
+def data_label(cfg: DatasetConfig, lookup: dict[str, Any] | None = None) -> str:
+    """What the spectra of a dataset config are (SIMULATED, at its physics level); ``lookup``
+    (``QM9LookupReport.to_dict``) adds how many user molecules came from their QM9 rows."""
     label = LEVEL_LABELS[cfg.physics.level]
     if cfg.physics.level in ("xtb", "hybrid") and cfg.physics.xtb_raman == "bond":
         label = label.replace(
             "Raman from polarizability derivatives", "bond-polarizability Raman"
         ).replace("GFN2-xTB IR and Raman intensities", "GFN2-xTB IR and bond-polarizability Raman")
     if cfg.source == "smiles":
-        label = label.replace("of real QM9 molecules", "of user-supplied molecules (SMILES)")
+        smiles = "SMILES"
+        if lookup and lookup["n_found"]:
+            smiles += (
+                f"; {lookup['n_found']} of {lookup['n_inputs']} from their QM9 rows: DFT "
+                "geometry, Mulliken charges, DFT frequencies"
+            )
+        label = label.replace("of real QM9 molecules", f"of user-supplied molecules ({smiles})")
     return label
 
 
-def dataset_attrs(cfg: DatasetConfig) -> dict[str, Any]:
-    """Store attributes recording what generated the data (and that it is simulated)."""
-    return {
+def dataset_attrs(cfg: DatasetConfig, lookup: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Store attributes recording what generated the data (and that it is simulated), with what
+    the QM9 lookup of a SMILES source found (``lookup``) when given."""
+    attrs = {
         "source": "qm9s-sim" if cfg.source == "qm9" else "smiles-sim",
         "simulated": True,
-        "label": data_label(cfg),
+        "label": data_label(cfg, lookup),
         "level": cfg.physics.level,
         "config": to_dict(cfg),
         "config_hash": config_hash({"cfg": to_dict(cfg), "gen": GENERATOR_VERSION}),
         "generator_version": GENERATOR_VERSION,
         "spektron_version": __version__,
     }
+    if lookup:
+        attrs["qm9_lookup"] = json.dumps(lookup)
+    return attrs
 
 
 def generate_dataset(
@@ -345,15 +356,6 @@ def generate_dataset(
             f"{len(inputs)} molecules is a QM9 row (lookup by InChIKey "
             f"{'on' if cfg.qm9_lookup else 'off'}): use level 'mmff' or 'xtb'"
         )
-    attrs = dataset_attrs(cfg)
-    if lookup:
-        attrs["qm9_lookup"] = json.dumps(lookup)
-        if lookup["n_found"]:
-            attrs["label"] = attrs["label"].replace(
-                "(SMILES)",
-                f"(SMILES; {lookup['n_found']} of {lookup['n_inputs']} from their QM9 rows: DFT "
-                "geometry, Mulliken charges, DFT frequencies)",
-            )
     report = simulate_to_store(
         inputs,
         out,
@@ -362,7 +364,7 @@ def generate_dataset(
         workers=workers,
         shard=shard,
         chunk_size=chunk_size,
-        attrs=attrs,
+        attrs=dataset_attrs(cfg, lookup),
         progress=progress,
         scheduler=scheduler,
     )

@@ -1016,13 +1016,15 @@ class QM9LookupReport:
             "n_found": len(self.found),
             "found": {str(k): v for k, v in self.found.items()},
             "seconds": round(self.seconds, 3),
+            "summary": self.summary(),
         }
 
     def summary(self) -> str:
         return (
             f"QM9 lookup: {len(self.found)} of {self.n_inputs} molecules found in QM9 by "
             f"InChIKey (simulated from their QM9 rows: DFT geometry, Mulliken charges, DFT "
-            f"frequencies); {self.n_inputs - len(self.found)} embedded from SMILES"
+            f"frequencies); {self.n_inputs - len(self.found)} embedded from SMILES (store "
+            "column 'source')"
         )
 
 
