@@ -16,6 +16,7 @@ from spektron.config import RunConfig, to_dict
 from spektron.data.generate import data_label, ensure_dataset
 from spektron.data.spectra import make_grid, normalize_spectra
 from spektron.data.store import SpectralStore, open_store
+from spektron.plotting import pyplot, save_figure
 from spektron.utils import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,7 @@ def pick_pairs(store: SpectralStore, n: int, seed: int = 0) -> list[int]:
 
 def plot_pairs(store: SpectralStore, rows: list[int], path_stem: Path, title: str) -> list[Path]:
     """IR above, Raman below (each max-normalised) for each row; writes PNG and PDF."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     wn = store.wavenumber
     fig, axes = plt.subplots(
         len(rows), 1, figsize=(9, 2.1 * len(rows) + 0.6), sharex=True, squeeze=False
@@ -61,13 +58,7 @@ def plot_pairs(store: SpectralStore, rows: list[int], path_stem: Path, title: st
     axes[-1, 0].set_xlim(wn[0], wn[-1])
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    out = []
-    for ext in ("png", "pdf"):
-        p = path_stem.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=130)
-        out.append(p)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path_stem)
 
 
 def _figure_title(label: str) -> str:
