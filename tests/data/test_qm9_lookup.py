@@ -143,3 +143,14 @@ def test_a_dataset_of_smiles_records_where_each_structure_came_from(qm9_head, mo
     with open_store(qm9_head.parent / "off.h5") as s:
         assert list(s.column("source")) == ["smiles"]
         assert s.record(0).charge_model.startswith("gasteiger")
+
+
+def test_the_lookup_timing_does_not_change_the_store_attributes():
+    # the attributes key a killed run's parts folder: a rerun must find it again
+    from spektron.data.generate import dataset_attrs
+
+    cfg = DatasetConfig(source="smiles", smiles="CCO")
+    found = {"n_inputs": 1, "n_candidates": 1, "n_found": 1, "found": {"0": 14}}
+    a = dataset_attrs(cfg, {**found, "seconds": 0.5})
+    b = dataset_attrs(cfg, {**found, "seconds": 2.0})
+    assert a == b and "seconds" not in a["qm9_lookup"]

@@ -225,7 +225,10 @@ def simulate_to_store(
         {"attrs": attrs, "ids": [m.source_index for m in mine], "smiles": [m.smiles for m in mine]}
     )
     parts = out.parent / f".{out.name}.parts-{run_hash}"
-    parts.mkdir(parents=True, exist_ok=True)
+    try:
+        parts.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"{out}: cannot create its work folder {parts.name} ({e.strerror})") from e
     chunks = [mine[s : s + chunk_size] for s in range(0, len(mine), chunk_size)]
     report = GenerationReport(n_requested=len(mine), workers=workers, shard=f"{i}/{n}")
     done = {k for k in range(len(chunks)) if (parts / f"chunk_{k:06d}.json").exists()}
@@ -330,8 +333,8 @@ def dataset_attrs(cfg: DatasetConfig, lookup: dict[str, Any] | None = None) -> d
         "generator_version": GENERATOR_VERSION,
         "spektron_version": __version__,
     }
-    if lookup:
-        attrs["qm9_lookup"] = json.dumps(lookup)
+    if lookup:  # not its timing: the attributes key a resumable run's parts folder
+        attrs["qm9_lookup"] = json.dumps({k: v for k, v in lookup.items() if k != "seconds"})
     return attrs
 
 
