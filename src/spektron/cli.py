@@ -15,7 +15,7 @@ from pathlib import Path
 from spektron import __version__
 from spektron.errors import ConfigError, SpektronError
 from spektron.experiments.predict import add_predict_parser, cmd_predict
-from spektron.utils import flush_denormals, setup_logging
+from spektron.utils import setup_logging, tune_cpu_process
 
 log = logging.getLogger("spektron")
 
@@ -698,7 +698,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
-    flush_denormals()
+    tune_cpu_process()
     sub_cmd = getattr(args, "data_cmd", None) or getattr(args, "bench_cmd", None)
     handler = COMMANDS[(args.cmd, sub_cmd)]
     try:

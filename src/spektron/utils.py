@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
 import random
 import resource
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -96,12 +98,52 @@ def flush_denormals() -> None:
     elementwise kernels into a microcode slow path. Measured on a 2-core x86 CPU, backbone
     forward + backward at B=8: D-LinOSS at ~1M parameters, L=2048, 1.5 → 3.9 samples/s; at
     the quick size (L=256) 55 → 81, the CNN 149 → 186. Flushing changes only values below the
-    float32 normal range, far under any quantity the models resolve. Called at every process
-    entry point of the package (the CLI, pool workers, :meth:`Trainer.fit`).
+    float32 normal range, far under any quantity the models resolve. Part of
+    :func:`tune_cpu_process`.
     """
     import torch
 
     torch.set_flush_denormal(True)
+
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc serve large blocks from its heap and keep freed memory for reuse (Linux).
+
+    By default glibc maps every block above its mmap threshold (at most 32 MiB) straight from
+    the kernel and unmaps it on free, so each new activation tensor of that size is
+    page-faulted in and zeroed by the kernel again on every step: the CPU allocator
+    caches nothing. ``mallopt(M_MMAP_MAX, 0)`` serves every block from the heap (glibc still
+    maps when the heap cannot grow), and a 2 GiB trim threshold keeps freed heap memory
+    mapped. The effect is that of the jemalloc/tcmalloc preload often advised for CPU
+    training, without a preload. Measured on a 2-core x86 CPU: a fresh 32 MiB tensor copy
+    10.3 → 1.5 ms, the same matmul into a fresh (512, 16384) output 29 → 13 ms. Costs: the
+    process's resident memory stays near its peak. Returns whether the settings were applied
+    (False off glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        )
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        return False
+
+
+def tune_cpu_process() -> None:
+    """Process set-up for CPU speed: :func:`flush_denormals` and :func:`keep_freed_memory`.
+
+    Called at every process entry point of the package (the CLI, pool workers,
+    :meth:`Trainer.fit`).
+    """
+    flush_denormals()
+    keep_freed_memory()
 
 
 def rss_mb() -> float:

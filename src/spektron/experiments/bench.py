@@ -37,7 +37,7 @@ from spektron import __version__
 from spektron.errors import ConfigError
 from spektron.models.registry import available_backbones, build_backbone
 from spektron.training.distributed import resolve_device
-from spektron.utils import flush_denormals, rss_mb
+from spektron.utils import rss_mb, tune_cpu_process
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ MEMORY_KIND = {
 
 def _in_child(fn, args: dict[str, Any]) -> dict[str, Any]:
     """Run ``fn(args)`` in a fresh spawned process (its own peak RSS)."""
-    with mp.get_context("spawn").Pool(1, initializer=flush_denormals) as pool:
+    with mp.get_context("spawn").Pool(1, initializer=tune_cpu_process) as pool:
         return pool.apply(fn, (args,))
 
 

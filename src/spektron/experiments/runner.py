@@ -34,7 +34,7 @@ from spektron.data.store import open_store
 from spektron.errors import CheckpointError, ConfigError
 from spektron.training import distributed as D
 from spektron.training.data import ArrayData, load_spectra_split
-from spektron.utils import flush_denormals, write_json_atomic
+from spektron.utils import tune_cpu_process, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def run_specs(
         # previous run's memory, which hid later runs' peaks), and no state carried over.
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(
-            jobs, mp_context=ctx, max_tasks_per_child=1, initializer=flush_denormals
+            jobs, mp_context=ctx, max_tasks_per_child=1, initializer=tune_cpu_process
         ) as pool:
             futs = {pool.submit(fn, spec): spec for spec in specs}
             for fut in cf.as_completed(futs):

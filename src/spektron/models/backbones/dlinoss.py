@@ -79,6 +79,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from spektron.errors import ConfigError
 from spektron.models.registry import BackboneConfig, register_backbone
@@ -428,12 +429,12 @@ def chunk_size(length: int) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _chunk_exponents(chunk: int, n_chunks: int, device: str) -> Tensor:
-    """Exponents n of the q_n that :func:`chunk_operators` needs (cached, read-only): −2..T−1
-    (intra, state and emit), then (d−1)·T − 1 and (d−1)·T − 2 for chunk distances d = 1..C−1.
+    """Exponents n of the q_n that :func:`chunk_operators` needs (cached, read-only): −1..T
+    (intra and emit), then (d−1)·T and (d−1)·T − 1 for chunk distances d = 1..C−1 (carry).
     """
     d = torch.arange(1, n_chunks)
-    carry = torch.stack(((d - 1) * chunk - 1, (d - 1) * chunk - 2))  # (2, C−1)
-    return torch.cat((torch.arange(-2, chunk), carry.flatten())).to(device)
+    carry = torch.stack(((d - 1) * chunk, (d - 1) * chunk - 1))  # (2, C−1)
+    return torch.cat((torch.arange(-1, chunk + 1), carry.flatten())).to(device)
 
 
 def _toeplitz(by_lag: Tensor) -> Tensor:
@@ -464,100 +465,127 @@ def chunk_operators(
     """Operators of the chunked mode for N oscillators (row-vector convention), in ``dtype``
     (the exponent grid is evaluated in float64 and cast before the matrices are formed).
 
-    With T = ``chunk``, C = ``n_chunks``, v split into chunks v_c (T,) and the state w = [z; x]
-    (M, F as in the module docs), the causal convolution x = h ∗ v is, per chunk c,
+    x obeys the second-order recurrence S·x_n − (2 + dt·g − dt²·a)·x_{n−1} + x_{n−2} = dt²·v_n
+    (the IMEX update with z eliminated), so x_n = 2ρ·cos θ·x_{n−1} − ρ²·x_{n−2} + (dt²/S)·v_n with
+    ρ² = 1/S, and the last two values of x carry a chunk's whole state. With T = ``chunk``,
+    C = ``n_chunks``, v split into chunks v_c (T,), and x⁰_c = v_c·intra chunk c's response to
+    its own input, its end state is (X1, X2) = (x⁰_c[T−1], x⁰_c[T−2]). With no further input,
+    m steps after position T−1 of chunk c′ its state has become q_m·X1 − ρ²·q_{m−1}·X2
+    (q_n = ρⁿ·U_n(cos θ), q_0 = 1, q_{−1} = 0). At position i of chunk c, m = D + i + 1 with
+    D = (c − c′ − 1)·T, and the addition formula q_{D+k} = q_D·q_k − ρ²·q_{D−1}·q_{k−1} splits
+    every term into a factor of the chunk distance times a factor of i:
 
-        x_c = v_c·intra + w_c·emit,   w_c = Σ_{c′<c} M^{(c−1−c′)T} s_{c′},   s_c = v_c·state
+        x_c[i] = x⁰_c[i] + q_{i+1}·A1_c − ρ²·q_i·A2_c − q_i·B1_c + ρ²·q_{i−1}·B2_c,
+        A·_c = Σ_{c′<c} q_D·X·_{c′},   B·_c = Σ_{c′<c} ρ²·q_{D−1}·X·_{c′},
 
-    (s_c: the state chunk c leaves behind by itself; w_c: the state entering chunk c). With
-    M^n = q_{n−1}·M − ρ²·q_{n−2}·I (Cayley–Hamilton: det M = ρ² = 1/S, tr M = 2ρ·cos θ;
-    q_n = ρⁿ·U_n(cos θ), q_{−1} = 0, q_{−2} = −1/ρ²) the carry splits into two scalar Toeplitz
-    matrices over chunks, A[c′, c] = q_{m−1} and Bm[c′, c] = ρ²·q_{m−2}, m = (c−1−c′)·T (zero for
-    c′ ≥ c): w_c[k] = Σ_{k′} M[k, k′]·(s_{k′}·A)[c] − (s_k·Bm)[c], and M is folded into emit.
-    Returned, each (N, …):
+    i.e. two scalar Toeplitz matrices over chunks applied to the end states, then a rank-4
+    emission. Returned, each (N, …):
 
     - ``intra`` (N, T, T): intra[j, i] = h[i − j] for i ≥ j, h[n] = (dt²/S)·q_n;
-    - ``state`` (N, T, 2): state[j] = M^{T−1−j}·F;
-    - ``carry`` (N, C, 2C): [A | Bm];
-    - ``emit`` (N, 4, T): rows [(Mᵀ·E)₀, (Mᵀ·E)₁, −E₀, −E₁], E[:, i] = (e_xᵀ M^{i+1})ᵀ, to be
-      multiplied by [s·A, s·Bm] per chunk.
+    - ``carry`` (N, C, 2C): [A | Bm], A[c′, c] = q_D, Bm[c′, c] = ρ²·q_{D−1} (zero for c′ ≥ c);
+    - ``emit`` (N, 4, T): rows [q_{i+1}, −ρ²·q_i, −q_i, ρ²·q_{i−1}], multiplied by
+      [A1, A2, B1, B2] per chunk;
+    - ``ends`` (N, 2) int64: the columns of x⁰ holding (X1, X2) (T−1, T−2; 0, 1 reversed).
 
     All entries come from one :class:`_DampedChebyshev` evaluation at T + 2C exponents
     (exact backward), spread into Toeplitz matrices by :func:`_toeplitz`. ``reverse`` (a bool,
-    or a bool tensor (N,) per
-    oscillator) gives the operators of the same oscillators run on the reversed sequence (the
-    backward direction) in the original order: intra and carry transposed, state and emit
-    flipped along T.
+    or a bool tensor (N,) per oscillator) gives the operators of the same oscillators run on
+    the reversed sequence (the backward direction) in the original order: intra and carry
+    transposed, emit flipped along T, the end state at the chunk's start.
     """
     dt, g, a = dt.double(), g.double(), a.double()
     t, c = chunk, n_chunks
     n = dt.shape[0]
     q = _damped_chebyshev(dt, g, a, _chunk_exponents(t, c, str(dt.device)))  # (N, K)
-    qn, cq = q[:, : t + 2], q[:, t + 2 :].view(n, 2, c - 1)  # qn[k] = q_{k−2}
+    qn, cq = q[:, : t + 2], q[:, t + 2 :].view(n, 2, c - 1)  # qn[k] = q_{k−1}
     inv_s = (1.0 / (1.0 + dt * g))[:, None]  # ρ², (N, 1)
-    dt, a = dt[:, None], a[:, None]
-    m11, m12, m21, m22 = inv_s, -dt * a * inv_s, dt * inv_s, 1.0 - dt * dt * a * inv_s
-    f1, f2 = dt * inv_s, dt * dt * inv_s  # (N, 1)
-    mf1, mf2 = m11 * f1 + m12 * f2, m21 * f1 + m22 * f2  # M·F
+    f2 = (dt * dt)[:, None] * inv_s  # dt²/S, (N, 1)
     # Forward order; the reversed direction is each vector flipped (lags and distances negated).
-    h_by_lag = torch.cat((qn.new_zeros(n, t - 1), f2 * qn[:, 2:]), dim=1)  # lags −(T−1)..T−1
-    sa, sb = qn[:, 1 : t + 1].flip(1), inv_s * qn[:, :t].flip(1)  # q_{m−1}, ρ²q_{m−2}, m=T−1−j
-    ea, eb = qn[:, 2:], inv_s * qn[:, 1 : t + 1]  # m = i + 1
-    state = torch.stack((sa * mf1 - sb * f1, sa * mf2 - sb * f2), dim=-1)  # (N, T, 2)
-    e0, e1 = ea * m21, ea * m22 - eb  # (N, T): E
-    emit = torch.stack((m11 * e0 + m21 * e1, m12 * e0 + m22 * e1, -e0, -e1), dim=1)  # (N, 4, T)
+    h_by_lag = torch.cat((qn.new_zeros(n, t - 1), f2 * qn[:, 1 : t + 1]), dim=1)  # lags ±(T−1)
+    q_i = qn[:, 1 : t + 1]  # q_i, i = 0..T−1
+    emit = torch.stack((qn[:, 2:], -inv_s * q_i, -q_i, inv_s * qn[:, :t]), dim=1)  # (N, 4, T)
     cq = torch.stack((cq[:, 0], inv_s * cq[:, 1]), dim=1)  # (N, A|Bm, C−1): d = 1..C−1
     c_by_dist = torch.cat((cq.new_zeros(n, 2, c), cq), dim=2)  # distances −(C−1)..C−1
+    fwd_ends = torch.tensor([t - 1, t - 2] if t > 1 else [0, -1], device=dt.device)
+    rev_ends = torch.tensor([0, 1] if t > 1 else [0, -1], device=dt.device)
     if isinstance(reverse, Tensor):
         rev = reverse.to(dt.device)
         flip = lambda x, dim: torch.where(rev.view(-1, *[1] * (x.ndim - 1)), x.flip(dim), x)  # noqa: E731
+        ends = torch.where(rev[:, None], rev_ends, fwd_ends)  # (N, 2)
     else:
         flip = lambda x, dim: x.flip(dim) if reverse else x  # noqa: E731
+        ends = (rev_ends if reverse else fwd_ends).expand(n, 2)  # (N, 2)
     intra = _toeplitz(flip(h_by_lag, 1).to(dtype))  # (N, T, T)
-    state = flip(state, 1).to(dtype)
     emit = flip(emit, 2).to(dtype)
     carry = _toeplitz(flip(c_by_dist, 2).to(dtype))  # (N, A|Bm, C′, C)
     carry = carry.permute(0, 2, 1, 3).reshape(n, c, 2 * c)  # (N, C′, 2C): [A | Bm]
-    return intra, state, carry, emit
+    return intra, carry, emit, ends.contiguous()
 
 
-class _ContiguousGrad(torch.autograd.Function):
-    """Identity whose backward makes the incoming gradient contiguous."""
+def _end_states(x0: Tensor, ends: Tensor) -> Tensor:
+    """(X1, X2) of every chunk: x⁰ (N, R·C, T), ends (N, 2) → (N, R·C, 2) (X2 = 0 when T = 1)."""
+    if x0.shape[-1] == 1:
+        return F.pad(x0, (0, 1))  # a one-step chunk leaves x_{−1} = 0 behind
+    return x0.gather(-1, ends[:, None, :].expand(-1, x0.shape[1], -1))  # (N, R·C, 2)
+
+
+class _ChunkedConv(torch.autograd.Function):
+    """x = chunked causal convolution of v (see :func:`chunked_conv`), with a hand-written
+    backward that keeps to four passes over the (N, R·C, T) tensors: the end states' gradient
+    lands in two columns of a copy of x's, not in a full-size zero tensor added to it.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        return x.view_as(x)
+    def forward(ctx, v: Tensor, intra: Tensor, carry: Tensor, emit: Tensor, ends: Tensor):
+        n, rows, length = v.shape
+        t = intra.shape[-1]
+        c = length // t
+        vc = v.reshape(n, rows * c, t)  # (N, R·C, T)
+        x = torch.bmm(vc, intra)  # (N, R·C, T): every chunk's response to its own input
+        s = ab = None
+        if c > 1:
+            s = _end_states(x, ends).view(n, rows, c, 2).transpose(2, 3).reshape(n, rows * 2, c)
+            ab = torch.bmm(s, carry).view(n, rows, 2, 2, c)  # (N, R, X1|X2, A|Bm, C)
+            ab = ab.permute(0, 1, 4, 3, 2).reshape(n, rows * c, 4)  # (N, R·C, [A1 A2 B1 B2])
+            x.baddbmm_(ab, emit)  # (N, R·C, T): plus the entering states' response
+        ctx.save_for_backward(vc, intra, carry, emit, ends, s, ab)
+        ctx.shape = (n, rows, c)
+        return x.view(n, rows, length)  # (N, R, C·T)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return grad.contiguous()
-
-
-_contiguous_grad = _ContiguousGrad.apply
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        vc, intra, carry, emit, ends, s, ab = ctx.saved_tensors
+        n, rows, c = ctx.shape
+        t = intra.shape[-1]
+        # Contiguous: for strided operands bmm falls back to a kernel ~20x slower than BLAS.
+        gx = grad.contiguous().view(n, rows * c, t)  # (N, R·C, T)
+        g_carry = g_emit = None
+        if c > 1:
+            g_emit = torch.bmm(ab.mT, gx)  # (N, 4, T)
+            g_ab = torch.bmm(gx, emit.mT).view(n, rows, c, 2, 2)  # (N, R, C, A|Bm, X1|X2)
+            g_ab = g_ab.permute(0, 1, 4, 3, 2).reshape(n, rows * 2, 2 * c)  # (N, R·2, 2C)
+            g_carry = torch.bmm(s.mT, g_ab)  # (N, C, 2C)
+            g_s = torch.bmm(g_ab, carry.mT).view(n, rows, 2, c).transpose(2, 3)  # (N, R, C, 2)
+            g_s = g_s.reshape(n, rows * c, 2)  # (N, R·C, X1|X2)
+            gx = gx.clone()  # the incoming gradient is not ours to change
+            if t == 1:
+                gx += g_s[..., :1]
+            else:
+                gx.scatter_add_(-1, ends[:, None, :].expand(-1, rows * c, -1), g_s)
+        g_v = torch.bmm(gx, intra.mT).view(n, rows, c * t)  # (N, R, C·T)
+        g_intra = torch.bmm(vc.mT, gx)  # (N, T, T)
+        return g_v, g_intra, g_carry, g_emit, None
 
 
 def chunked_conv(v: Tensor, ops: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
     """Causal convolution by chunks: v (N, R, C·T) → x (N, R, C·T), ops of N oscillators.
 
-    R rows share each oscillator's operators (real and imaginary parts, batch). Four batched
-    matmuls (see :func:`chunk_operators`): the intra-chunk Toeplitz, the chunks' own end states,
-    their carry to later chunks, and the entering states' contribution.
+    R rows share each oscillator's operators (real and imaginary parts, batch). Three batched
+    matmuls (see :func:`chunk_operators`): the intra-chunk Toeplitz, the carry of the chunks'
+    end states (two columns of its output) to later chunks, and the entering states' response.
     """
-    intra, state, carry, emit = ops
-    n, rows, length = v.shape
-    t = intra.shape[-1]
-    c = length // t
-    vc = v.reshape(n, rows * c, t)  # (N, R·C, T)
-    x = torch.bmm(vc, intra)  # (N, R·C, T)
-    if c > 1:
-        # _contiguous_grad: the layout changes below would hand bmm's backward strided
-        # gradients, for which it falls back to a kernel ~20x slower than BLAS.
-        s = _contiguous_grad(torch.bmm(vc, state)).view(n, rows, c, 2)  # (N, R, C, 2)
-        s = s.transpose(2, 3).reshape(n, rows * 2, c)  # (N, R·2, C): own end states
-        ab = _contiguous_grad(torch.bmm(s, carry)).view(n, rows, 2, 2, c)  # (N, R, k, A|Bm, C)
-        ab = ab.permute(0, 1, 4, 3, 2).reshape(n, rows * c, 4)  # (N, R·C, 4)
-        x = torch.baddbmm(x, ab, emit)  # (N, R·C, T)
-    return x.reshape(n, rows, length)  # (N, R, C·T)
+    return _ChunkedConv.apply(v, *ops)
 
 
 def ssm_chunk(v: Tensor, dt: Tensor, g: Tensor, a: Tensor, chunk: int = 0) -> Tensor:
