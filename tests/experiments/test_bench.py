@@ -19,7 +19,7 @@ def test_bench_cli_writes_measurements(tmp_path, capsys):
             "bench",
             "backbones",
             "--backbones",
-            "cnn",
+            "cnn,s4d_real",
             "--batch",
             "2",
             "--length",
@@ -34,12 +34,17 @@ def test_bench_cli_writes_measurements(tmp_path, capsys):
     )
     assert code == 0
     rep = json.loads(out.read_text())
-    (row,) = rep["results"]
+    row, other = rep["results"]
     assert row["backbone"] == "cnn" and abs(row["params"] - 200_000) <= 10_000
     assert row["forward_samples_per_s"] > 0 and row["forward_backward_samples_per_s"] > 0
     assert row["flops_per_sample"]["total"] >= row["flops_per_sample"]["matmul"] > 0
-    assert row["forward_backward_vs_cnn"] == 1.0  # the CNN against itself, same run
-    assert "cnn" in capsys.readouterr().out
+    assert row["forward_backward_vs_cnn"] == row["interleaved_vs_cnn"] == 1.0  # CNN vs itself
+    alt = other["interleaved_forward_backward_samples_per_s"]
+    assert (
+        alt > 0
+        and other["interleaved_vs_cnn"] == alt / row["interleaved_forward_backward_samples_per_s"]
+    )
+    assert "s4d_real" in capsys.readouterr().out
 
 
 def test_bench_rejects_bad_options():

@@ -144,6 +144,33 @@ def _bench_one(args: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
+def _bench_interleaved(args: dict[str, Any]) -> dict[str, float]:
+    """Child process: forward + backward of every backbone in one process, one step each in
+    turn for ``repeats`` rounds (the order rotated every round), so that all arms see the same
+    machine state; returns the median samples/s per backbone."""
+    from spektron.models.sizing import size_backbone
+
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
+    dev = torch.device(args["device"])
+    B, L, D = args["batch"], args["length"], args["d_model"]
+    x = torch.randn(B, L, D, device=dev)
+    steps = {}
+    for name in args["names"]:
+        cfg, _ = size_backbone(name, budget=args["budget"], d_model=D)
+        torch.manual_seed(0)
+        model = build_backbone(name, cfg).to(dev).train()
+        steps[name] = _passes(model, x)[1]
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for step in steps.values():
+        _times(step, dev, 0, max(args["warmup"], 1))
+    order = list(steps)
+    for r in range(args["repeats"]):
+        for name in order[r % len(order) :] + order[: r % len(order)]:
+            times[name] += _times(steps[name], dev, 1, 0)
+    return {name: B / statistics.median(t) for name, t in times.items()}
+
+
 def bench_backbones(
     names: list[str] | None = None,
     *,
@@ -178,14 +205,19 @@ def bench_backbones(
     for name in names:
         log.info("bench %s: B=%d L=%d on %s", name, batch, length, dev)
         rows.append(_in_child(_bench_one, {"name": name, **common}))
-    # Throughput as a ratio to the CNN's, measured in the same run (the machines are noisy).
+    # Throughput as a ratio to the CNN's, measured in the same run (the machines are noisy):
+    # from the separate processes above, and side by side (alternated in one process).
+    log.info("bench side by side: %s", ", ".join(names))
+    side = _in_child(_bench_interleaved, {"names": names, **common})
     cnn = next((r for r in rows if r["backbone"] == "cnn"), None)
     for r in rows:
+        r["interleaved_forward_backward_samples_per_s"] = side[r["backbone"]]
         r["forward_backward_vs_cnn"] = (
             r["forward_backward_samples_per_s"] / cnn["forward_backward_samples_per_s"]
             if cnn
             else None
         )
+        r["interleaved_vs_cnn"] = side[r["backbone"]] / side["cnn"] if cnn else None
     return {
         "schema_version": 1,
         "spektron_version": __version__,
@@ -210,17 +242,24 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [
         head,
         f"{'backbone':<12}{'params':>10}{'fwd/s':>10}{'fwd+bwd/s':>11}{'x cnn':>7}"
-        f"{'peak MB':>10}{'GFLOP mm':>10}{'GFLOP all':>11}",
+        f"{'alt/s':>9}{'x cnn':>7}{'peak MB':>10}{'GFLOP mm':>10}{'GFLOP all':>11}",
     ]
+    nan = float("nan")
     for r in report["results"]:
         fl = r["flops_per_sample"]
-        ratio = r.get("forward_backward_vs_cnn")
+        ratio, alt_ratio = r.get("forward_backward_vs_cnn"), r.get("interleaved_vs_cnn")
         lines.append(
             f"{r['backbone']:<12}{r['params']:>10,}{r['forward_samples_per_s']:>10.1f}"
             f"{r['forward_backward_samples_per_s']:>11.1f}"
-            f"{float('nan') if ratio is None else ratio:>7.2f}{r['peak_memory_mb']:>10.0f}"
+            f"{nan if ratio is None else ratio:>7.2f}"
+            f"{r.get('interleaved_forward_backward_samples_per_s', nan):>9.1f}"
+            f"{nan if alt_ratio is None else alt_ratio:>7.2f}{r['peak_memory_mb']:>10.0f}"
             f"{fl['matmul'] / 1e9:>10.2f}{fl['total'] / 1e9:>11.2f}"
         )
+    lines.append(
+        "fwd+bwd/s: each backbone in its own process, one after another; alt/s: all in one "
+        "process, one step each in turn (the side-by-side ratio)"
+    )
     return "\n".join(lines)
 
 

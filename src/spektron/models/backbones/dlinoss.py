@@ -95,17 +95,17 @@ NORMS = ("layer", "rms")
 #       chunk (T=16) 98-140, scan 55, fft 55, CNN 230-360 -> chunk 0.40-0.44 of the CNN
 #   ~1M size (d_model 128, 6 x 128, B=8, L=2048, 2 threads):
 #       chunk (T=64) 5.6, chunk (T=32) 4.4, fft 3.3, scan 3.6, CNN 12.8 -> chunk 0.44
-# With subnormals flushed to zero (spektron.utils.flush_denormals; separate processes, one
-# `spektron bench backbones` run each): quick size chunk 0.40-0.54 of the CNN, ~1M 0.35-0.59.
-# At the quick size ~20 ms of an ~85 ms step is the float64 operator construction (small ops,
-# forward and backward); the rest is the T=16 batched matmuls (~8 GFLOP/s) and layout copies.
-# T=32 was no faster there, T=8 slower.
-# The chunked mode is bound by its matmuls (in/out projections and the intra-chunk Toeplitz)
-# and by memory passes over the (4P, B·L) activations, not by op count. Accuracy in float32 is
-# that of a float64-built kernel applied by float32 matmuls. An earlier measurement (B=16)
-# had the scan at 0.76-0.83x the fft's time on CPU at 1.4x its memory; the Python loop
-# (recurrent) is the reference only. CUDA was not measured here (no GPU lent): it keeps fft, a
-# few cuFFT calls per layer instead of ~15 elementwise kernels per level of the scan.
+# Since then (subnormals flushed, glibc keeping freed memory, end states read from the Toeplitz
+# product; `spektron bench backbones`, same machine): quick size chunk 0.59-0.61 of the CNN,
+# ~1M 0.50-0.61 (T=64 and T=32 equal there, T=16 0.50, T=8 at the quick size 0.48).
+# At ~1M the chunked mode is bound by memory passes over the (4P, B·L) activations (a 32 MiB
+# pass costs ~5-9 ms here), about 20 per layer and step; at the quick size by the in/out
+# projections' FLOPs (D-LinOSS does 1.3x the CNN's matmul FLOPs at equal parameters). Accuracy
+# in float32 is that of a float64-built kernel applied by float32 matmuls. An earlier
+# measurement (B=16) had the scan at 0.76-0.83x the fft's time on CPU at 1.4x its memory; the
+# Python loop (recurrent) is the reference only. CUDA was not measured here (no GPU lent): it
+# keeps fft, a few cuFFT calls per layer instead of ~15 elementwise kernels per level of the
+# scan.
 AUTO_MODE: dict[str, str] = {"cpu": "chunk", "cuda": "fft"}
 
 # dt_min·g_min bounds the per-step damping 1 − |λ| ≈ dt·g/2 from below. In float32, S = 1 + dt·g
