@@ -108,18 +108,25 @@ def _in_child(fn, args: dict[str, Any]) -> dict[str, Any]:
         return pool.apply(fn, (args,))
 
 
+def _sized_backbone(name: str, args: dict[str, Any], dev: torch.device):
+    """(model on ``dev``, its config, its parameter count), sized to ``args["budget"]`` at
+    ``args["d_model"]`` and initialised from seed 0."""
+    from spektron.models.sizing import size_backbone
+
+    cfg, n_params = size_backbone(name, budget=args["budget"], d_model=args["d_model"])
+    torch.manual_seed(0)
+    return build_backbone(name, cfg).to(dev), cfg, n_params
+
+
 def _bench_one(args: dict[str, Any]) -> dict[str, Any]:
     """Child process: size, build, time and measure one backbone."""
     from spektron.models.flops import count_flops
-    from spektron.models.sizing import size_backbone
 
     if args["threads"]:
         torch.set_num_threads(args["threads"])
     dev = torch.device(args["device"])
     name, B, L, D = args["name"], args["batch"], args["length"], args["d_model"]
-    cfg, n_params = size_backbone(name, budget=args["budget"], d_model=D)
-    torch.manual_seed(0)
-    model = build_backbone(name, cfg).to(dev)
+    model, cfg, n_params = _sized_backbone(name, args, dev)
     x = torch.randn(B, L, D, device=dev)
     res: dict[str, Any] = {"backbone": name, "params": n_params, "config": cfg.__dict__.copy()}
 
@@ -148,8 +155,6 @@ def _bench_interleaved(args: dict[str, Any]) -> dict[str, float]:
     """Child process: forward + backward of every backbone in one process, one step each in
     turn for ``repeats`` rounds (the order rotated every round), so that all arms see the same
     machine state; returns the median samples/s per backbone."""
-    from spektron.models.sizing import size_backbone
-
     if args["threads"]:
         torch.set_num_threads(args["threads"])
     dev = torch.device(args["device"])
@@ -157,9 +162,7 @@ def _bench_interleaved(args: dict[str, Any]) -> dict[str, float]:
     x = torch.randn(B, L, D, device=dev)
     steps = {}
     for name in args["names"]:
-        cfg, _ = size_backbone(name, budget=args["budget"], d_model=D)
-        torch.manual_seed(0)
-        model = build_backbone(name, cfg).to(dev).train()
+        model = _sized_backbone(name, args, dev)[0].train()
         steps[name] = _passes(model, x)[1]
     times: dict[str, list[float]] = {name: [] for name in steps}
     for step in steps.values():

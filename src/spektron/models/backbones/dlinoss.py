@@ -506,8 +506,9 @@ def chunk_operators(
     emit = torch.stack((qn[:, 2:], -inv_s * q_i, -q_i, inv_s * qn[:, :t]), dim=1)  # (N, 4, T)
     cq = torch.stack((cq[:, 0], inv_s * cq[:, 1]), dim=1)  # (N, A|Bm, C−1): d = 1..C−1
     c_by_dist = torch.cat((cq.new_zeros(n, 2, c), cq), dim=2)  # distances −(C−1)..C−1
-    fwd_ends = torch.tensor([t - 1, t - 2] if t > 1 else [0, -1], device=dt.device)
-    rev_ends = torch.tensor([0, 1] if t > 1 else [0, -1], device=dt.device)
+    # Columns of (X1, X2); at T = 1 only X1 exists (X2 = 0, see _end_states).
+    fwd_ends = torch.tensor([t - 1, max(t - 2, 0)], device=dt.device)
+    rev_ends = torch.tensor([0, min(1, t - 1)], device=dt.device)
     if isinstance(reverse, Tensor):
         rev = reverse.to(dt.device)
         flip = lambda x, dim: torch.where(rev.view(-1, *[1] * (x.ndim - 1)), x.flip(dim), x)  # noqa: E731
@@ -531,8 +532,8 @@ def _end_states(x0: Tensor, ends: Tensor) -> Tensor:
 
 class _ChunkedConv(torch.autograd.Function):
     """x = chunked causal convolution of v (see :func:`chunked_conv`), with a hand-written
-    backward that keeps to four passes over the (N, R·C, T) tensors: the end states' gradient
-    lands in two columns of a copy of x's, not in a full-size zero tensor added to it.
+    backward: the end states' gradient lands in two columns of one copy of x's gradient, where
+    autograd would build a full-size zero tensor for the column slice and add it to x's.
     """
 
     @staticmethod
