@@ -55,16 +55,18 @@ def threads(request):
 
 @pytest.mark.parametrize("L", [1, 31, 32, 33, 100, 257])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_compiled_scan_matches_loop_in_every_gradient(L, dtype, threads):
+@pytest.mark.parametrize("Bt,E", [(3, 5), (1, 40)], ids=["narrow", "channel-blocks"])
+def test_compiled_scan_matches_loop_in_every_gradient(L, dtype, Bt, E, threads):
     # The bare scan against mambapy's loop, with inputs chosen so that every term matters:
-    # chunk boundaries of the backward's recomputation at L = 31..33, 100, 257.
+    # chunk boundaries of the backward's recomputation at L = 31..33, 100, 257; one batch row
+    # with 40 channels splits them into blocks on two threads (a vector loop and its tail).
     from mambapy import mamba
 
     from spektron.models.backbones.selective_scan import CHECKPOINT, selective_scan
 
     assert CHECKPOINT == 32
     torch.manual_seed(L)
-    Bt, E, N = 3, 5, 4
+    N = 4
     x = torch.randn(Bt, L, E, dtype=dtype)
     delta = torch.nn.functional.softplus(torch.randn(Bt, L, E, dtype=dtype))
     A = -torch.rand(E, N, dtype=dtype) * 3 - 0.01
@@ -82,6 +84,46 @@ def test_compiled_scan_matches_loop_in_every_gradient(L, dtype, threads):
     torch.testing.assert_close(got, ref, **tol)
     for name, a, b in zip(["x", "delta", "A", "B", "C", "D"], g_got, g_ref, strict=True):
         torch.testing.assert_close(a, b, **tol, msg=lambda m, name=name: f"d{name}: {m}")
+
+
+@pytest.mark.parametrize("L", [1, 3, 4, 5, 37])
+@pytest.mark.parametrize("scan", ["sequential", "compiled"])
+def test_block_equals_mambapys_block(L, scan):
+    # Our block keeps its activations in (B, L, E) (conv as shifted products, Δ's projection
+    # and the gate computed there): the same model as mambapy's block, outputs and every
+    # parameter and input gradient, in float64. L around the conv's 4 taps.
+    from mambapy import mamba
+
+    torch.manual_seed(L)
+    ours = MambaBackbone(MambaBackboneConfig(d_model=D, n_layers=1, d_state=4, scan=scan))
+    block = ours.fwd.layers[0].mixer.double()
+    block.compiled_scan = scan == "compiled"
+    ref = mamba.MambaBlock(block.config).double()
+    ref.load_state_dict(block.state_dict())
+    x = torch.randn(2, L, D, dtype=torch.float64, requires_grad=True)
+    gy = torch.randn(2, L, D, dtype=torch.float64)
+    outs = []
+    for m in (block, ref):
+        y = m(x)
+        outs.append((y, torch.autograd.grad(y, [x, *m.parameters()], gy)))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-12, atol=1e-12)
+    names = ["x", *(n for n, _ in block.named_parameters())]
+    for name, a, b in zip(names, outs[0][1], outs[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m, n=name: f"d{n}: {m}")
+
+
+def test_block_helpers_pass_gradcheck():
+    from spektron.models.backbones.mamba import _CausalDepthwiseConv, _SiLUGate
+
+    torch.manual_seed(0)
+    for L in (1, 2, 3, 4, 9):
+        x = torch.randn(2, L, 3, dtype=torch.float64, requires_grad=True)
+        w = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(_CausalDepthwiseConv.apply, (x, w, b))
+        assert torch.autograd.gradcheck(_CausalDepthwiseConv.apply, (x, w, None))
+    y, z = (torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    assert torch.autograd.gradcheck(_SiLUGate.apply, (y, z))
 
 
 def test_compiled_scan_refuses_other_devices_and_dtypes():

@@ -14,10 +14,14 @@ Bidirectional by flipping: a forward stack reads the sequence left to right, a b
 outputs are combined by a sum or by concatenation + a linear projection (``combine``; the
 projection counts in the parameter budget).
 
-Backends. Everything but the scan is ``mambapy``'s block (import ``mambapy.mamba`` only:
-``mambapy.lm`` imports ``mamba_ssm`` unconditionally). The scan itself: on the CPU, compiled
-forward/backward kernels (``scan="compiled"``, :mod:`.selective_scan`; the same recurrence,
-equal to mambapy's loop to float32 rounding); mambapy's Blelloch parallel scan
+Backends. The block is ``mambapy``'s (its parameters, initialisation and operations; import
+``mambapy.mamba`` only: ``mambapy.lm`` imports ``mamba_ssm`` unconditionally). Without the
+fused kernel our subclass computes the same operations in the (B, L, E) layout (mambapy
+transposes the conv output and Δ, which sent the element-wise ops and their backwards down
+PyTorch's strided path), the causal depthwise conv as shifted products and the gate y ⊙ SiLU(z)
+with hand-written backwards (tested equal to mambapy's block). The scan itself: on the CPU,
+compiled forward/backward kernels (``scan="compiled"``, :mod:`.selective_scan`; the same
+recurrence, equal to mambapy's loop to float32 rounding); mambapy's Blelloch parallel scan
 (``scan="parallel"``) or its plain loop (``scan="sequential"``, the slow reference). ``auto``
 is the compiled kernel for CPU inputs and the parallel scan otherwise. For inputs on CUDA with
 ``mamba_ssm`` installed, the fused ``selective_scan_fn`` runs with the same weights (mambapy's
@@ -134,6 +138,72 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(n)))
 
 
+class _CausalDepthwiseConv(torch.autograd.Function):
+    """mambapy's ``conv1d(x.transpose(1, 2))[:, :, :L]`` (depthwise, K taps, padded by K − 1
+    on the left, so causal) in the (B, L, E) layout:
+
+        y_t = b + Σ_k w_k ⊙ x_{t−K+1+k},   ∂ℓ/∂x_s = Σ_k w_k ⊙ g_{s+K−1−k},
+        ∂ℓ/∂w_k = Σ_{b,t} g_t ⊙ x_{t−K+1+k},   ∂ℓ/∂b = Σ_{b,t} g_t
+
+    (terms outside [0, L) are zero). K shifted multiply-adds into one buffer, saving only x
+    (a view of the in-projection, held anyway): PyTorch's depthwise conv and its backward on
+    this layout cost ~1.8 ms a layer at the quick size, and autograd over the shifted
+    products kept a padded copy of x per layer."""
+
+    @staticmethod
+    def forward(ctx, x, w, bias):
+        # x: (B, L, E); w: (E, K); bias: (E,) or None
+        K = w.shape[1]
+        L = x.shape[1]
+        y = x * w[:, K - 1]  # (B, L, E): tap K − 1 is the current step
+        for k in range(K - 1):
+            lag = K - 1 - k
+            if lag < L:
+                y[:, lag:].addcmul_(x[:, : L - lag], w[:, k])
+        if bias is not None:
+            y += bias
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        K = w.shape[1]
+        L = x.shape[1]
+        g = g.contiguous()  # (B, L, E)
+        dx = g * w[:, K - 1]  # (B, L, E)
+        dw = torch.empty_like(w)  # (E, K)
+        dw[:, K - 1] = (g * x).sum((0, 1))
+        for k in range(K - 1):
+            lag = K - 1 - k
+            if lag < L:
+                dx[:, : L - lag].addcmul_(g[:, lag:], w[:, k])
+                dw[:, k] = (g[:, lag:] * x[:, : L - lag]).sum((0, 1))
+            else:
+                dw[:, k] = 0
+        return dx, dw, g.sum((0, 1)) if ctx.has_bias else None
+
+
+class _SiLUGate(torch.autograd.Function):
+    """y ⊙ SiLU(z) with σ(z) recomputed in the backward (saves y and z only):
+    ∂/∂y = g z σ(z),  ∂/∂z = g y σ(z)(1 + z(1 − σ(z)))."""
+
+    @staticmethod
+    def forward(ctx, y, z):
+        ctx.save_for_backward(y, z)
+        return y * F.silu(z)  # (B, L, E)
+
+    @staticmethod
+    def backward(ctx, g):
+        y, z = ctx.saved_tensors
+        s = torch.sigmoid(z)
+        gs = g * s
+        dy = gs * z
+        dz = gs * y * (1 + z * (1 - s))
+        return dy, dz
+
+
 @functools.lru_cache(maxsize=1)
 def _mambapy():
     """``mambapy.mamba`` (imported on first use; never ``mambapy.lm``, which imports mamba_ssm)
@@ -144,8 +214,24 @@ def _mambapy():
         raise ImportError("the 'mamba' backbone needs mambapy: pip install mambapy") from e
 
     class FP32MambaBlock(mamba.MambaBlock):
+        """mambapy's block, with the same parameters and operations; on the path without the
+        fused kernel its activations are kept in the (B, L, ·) layout: mambapy computes Δ and
+        the conv output as (B, ED, L) and transposes them, and the element-wise ops and their
+        backwards on those transposed views ran on PyTorch's strided path (SiLU's and
+        softplus's backwards ~0.5 ms a call at the quick size, against ~0.1 contiguous)."""
+
         # Set by the stack: use the compiled CPU scan where mambapy would run its parallel one.
         compiled_scan = False
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.config.use_cuda:
+                return super().forward(x)  # (B, L, D): z's gate fused into the CUDA scan
+            xz = self.in_proj(x)  # (B, L, 2·ED)
+            x, z = xz.chunk(2, dim=-1)  # (B, L, ED) each
+            conv = self.conv1d
+            x = F.silu(_CausalDepthwiseConv.apply(x, conv.weight[:, 0], conv.bias))  # (B, L, ED)
+            y = self.ssm(x, z)  # (B, L, ED)
+            return self.out_proj(_SiLUGate.apply(y, z))  # (B, L, D)
 
         def selective_scan(self, x, delta, A, B, C, D):
             if self.compiled_scan:
@@ -153,10 +239,21 @@ def _mambapy():
             return super().selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
 
         def ssm(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-            if not torch.is_autocast_enabled(x.device.type):
+            if torch.is_autocast_enabled(x.device.type):
+                with torch.autocast(device_type=x.device.type, enabled=False):
+                    return self.ssm(x.float(), z.float())  # (B, L, ED)
+            if self.config.use_cuda:
                 return super().ssm(x, z)  # (B, L, ED)
-            with torch.autocast(device_type=x.device.type, enabled=False):
-                return super().ssm(x.float(), z.float())  # (B, L, ED)
+            A = -torch.exp(self.A_log.float())  # (ED, N)
+            D = self.D.float()  # (ED,)
+            deltaBC = self.x_proj(x)  # (B, L, dt_rank + 2N)
+            sizes = [self.config.dt_rank, self.config.d_state, self.config.d_state]
+            delta, B, C = self._apply_layernorms(*torch.split(deltaBC, sizes, dim=-1))
+            # softplus(W_Δ δ + b_Δ), as mambapy, computed in (B, L, ED) directly
+            delta = F.softplus(F.linear(delta, self.dt_proj.weight, self.dt_proj.bias))
+            if self.config.pscan:
+                return self.selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
+            return self.selective_scan_seq(x, delta, A, B, C, D)  # (B, L, ED)
 
     return mamba, FP32MambaBlock
 
