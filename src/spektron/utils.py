@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import logging
 import os
@@ -144,6 +145,44 @@ def tune_cpu_process() -> None:
     """
     flush_denormals()
     keep_freed_memory()
+
+
+class _MallInfo2(ctypes.Structure):
+    # glibc's struct mallinfo2 (malloc.h, glibc >= 2.33): ten size_t fields.
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+        ).split()
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def _mallinfo2() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):  # not glibc, or glibc < 2.33
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
+def heap_in_use_mb() -> float | None:
+    """Bytes this process holds in live malloc allocations (MiB): glibc's ``mallinfo2``
+    in-use heap (``uordblks``) plus mapped blocks (``hblkhd``), over all arenas; None off
+    glibc ≥ 2.33.
+
+    Unlike the resident size it falls when memory is freed, also when the allocator keeps the
+    freed pages (:func:`keep_freed_memory`), so a peak of it measures one run's own
+    allocations in a process that ran others before. Costs ~0.1–0.6 ms a call (it walks the
+    free lists)."""
+    fn = _mallinfo2()
+    if fn is None:
+        return None
+    info = fn()
+    return (info.uordblks + info.hblkhd) / 2**20
 
 
 def rss_mb() -> float:

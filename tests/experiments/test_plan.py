@@ -8,12 +8,17 @@ from spektron.config import PHYSICS_LEVELS, preset_config
 from spektron.experiments import plan
 
 
-def test_pool_schedule_takes_runs_in_order_to_the_first_free_worker():
+def test_pool_schedule_takes_runs_in_order_to_the_first_free_worker(monkeypatch):
+    monkeypatch.setattr(plan, "PROCESS_START_S", 0.0)
     assert plan._pool_seconds([], 2) == 0.0
     assert plan._pool_seconds([5, 3, 3, 2], 1) == 13
     # worker 1: 5, then 2 → 7; worker 2: 3, 3 → 6
     assert plan._pool_seconds([5, 3, 3, 2], 2) == 7
     assert plan._pool_seconds([1, 1, 1, 9], 2) == 10  # a long run last makes a long tail
+    # a pool of workers starts them once, not once per run (workers are reused)
+    monkeypatch.setattr(plan, "PROCESS_START_S", 4.0)
+    assert plan._pool_seconds([5, 3, 3, 2], 2) == 11
+    assert plan._pool_seconds([5, 3, 3, 2], 1) == 13  # in-process: no start
 
 
 def test_estimate_counts_every_run_once_per_stage(monkeypatch):

@@ -25,7 +25,7 @@ from spektron.training.config import MSRPConfig, TrainConfig
 from spektron.training.optim import build_optimizer, lr_factor, parameter_groups
 from spektron.training.tasks import MaskedReconstruction
 from spektron.training.trainer import Trainer, read_history
-from tests.training.train_worker import L, synthetic
+from tests.training.train_worker import L, pooled_run, synthetic
 
 WORKER = Path(__file__).with_name("train_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -101,6 +101,27 @@ def test_two_process_ddp_equals_single_process(tmp_path):
     assert moved > 1e-3  # training changed the weights
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6)
+
+
+def test_reused_pool_worker_gives_the_fresh_result(tmp_path):
+    # run_specs reuses its worker processes: a run after other runs in the same worker (here
+    # D-LinOSS after Mamba or D-LinOSS) ends with the weights of the same run done first, and
+    # measures its own memory (the live-heap peak, not the worker's earlier resident peak).
+    from spektron.experiments.runner import run_specs
+    from spektron.training import distributed as D
+    from spektron.utils import heap_in_use_mb
+
+    specs = [
+        {"backbone": b, "seed": 3, "run_dir": str(tmp_path / name)}
+        for b, name in (("mamba", "m"), ("dlinoss", "first"), ("dlinoss", "again"), ("cnn", "c"))
+    ]
+    res = run_specs(specs, 2, D.DistInfo(device=torch.device("cpu")), False, "t", pooled_run)
+    first, again = res[str(tmp_path / "first")], res[str(tmp_path / "again")]
+    assert first["state"].keys() == again["state"].keys()
+    assert all(torch.equal(first["state"][k], again["state"][k]) for k in first["state"])
+    if heap_in_use_mb() is not None:
+        assert again["summary"]["memory_kind"].startswith("peak of the live heap")
+        assert again["summary"]["peak_memory_mb"] > 0
 
 
 def _small(backbone: str = "cnn", dropout: float = 0.0) -> Spektron:

@@ -32,6 +32,31 @@ def synthetic(n: int, seed: int) -> ArrayData:
     )
 
 
+def pooled_run(spec: dict) -> dict:
+    """One small seeded run for a pool worker (``run_specs``): ``spec`` names the backbone,
+    seed and folder; returns the final weights and the trainer's summary."""
+    torch.set_num_threads(1)
+    torch.manual_seed(spec["seed"])
+    model = Spektron(
+        SpektronConfig.from_json_dict(
+            {
+                "d_model": 16,
+                "backbone": spec["backbone"],
+                "backbone_config": {"n_layers": 1, "dropout": 0.1},
+                "embedding": {"dropout": 0.1},
+            }
+        )
+    )
+    cfg = TrainConfig(
+        steps=4, batch_size=8, lr=3e-3, warmup_steps=1, eval_every=2, seed=spec["seed"]
+    )
+    task = MaskedReconstruction(MSRPConfig(), make_grid(L))
+    data = synthetic(32, 1), synthetic(8, 2)
+    trainer = Trainer(model, task, *data, cfg, spec["run_dir"], progress=False)
+    summary = trainer.fit()
+    return {"state": {k: v.clone() for k, v in model.state_dict().items()}, "summary": summary}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")

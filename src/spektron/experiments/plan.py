@@ -7,14 +7,13 @@ E4's regression model at the NIR lengths), timed with the threads a run gets, an
 evaluation forward pass at the evaluation batch size. Each run costs
 
     steps × step time + (evaluations × batches per evaluation + test batches) × forward time
-    + a process start
 
-and the runs are scheduled as the pools schedule them (slowest arm first, each run to the
-first free worker), so the tail of a pool is counted. What is not training (the data stage,
-baselines, the classical calibration-transfer methods, probes, aggregation, reports) is a
-per-stage constant in seconds, measured on a 2-core x86-64 CPU at the quick preset
-(``OVERHEAD_S``); it does not scale with the steps and may be off on other machines or
-presets, which the end-of-run comparison shows.
+plus one process start per pool (its workers are reused from run to run), and the runs are
+scheduled as the pools schedule them (slowest arm first, each run to the first free worker), so
+the tail of a pool is counted. What is not training (the data stage, baselines, the classical
+calibration-transfer methods, probes, aggregation, reports) is a per-stage constant in seconds,
+measured on a 2-core x86-64 CPU at the quick preset (``OVERHEAD_S``); it does not scale with
+the steps and may be off on other machines or presets, which the end-of-run comparison shows.
 """
 
 from __future__ import annotations
@@ -43,8 +42,8 @@ from spektron.data.generate import LEVEL_CPU_S
 OVERHEAD_S = {"data": 85.0, "e1": 40.0, "e2": 180.0, "e3": 150.0, "e4": 740.0}
 # A cached dataset skips the simulation: what remains of the data stage (validation, figures).
 DATA_CACHED_S = 15.0
-# Spawning a training process and importing the package (one per run in a pool).
-PROCESS_START_S = 3.0
+# Spawning a worker process and importing the package (once per pool: workers are reused).
+PROCESS_START_S = 3.5
 
 
 def _jobs(setting: int) -> int:
@@ -78,10 +77,11 @@ def _time_model(
 
 
 def _pool_seconds(durations: list[float], jobs: int) -> float:
-    """Wall time of a pool of ``jobs`` workers taking the runs in the given order."""
+    """Wall time of a pool of ``jobs`` workers taking the runs in the given order (a pool of
+    more than one worker starts its processes first)."""
     if not durations:
         return 0.0
-    free = [0.0] * max(1, jobs)
+    free = [PROCESS_START_S if jobs > 1 else 0.0] * max(1, jobs)
     for d in durations:
         heapq.heapreplace(free, free[0] + d)
     return max(free)
@@ -106,13 +106,12 @@ class _Timer:
         return self.cache[key]
 
 
-def _run_seconds(step_s, fwd_s, tc, n_eval: int, n_test: int, pool: bool) -> float:
-    """One training run: its steps, its evaluations, its test scoring, its process start."""
+def _run_seconds(step_s, fwd_s, tc, n_eval: int, n_test: int) -> float:
+    """One training run: its steps, its evaluations, its test scoring."""
     evals = tc.steps // tc.eval_every if tc.eval_every else 0
     per_eval = math.ceil(n_eval / tc.eval_batch_size)
     test = math.ceil(n_test / tc.eval_batch_size)
-    start = PROCESS_START_S if pool else 0.0
-    return tc.steps * tc.accumulation * step_s + (evals * per_eval + test) * fwd_s + start
+    return tc.steps * tc.accumulation * step_s + (evals * per_eval + test) * fwd_s
 
 
 def estimate_run_all(cfg: RunConfig, data_cached: bool) -> dict[str, Any]:
@@ -149,7 +148,7 @@ def estimate_run_all(cfg: RunConfig, data_cached: bool) -> dict[str, Any]:
     for b in sorted(e1.backbones, key=lambda b: order.get(b, -1)):
         m = e1_model_config(e1, b, arms[b]["backbone_config"])
         step, fwd = timer(m, e1.train.batch_size, e1.train.eval_batch_size, L, grid)
-        one = _run_seconds(step, fwd, e1.train, n_val, n_test, jobs > 1)
+        one = _run_seconds(step, fwd, e1.train, n_val, n_test)
         runs += [one] * (len(e1.lr_sweep) + e1.n_seeds - 1)
     stages["e1"] = _pool_seconds(runs, jobs) + OVERHEAD_S["e1"]
 
@@ -160,7 +159,7 @@ def estimate_run_all(cfg: RunConfig, data_cached: bool) -> dict[str, Any]:
     for b in sorted(e2.backbones, key=lambda b: order.get(b, -1)):
         m = e2_model_config(cfg, b, arms[b]["backbone_config"])
         step, fwd = timer(m, e2.train.batch_size, e2.train.eval_batch_size, L, grid)
-        one = _run_seconds(step, fwd, e2.train, n_val // 2, n_test // 2, jobs > 1)
+        one = _run_seconds(step, fwd, e2.train, n_val // 2, n_test // 2)
         n_runs = len(e2.directions) * len(e2.inits) * (len(e2.lr_sweep) + e2.n_seeds - 1)
         runs += [one] * n_runs
     stages["e2"] = _pool_seconds(runs, jobs) + OVERHEAD_S["e2"]
@@ -172,7 +171,7 @@ def estimate_run_all(cfg: RunConfig, data_cached: bool) -> dict[str, Any]:
         timer.threads = _threads(jobs)
         m = e1_model_config(e1, "dlinoss", arms["dlinoss"]["backbone_config"])
         step, fwd = timer(m, e1.train.batch_size, e1.train.eval_batch_size, L, grid)
-        one = _run_seconds(step, fwd, e1.train, n_val, n_test, jobs > 1)
+        one = _run_seconds(step, fwd, e1.train, n_val, n_test)
         stages["e3"] = _pool_seconds([one] * e3.n_shuffled, jobs) + OVERHEAD_S["e3"]
 
     # E4: one master-calibration stage per (dataset, master) and arm, a standards stage per
@@ -196,9 +195,9 @@ def estimate_run_all(cfg: RunConfig, data_cached: bool) -> dict[str, Any]:
                 w = np.linspace(g.lo, g.hi, length)  # any ascending grid of that length
                 step, fwd = timer(m, min(tc.batch_size, n_cal), 64, length, w)
                 if first:
-                    masters += [_run_seconds(step, 0.0, tc, 0, 0, jobs > 1)] * k
+                    masters += [_run_seconds(step, 0.0, tc, 0, 0)] * k
                 step, fwd = timer(m, min(ts.batch_size, n_std), 64, length, w)
-                std = _run_seconds(step, 0.0, ts, 0, 0, jobs > 1) + 5 * fwd  # + the variants
+                std = _run_seconds(step, 0.0, ts, 0, 0) + 5 * fwd  # + the variants
                 standards += [std] * k
     stages["e4"] = _pool_seconds(masters, jobs) + _pool_seconds(standards, jobs)
     stages["e4"] += OVERHEAD_S["e4"]

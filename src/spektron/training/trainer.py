@@ -49,7 +49,7 @@ from spektron.training.checkpoint import (
 from spektron.training.config import TrainConfig
 from spektron.training.data import ArrayData
 from spektron.training.optim import build_optimizer, build_scheduler
-from spektron.utils import rss_mb, torch_save_atomic, tune_cpu_process
+from spektron.utils import heap_in_use_mb, rss_mb, torch_save_atomic, tune_cpu_process
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,19 @@ HISTORY_NAME = "history.jsonl"
 
 MEMORY_KIND = {
     "cuda": "CUDA allocator peak (max_memory_allocated) during training",
-    "cpu": "peak resident memory sampled after every forward pass, above the RSS at the start "
-    "of training (this process)",
+    "cpu": "peak of the live heap (glibc mallinfo2 in-use bytes) sampled after every forward "
+    "pass, above its size at the start of training",
+    "cpu-rss": "peak resident memory sampled after every forward pass, above the RSS at the "
+    "start of training (this process)",
 }
+
+
+def _cpu_memory() -> tuple[float, str]:
+    """(MiB, kind): the live heap where glibc reports it, else the resident size. The live
+    heap measures this run's own allocations also in a worker process that ran others before
+    (the resident size keeps the earlier peak: :func:`spektron.utils.keep_freed_memory`)."""
+    heap = heap_in_use_mb()
+    return (heap, "cpu") if heap is not None else (rss_mb(), "cpu-rss")
 
 
 def read_history(path: Path, max_step: int | None = None) -> list[dict[str, Any]]:
@@ -296,7 +306,7 @@ class Trainer:
                 with self._autocast():
                     s = self.task.sums(self.net, batch)  # (T,)
                 if self.device.type == "cpu":
-                    self._peak_rss = max(self._peak_rss, rss_mb())
+                    self._peak_mem = max(self._peak_mem, _cpu_memory()[0])
                 loss = (s.float() / denom).sum() * W
                 loss.backward()
             sums += s.detach().double()
@@ -340,7 +350,8 @@ class Trainer:
         D.barrier(self.dist)
         start = self.step
         eff = cfg.batch_size * cfg.accumulation
-        self._peak_rss = rss0 = rss_mb() if self.device.type == "cpu" else 0.0
+        mem0, mem_kind = _cpu_memory() if self.device.type == "cpu" else (0.0, "cuda")
+        self._peak_mem = mem0
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         t_start = time.perf_counter()
@@ -379,7 +390,7 @@ class Trainer:
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device) / 2**20
         else:
-            peak = self._peak_rss - rss0
+            peak = self._peak_mem - mem0
         return {
             "steps": self.step,
             "steps_this_session": steps_run,
@@ -396,7 +407,7 @@ class Trainer:
             ),
             "session_wall_time_s": wall,
             "peak_memory_mb": peak,
-            "memory_kind": MEMORY_KIND[self.device.type],
+            "memory_kind": MEMORY_KIND[mem_kind],
             "best_val": self.best["value"],
             "best_step": self.best["step"],
             "stopped_early": bool(self.early["stopped"]),
