@@ -719,10 +719,12 @@ class SlopeBiasCorrection(RegressorMixin, BaseEstimator):
         return tags
 
 
-def _abs_sym(M: np.ndarray) -> np.ndarray:
-    """Convex relaxation |M| of a symmetric matrix: eigenvalues replaced by their moduli."""
+def _abs_sym_eig(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Convex relaxation |M| = V |Λ| Vᵀ of a symmetric matrix M = V Λ Vᵀ, as (|Λ|, V): the
+    di-PLS weight solves (I + c|M|) w = w₀ as w = V (Vᵀw₀ / (1 + c|Λ|)) in that basis, with
+    no r × r product or solve."""
     vals, vecs = np.linalg.eigh(M)
-    return (vecs * np.abs(vals)) @ vecs.T
+    return np.abs(vals), vecs
 
 
 class DomainInvariantPLS(RegressorMixin, BaseEstimator):
@@ -837,10 +839,10 @@ def _dipls_path(
             path[:, a:] = (Q @ b)[:, None]
             break
         w = Zs.T @ y / yy  # (r,) ordinary PLS weight
-        D = np.zeros((r_dim, r_dim))
+        eig = None  # D = 0
         if len(Zt) and lam > 0:
-            D = _abs_sym(Zs.T @ Zs / len(Zs) - Zt.T @ Zt / len(Zt))
-            w = np.linalg.solve(np.eye(r_dim) + (lam / yy) * D, w)
+            eig = _abs_sym_eig(Zs.T @ Zs / len(Zs) - Zt.T @ Zt / len(Zt))  # D = V |Λ| Vᵀ
+            w = eig[1] @ ((eig[1].T @ w) / (1.0 + (lam / yy) * eig[0]))  # (I + λ/yy D)⁻¹ w
         norm = float(np.linalg.norm(w))
         t = Zs @ w
         if norm == 0.0 or float(t @ t) <= 0.0:
@@ -849,7 +851,7 @@ def _dipls_path(
         w /= norm
         t /= norm
         tt = float(t @ t)
-        disc[a] = float(w @ D @ w)
+        disc[a] = 0.0 if eig is None else float(eig[0] @ (eig[1].T @ w) ** 2)  # wᵀ D w
         p_s = Zs.T @ t / tt
         c = float(t @ y) / tt
         r = w.copy()

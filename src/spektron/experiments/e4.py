@@ -113,6 +113,11 @@ def run_classical_pair(spec: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
+def _run_first_stage(spec: dict[str, Any]) -> dict[str, Any]:
+    """E4's first pool: a pair's classical methods, or a fine-tuned arm's master stage."""
+    return run_classical_pair(spec) if spec.get("stage") == "classical" else run_master(spec)
+
+
 def _transfers(classical: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The DS / PDS settings the classical CV chose (refitted by the deep arms)."""
     out = {}
@@ -181,24 +186,6 @@ def run_e4(
                 "device": device_description(dist.device),
             }
         )
-    # 1. classical, one process per pair
-    cspecs = [
-        {
-            "run_dir": str(out / pair_key(p)),
-            "settings": classical_settings(cfg, p),
-        }
-        for p in pairs
-    ]
-    for s in cspecs:
-        Path(s["run_dir"]).mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    cres = run_specs(
-        cspecs, min(jobs, len(cspecs)), dist, progress, "E4 classical", fn=run_classical_pair
-    )
-    classical = {p: cres[str(out / pair_key(p))] for p in pairs}
-    t_classical = time.perf_counter() - t0
-    # 2. deep arms
-    t0 = time.perf_counter()
     common = {
         "config": to_dict(cfg),
         "device": str(dist.device),
@@ -206,44 +193,82 @@ def run_e4(
         "git_commit": git_commit(),
     }
     sha: dict[str, str] = {}
-    specs_probe, specs_ft = [], []
-    for p in pairs:
-        transfers = _transfers(classical[p])
-        for head, backbones, modes in (
-            ("probe", e4.backbones, e4.input_modes),
-            ("finetune", e4.finetune_backbones, e4.finetune_input_modes),
-        ):
-            for b in backbones:
-                model = _model_config(cfg, b, arms[b]["backbone_config"])
-                for init in e4.inits:
-                    for mode in modes:
-                        for i, seed in enumerate(seeds):
-                            run_dir = out / pair_key(p) / head / b / init / mode / f"seed{seed}"
-                            spec = {
-                                **common,
-                                "pair": p,
-                                "head": head,
-                                "backbone": b,
-                                "init": init,
-                                "input_mode": mode,
-                                "seed": seed,
-                                "model": model,
-                                "transfers": transfers,
-                                "run_dir": str(run_dir),
-                            }
-                            if init == "pretrained":
-                                ck = pretrained[b][i % len(pretrained[b])]
-                                spec["pretrained_checkpoint"] = ck
-                                sha[ck] = sha.get(ck) or file_sha256(Path(ck))
-                                spec["pretrained_sha256"] = sha[ck]
-                            if head == "finetune":
-                                spec["hashed"] = finetune_hash(spec)
-                                spec["run_hash"] = run_hash(spec["hashed"])
-                                spec["master_hashed"] = master_hash(spec)
-                                spec["master_dir"] = str(master_dir(out, spec))
-                                specs_ft.append(spec)
-                            else:
-                                specs_probe.append(spec)
+
+    def deep_specs(transfers: dict[str, dict[str, Any]]) -> tuple[list, list]:
+        """(probe specs, fine-tune specs) with each pair's DS / PDS settings."""
+        specs_probe, specs_ft = [], []
+        for p in pairs:
+            for head, backbones, modes in (
+                ("probe", e4.backbones, e4.input_modes),
+                ("finetune", e4.finetune_backbones, e4.finetune_input_modes),
+            ):
+                for b in backbones:
+                    model = _model_config(cfg, b, arms[b]["backbone_config"])
+                    for init in e4.inits:
+                        for mode in modes:
+                            for i, seed in enumerate(seeds):
+                                run_dir = out / pair_key(p) / head / b / init / mode / f"seed{seed}"
+                                spec = {
+                                    **common,
+                                    "pair": p,
+                                    "head": head,
+                                    "backbone": b,
+                                    "init": init,
+                                    "input_mode": mode,
+                                    "seed": seed,
+                                    "model": model,
+                                    "transfers": transfers[p],
+                                    "run_dir": str(run_dir),
+                                }
+                                if init == "pretrained":
+                                    ck = pretrained[b][i % len(pretrained[b])]
+                                    spec["pretrained_checkpoint"] = ck
+                                    sha[ck] = sha.get(ck) or file_sha256(Path(ck))
+                                    spec["pretrained_sha256"] = sha[ck]
+                                if head == "finetune":
+                                    spec["hashed"] = finetune_hash(spec)
+                                    spec["run_hash"] = run_hash(spec["hashed"])
+                                    spec["master_hashed"] = master_hash(spec)
+                                    spec["master_dir"] = str(master_dir(out, spec))
+                                    specs_ft.append(spec)
+                                else:
+                                    specs_probe.append(spec)
+        return specs_probe, specs_ft
+
+    # 1. The classical methods (one job per pair, the tablet pair first: the longest) and the
+    # fine-tuned arms' master-calibration stages (each once: pairs with one master share it),
+    # in one pool: the master stages need no classical result (their inputs are the master
+    # calibration spectra only, and their hash leaves the transfers out), and they fill the
+    # workers that the shorter classical jobs free.
+    cspecs = [
+        {
+            "run_dir": str(out / pair_key(p)),
+            "settings": classical_settings(cfg, p),
+            "stage": "classical",
+            "first": True,
+        }
+        for p in sorted(pairs, key=lambda p: not p.startswith("tablet"))
+    ]
+    for s in cspecs:
+        Path(s["run_dir"]).mkdir(parents=True, exist_ok=True)
+    _, ft_unset = deep_specs({p: {} for p in pairs})
+    masters = {s["master_dir"]: {**s, "run_dir": s["master_dir"]} for s in ft_unset}
+    step_s = measured_step_seconds(e4.pretrained_from)  # E1's, for the job order
+    t0 = time.perf_counter()
+    res = run_specs(
+        cspecs + list(masters.values()),
+        jobs,
+        dist,
+        progress,
+        "E4 classical + master stages",
+        _run_first_stage,
+        step_s,
+    )
+    classical = {p: res[str(out / pair_key(p))] for p in pairs}
+    t_classical = time.perf_counter() - t0
+    # 2. deep arms
+    t0 = time.perf_counter()
+    specs_probe, specs_ft = deep_specs({p: _transfers(classical[p]) for p in pairs})
     # Probes grouped by (pair, backbone, input mode): one process each (a probe costs less
     # than a process start; arms of one mode share their prepared inputs).
     groups: dict[str, dict[str, Any]] = {}
@@ -255,11 +280,7 @@ def run_e4(
         list(groups.values()), jobs, dist, progress, "E4 probes", fn=run_probe_group
     )
     probe_res = {r["run_dir"]: r for g in probe_groups.values() for r in g["results"]}
-    # Master-calibration stages first, each once (pairs with one master share it), then every
-    # arm's evaluation and standards stage from it.
-    masters = {s["master_dir"]: {**s, "run_dir": s["master_dir"]} for s in specs_ft}
-    step_s = measured_step_seconds(e4.pretrained_from)  # E1's, for the job order
-    run_specs(list(masters.values()), jobs, dist, progress, "E4 fine-tuning", run_master, step_s)
+    # Every fine-tuned arm's evaluation and standards stage, from its trained master stage.
     ft_res = run_specs(specs_ft, jobs, dist, progress, "E4 standards", run_finetune, step_s)
     t_deep = time.perf_counter() - t0
     results = list(probe_res.values()) + list(ft_res.values())
@@ -285,7 +306,10 @@ def run_e4(
             }
         summary["pairs"][pair_key(p)] = {"classical": classical[p], "deep": deep}
     summary["runtime_s"] = time.perf_counter() - t_start
-    summary["runtime_parts_s"] = {"classical": t_classical, "deep": t_deep}
+    summary["runtime_parts_s"] = {
+        "classical_and_master_stages": t_classical,
+        "probes_and_standards": t_deep,
+    }
     write_json_atomic(out / "summary.json", summary)
     from spektron.experiments.report_e4 import write_e4_report
 

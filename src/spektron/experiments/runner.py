@@ -238,7 +238,8 @@ def run_specs(
 
     Slowest arms first, so the pool's last jobs are short ones: by ``step_s`` (measured seconds
     per step of each backbone, as E1 records them) when given, else in
-    the order measured on 2 CPU cores at the quick scale."""
+    the order measured on 2 CPU cores at the quick scale. Specs with a ``"first"`` entry go
+    before all others, in the order given (jobs known to be long that are not training runs)."""
     results: dict[str, dict[str, Any]] = {}
     if not specs:
         return results
@@ -246,6 +247,7 @@ def run_specs(
         specs = sorted(specs, key=lambda s: -step_s.get(s.get("backbone"), 0.0))
     else:
         specs = sorted(specs, key=lambda s: SLOWEST_FIRST.get(s.get("backbone"), -1))
+    specs = [s for s in specs if s.get("first")] + [s for s in specs if not s.get("first")]
     bar = tqdm(total=len(specs), desc=desc, disable=not (progress and dist.is_main))
     if jobs == 1:
         for spec in specs:
