@@ -246,7 +246,7 @@ def _blocks(L: int) -> range:
 
 def _groups(threads: int, Bt: int, E: int) -> int:
     """Channel blocks per batch row: enough (b, block) items to keep every thread busy when the
-    batch is small, each block a whole number of 16-lane vectors."""
+    batch is small, and at most one block per 16 channels (a block's vector loop stays long)."""
     return max(1, min(-(-E // 16), -(-threads // Bt)))
 
 
