@@ -59,6 +59,66 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, pattern):
     assert not (tmp_path / "x.h5").exists()
 
 
+# Each command that writes an --out, with just enough arguments to parse.
+WRITERS = {
+    ("bench", "backbones"): ["bench", "backbones"],
+    ("bench", "dlinoss-modes"): ["bench", "dlinoss-modes"],
+    ("data", "merge"): ["data", "merge", "{tmp}/a.h5"],
+    ("data", "simulate"): ["data", "simulate", "--n", "3"],
+    ("data", "validate"): ["data", "validate"],
+    ("data", "convert-qm9s"): ["data", "convert-qm9s", "--zip", "{tmp}/q.zip"],
+    ("e1", None): ["e1", "--preset", "smoke"],
+    ("e2", None): ["e2", "--preset", "smoke"],
+    ("e3", None): ["e3", "--preset", "smoke"],
+    ("e4", None): ["e4", "--preset", "smoke"],
+    ("predict", None): ["predict", "--from", "ir", "--to", "raman", "--checkpoint", "c", "s.csv"],
+    ("pretrain", None): ["pretrain", "--preset", "smoke"],
+    ("run-all", None): ["run-all", "--preset", "smoke"],
+}
+
+
+def test_every_command_with_an_out_is_checked():
+    # Every (sub)command whose parser has --out is in WRITERS, except report (reads its --out).
+    import argparse
+
+    from spektron.cli import READ_OUTS, build_parser
+
+    found = set()
+
+    def walk(p, key):
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            if any("--out" in a.option_strings for a in p._actions):
+                found.add((key[0], key[1] if len(key) > 1 else None))
+            return
+        for name, sp in subs[0].choices.items():
+            walk(sp, (*key, name))
+
+    walk(build_parser(), ())
+    assert found - READ_OUTS == set(WRITERS)
+
+
+@pytest.mark.parametrize("key", sorted(WRITERS, key=str))
+@pytest.mark.parametrize("where", ["under_a_file", "an_existing_file_or_folder", "proc"])
+def test_unwritable_out_is_one_line_exit_2_before_any_work(tmp_path, capsys, key, where):
+    from spektron.cli import FILE_OUTS
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    is_file = key in FILE_OUTS
+    out = {
+        "under_a_file": blocker / "sub" / ("o.json" if is_file else "o"),
+        "an_existing_file_or_folder": tmp_path if is_file else blocker,
+        "proc": "/proc/spektron-test/o.json" if is_file else "/proc/spektron-test",
+    }[where]
+    argv = [a.format(tmp=tmp_path) for a in WRITERS[key]]
+    code, _, err = run_cli(capsys, "-q", *argv, "--out", str(out))
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("spektron: error: --out ")
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written
+
+
 def test_console_exit_code(tmp_path):
     p = subprocess.run(
         [sys.executable, "-m", "spektron.cli", "data", "info", str(tmp_path / "nope.h5")],

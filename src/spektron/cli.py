@@ -15,7 +15,7 @@ from pathlib import Path
 from spektron import __version__
 from spektron.errors import ConfigError, SpektronError
 from spektron.experiments.predict import add_predict_parser, cmd_predict
-from spektron.utils import setup_logging, tune_cpu_process
+from spektron.utils import check_writable, setup_logging, tune_cpu_process
 
 log = logging.getLogger("spektron")
 
@@ -695,16 +695,37 @@ COMMANDS = {
 }
 
 
+# Commands whose --out is a file (the others write into a folder); `report` reads its --out.
+FILE_OUTS = {
+    ("data", "simulate"),
+    ("data", "merge"),
+    ("data", "convert-qm9s"),
+    ("data", "validate"),
+    ("bench", "backbones"),
+    ("bench", "dlinoss-modes"),
+}
+READ_OUTS = {("report", None)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
     tune_cpu_process()
     sub_cmd = getattr(args, "data_cmd", None) or getattr(args, "bench_cmd", None)
-    handler = COMMANDS[(args.cmd, sub_cmd)]
+    key = (args.cmd, sub_cmd)
+    handler = COMMANDS[key]
     try:
+        # An --out that cannot be written is refused before any work.
+        if getattr(args, "out", None) is not None and key not in READ_OUTS:
+            check_writable(args.out, "file" if key in FILE_OUTS else "folder")
         return handler(args)
     except SpektronError as e:
         print(f"spektron: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file system failure the checks above could not foresee
+        logging.getLogger("spektron").debug("file system error", exc_info=True)
+        where = f": {e.filename}" if e.filename else ""
+        print(f"spektron: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("spektron: interrupted", file=sys.stderr)

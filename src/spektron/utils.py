@@ -185,6 +185,35 @@ def heap_in_use_mb() -> float | None:
     return (info.uordblks + info.hblkhd) / 2**20
 
 
+def check_writable(path: str | os.PathLike, kind: str, what: str = "--out") -> None:
+    """Raise :class:`~spektron.errors.ConfigError` (one line, naming ``what`` and the reason)
+    unless ``path`` can be written as a ``kind`` ("file" or "folder"), without creating it: the
+    nearest existing ancestor must be a folder in which a temporary folder can be made, and an
+    existing ``path`` must be of that kind."""
+    from spektron.errors import ConfigError
+
+    path = Path(path)
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    if path.exists():
+        if kind == "folder" and not path.is_dir():
+            raise ConfigError(f"{what} {path} exists and is not a folder")
+        if kind == "file" and path.is_dir():
+            raise ConfigError(f"{what} {path} is a folder; give a file name")
+    base = path if kind == "folder" else path.parent
+    ancestor = base
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{what} {path} cannot be created: {ancestor} is not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".spektron-write-test-", dir=ancestor))
+    except OSError as e:
+        raise ConfigError(
+            f"{what} {path} cannot be written: {e.strerror or e} in {ancestor}"
+        ) from None
+
+
 def rss_mb() -> float:
     """This process's current resident memory (MiB), from /proc/self/statm (Linux)."""
     with open("/proc/self/statm") as f:
