@@ -196,3 +196,46 @@ def test_run_all_smoke_end_to_end(tmp_path):
     timing = json.loads((out / "timing.json").read_text())
     assert set(timing["measured_s"]) == {"data", "e1", "e2", "e3", "e4"}
     assert timing["measured_total_s"] == pytest.approx(sum(timing["measured_s"].values()))
+
+
+def test_log_level_flags_are_accepted_after_every_command():
+    import argparse
+
+    from spektron.cli import build_parser
+
+    ap = build_parser()
+    leaves = []
+
+    def walk(p, key):
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            leaves.append((key, p))
+            return
+        for name, sp in subs[0].choices.items():
+            walk(sp, (*key, name))
+
+    walk(ap, ())
+    assert len(leaves) > 10
+    for key, p in leaves:
+        flags = {s for a in p._actions for s in a.option_strings}
+        assert {"-v", "-q", "--verbose", "--quiet"} <= flags, key
+    a = ap.parse_args(["e1", "-q"])
+    assert a.quiet and a.verbose == 0
+    a = ap.parse_args(["-q", "data", "info", "x.h5", "-vv"])  # both kept
+    assert a.verbose == 2 and a.quiet
+    a = ap.parse_args(["e2"])
+    assert a.verbose == 0 and not a.quiet
+
+
+def test_a_warning_reaches_the_console_as_one_log_line():
+    # The pool workers' set-up is the one checked: the main process calls setup_logging too.
+    code = (
+        "import warnings\n"
+        "from spektron.experiments.runner import init_worker\n"
+        "init_worker()\n"
+        "warnings.warn('the largest candidate n_components=64 was best; consider larger k')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "WARNING" in lines[0] and "UserWarning: the largest candidate" in lines[0]

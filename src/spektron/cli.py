@@ -54,11 +54,15 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     _add_set_arg(p, "data.n_molecules=500")
 
 
+VERBOSE = "more logging (-vv: debug)"
+QUIET = "warnings only, no progress bars"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="spektron", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"spektron {__version__}")
-    ap.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    ap.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    ap.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE)
+    ap.add_argument("-q", "--quiet", action="store_true", help=QUIET)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     data = sub.add_parser("data", help="simulate, convert, merge and inspect spectral stores")
@@ -236,7 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     ra = sub.add_parser("run-all", help="the main job: every stage of the study that exists")
     _add_experiment_args(ra)
     add_predict_parser(sub)
+    _add_log_level_args(ap)
     return ap
+
+
+def _add_log_level_args(ap: argparse.ArgumentParser) -> None:
+    """-v / -q after the (sub)command too: every leaf parser takes them (given there, they
+    override the ones before the command)."""
+    subs = [a for a in ap._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        ap.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=VERBOSE)
+        ap.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET)
+        return
+    for sp in subs[0].choices.values():
+        _add_log_level_args(sp)
 
 
 def _cmd_simulate(a: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import random
 import resource
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ def setup_logging(verbosity: int = 0) -> None:
     """Configure the root logger once: WARNING (−1), INFO (0) or DEBUG (≥ 1)."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S", force=True)
+    # Warnings reach the console as one log line ("WARNING py.warnings: Category: text"),
+    # without the source line Python's default format prints under them.
+    warnings.formatwarning = _one_line_warning
+    logging.captureWarnings(True)
     # RDKit logs through its own channel; keep its per-molecule warnings out of the console.
     try:
         from rdkit import RDLogger
@@ -31,6 +36,10 @@ def setup_logging(verbosity: int = 0) -> None:
         RDLogger.DisableLog("rdApp.*")
     except ImportError:  # pragma: no cover - rdkit is a hard dependency
         pass
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ARG001
+    return f"{category.__name__}: {message}"
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

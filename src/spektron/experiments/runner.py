@@ -34,7 +34,7 @@ from spektron.data.store import open_store
 from spektron.errors import CheckpointError, ConfigError
 from spektron.training import distributed as D
 from spektron.training.data import ArrayData, load_spectra_split
-from spektron.utils import tune_cpu_process, write_json_atomic
+from spektron.utils import setup_logging, tune_cpu_process, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -261,13 +261,23 @@ def run_specs(
         # (threads, seeds; the trainer measures memory as its own live-heap peak), so nothing
         # carried over in a worker changes its result (tested).
         ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=tune_cpu_process) as pool:
+        debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+        with cf.ProcessPoolExecutor(
+            jobs, mp_context=ctx, initializer=init_worker, initargs=(debug,)
+        ) as pool:
             futs = {pool.submit(fn, spec): spec for spec in specs}
             for fut in cf.as_completed(futs):
                 results[futs[fut]["run_dir"]] = fut.result()
                 bar.update(1)
     bar.close()
     return results
+
+
+def init_worker(debug: bool = False) -> None:
+    """A pool worker's set-up: CPU tuning, and the console logging of the CLI at WARNING (DEBUG
+    under -v), so a worker's warnings arrive as the main process's do, one line each."""
+    tune_cpu_process()
+    setup_logging(1 if debug else -1)
 
 
 # ----------------------------------------------------------------------------- checkpoints
