@@ -13,6 +13,7 @@ from spektron.evaluation import metrics
 from spektron.evaluation.metrics import (
     METRIC_DIRECTIONS,
     batch_peak_scores,
+    batch_peak_scores_at,
     bootstrap_ci,
     match_peaks,
     paired_bootstrap,
@@ -159,6 +160,22 @@ def test_batch_peak_scores_equals_rowwise():
         single = peak_scores(pred[row], true[row], GRID)
         for key, value in single.items():
             assert batch[key][row] == pytest.approx(value, nan_ok=True)
+
+
+def test_batch_peak_scores_at_several_tolerances_equals_one_call_each():
+    pred = np.stack([_spectrum(4.0), np.zeros_like(GRID), _spectrum(30.0), _spectrum(9.0)])
+    true = np.stack([_spectrum(), _spectrum(), _spectrum(), 0.3 * _spectrum(2.0)])
+    tols = (2.0, 10.0, 40.0)
+
+    at = batch_peak_scores_at(pred, true, GRID, tols)
+
+    assert len(at) == len(tols)
+    for tol, got in zip(tols, at, strict=True):
+        want = batch_peak_scores(pred, true, GRID, tol)
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+    assert not np.array_equal(at[0]["n_matched"], at[2]["n_matched"])  # tolerances differ
 
 
 # --------------------------------------------------------------------------- per molecule

@@ -5,6 +5,7 @@ checkpoint contract of `spektron predict`, the report, reuse of finished runs, e
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +218,26 @@ def test_cli_e2_scratch_only(e2_run, tmp_path, capsys, monkeypatch):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "beats retrieval" in out or "does not beat retrieval" in out
+
+
+def test_loaded_molecules_are_kept_read_only_and_reloaded_when_the_store_changes(e2_run):
+    from spektron.experiments.e2 import load_molecules, load_molecules_cached
+
+    store = e2_run[4]
+    rows = np.array([5, 1, 3])
+    a = load_molecules_cached(store, rows, "max")
+    assert load_molecules_cached(store, rows[::-1], "max") is a  # same rows, any order
+    assert load_molecules_cached(store, rows, "area") is not a
+    fresh = load_molecules(store, rows, "max")
+    for k, v in fresh.items():
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(a[k], v)
+            assert not a[k].flags.writeable
+    with pytest.raises(ValueError):
+        a["ir"][0, 0] = 1.0
+    st = store.stat()
+    os.utime(store, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert load_molecules_cached(store, rows, "max") is not a
 
 
 def test_cross_spectral_task_loss_is_the_pointwise_mse():

@@ -82,7 +82,7 @@ from spektron.evaluation.metrics import (
     _bootstrap_means,
     _check_peak_params,
     _check_spectrum_pair,
-    batch_peak_scores,
+    batch_peak_scores_at,
     paired_bootstrap,
     summarise,
 )
@@ -279,8 +279,9 @@ def cross_spectral_metrics(
         out[f"{name}/cosine"] = _cosine(x, y)
         out[f"{name}/sid"] = _sid(x, y, sid_eps)
         out[f"{name}/wasserstein"] = _wasserstein(x, y, nu)
-        for tol in tolerances:
-            peaks = batch_peak_scores(x, y, nu, tol, prominence)
+        for tol, peaks in zip(
+            tolerances, batch_peak_scores_at(x, y, nu, tolerances, prominence), strict=True
+        ):
             for src, base in _PEAK_KEYS.items():
                 out[f"{name}/{base}@{_tolerance_label(tol)}"] = peaks[src]
     return out

@@ -31,6 +31,7 @@ difference (ibid. §16.4): p = (1 + #{b : |d̄*_b − d̄| ≥ |d̄|}) / (B + 1)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -264,6 +265,18 @@ def _peak_scores_unchecked(
 ) -> dict[str, float]:
     p_idx = pick_peaks(pred, wavenumber, prominence)
     t_idx = pick_peaks(true, wavenumber, prominence)
+    return _matched_peak_scores(pred, true, wavenumber, p_idx, t_idx, tolerance)
+
+
+def _matched_peak_scores(
+    pred: np.ndarray,
+    true: np.ndarray,
+    wavenumber: np.ndarray,
+    p_idx: np.ndarray,
+    t_idx: np.ndarray,
+    tolerance: float,
+) -> dict[str, float]:
+    """:func:`peak_scores` from the picked peak indices of both sides."""
     n_pred, n_true = p_idx.size, t_idx.size
     i_pred, i_true = match_peaks(wavenumber[p_idx], wavenumber[t_idx], tolerance)
     n_matched = i_pred.size
@@ -304,17 +317,35 @@ def batch_peak_scores(
     dict[str, np.ndarray]
         The keys of :func:`peak_scores`, each an (N,) array (float64; int64 for the counts).
     """
+    return batch_peak_scores_at(pred, true, wavenumber, (tolerance,), prominence)[0]
+
+
+def batch_peak_scores_at(
+    pred: np.ndarray,
+    true: np.ndarray,
+    wavenumber: np.ndarray,
+    tolerances: Sequence[float],
+    prominence: float = 0.05,
+) -> list[dict[str, np.ndarray]]:
+    """:func:`batch_peak_scores` at each tolerance in ``tolerances`` (one dict each, in that
+    order), the peaks of every row picked once."""
     pred, true, wavenumber = _check_spectrum_pair(pred, true, wavenumber, ndim=2)
-    _check_peak_params(tolerance, prominence)
-    rows = [
-        _peak_scores_unchecked(p, t, wavenumber, tolerance, prominence)
-        for p, t in zip(pred, true, strict=True)
-    ]
+    for tol in tolerances:
+        _check_peak_params(tol, prominence)
+    rows: list[list[dict[str, float]]] = [[] for _ in tolerances]
+    for p, t in zip(pred, true, strict=True):
+        p_idx = pick_peaks(p, wavenumber, prominence)
+        t_idx = pick_peaks(t, wavenumber, prominence)
+        for j, tol in enumerate(tolerances):
+            rows[j].append(_matched_peak_scores(p, t, wavenumber, p_idx, t_idx, tol))
     keys = ("precision", "recall", "f1", "f1_weighted", "intensity_corr")
-    out = {k: np.array([r[k] for r in rows], dtype=np.float64) for k in keys}
-    for k in ("n_pred", "n_true", "n_matched"):
-        out[k] = np.array([r[k] for r in rows], dtype=np.int64)
-    return out
+    result = []
+    for at_tol in rows:
+        out = {k: np.array([r[k] for r in at_tol], dtype=np.float64) for k in keys}
+        for k in ("n_pred", "n_true", "n_matched"):
+            out[k] = np.array([r[k] for r in at_tol], dtype=np.int64)
+        result.append(out)
+    return result
 
 
 # --------------------------------------------------------------------------- per molecule

@@ -56,6 +56,7 @@ from spektron.experiments.runner import (
     package_versions,
     run_specs,
     size_arms,
+    sweep_then_seeds,
     threads_for,
 )
 from spektron.training import distributed as D
@@ -511,20 +512,16 @@ def run_e1(
         run_dir = out / "runs" / name / f"lr{lr:g}_seed{seed}"
         return ctx.spec(name, lr, seed, run_dir, progress)
 
-    # Phase 1: the LR sweep on the first seed; phase 2: the other seeds at each arm's best LR.
-    sweep = [spec_for(n, lr, seeds[0]) for n in e1.backbones for lr in e1.lr_sweep]
     step_s = est["per_step_s"]
-    results = run_specs(sweep, jobs, dist, progress, "E1 LR sweep", train_one, step_s=step_s)
-    best_lr: dict[str, float] = {}
+
+    def run(specs: list[dict[str, Any]], what: str) -> dict[str, dict[str, Any]]:
+        return run_specs(specs, jobs, dist, progress, f"E1 {what}", train_one, step_s=step_s)
+
+    results, best_lr, lr_vals = sweep_then_seeds(
+        list(e1.backbones), e1.lr_sweep, seeds, spec_for, run, "best_val_masked_mse"
+    )
     for name in e1.backbones:
-        vals = {
-            lr: results[spec_for(name, lr, seeds[0])["run_dir"]]["best_val_masked_mse"]
-            for lr in e1.lr_sweep
-        }
-        best_lr[name] = min(vals, key=lambda lr: (vals[lr], lr))
-        arms[name]["lr_sweep"] = {f"{lr:g}": v for lr, v in vals.items()}
-    rest = [spec_for(n, best_lr[n], s) for n in e1.backbones for s in seeds[1:]]
-    results.update(run_specs(rest, jobs, dist, progress, "E1 seeds", train_one, step_s=step_s))
+        arms[name]["lr_sweep"] = lr_vals[name]
     if not dist.is_main:
         return {}
 

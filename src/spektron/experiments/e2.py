@@ -31,6 +31,7 @@ are SIMULATED (:data:`spektron.data.generate.SIMULATED_LABEL`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -66,6 +67,7 @@ from spektron.experiments.runner import (
     package_versions,
     run_specs,
     size_arms,
+    sweep_then_seeds,
     threads_for,
 )
 from spektron.experiments.runner import model_config as shared_model_config
@@ -116,6 +118,38 @@ def load_molecules(
         if not np.isfinite(out[kind]).all():
             raise DataError(f"{store_path}: non-finite {kind} values after normalisation")
     return out
+
+
+# Molecules loaded in this process, for reuse: a pool worker trains many runs on the same rows.
+_LOADED: dict[tuple[Any, ...], dict[str, Any]] = {}
+_LOADED_MAX = 8
+
+
+def load_molecules_cached(
+    store_path: Path, rows: np.ndarray, normalization: str, sticks: bool = False
+) -> dict[str, Any]:
+    """:func:`load_molecules`, kept for the process's later calls with the same store file
+    (path, size and modification time), rows and settings. Its arrays are read-only: every run
+    that gets them shares them."""
+    st = Path(store_path).stat()
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    key = (
+        str(Path(store_path).resolve()),
+        st.st_mtime_ns,
+        st.st_size,
+        hashlib.sha1(rows.tobytes()).hexdigest(),
+        normalization,
+        sticks,
+    )
+    if key not in _LOADED:
+        out = load_molecules(store_path, rows, normalization, sticks)
+        for v in out.values():
+            if isinstance(v, np.ndarray):
+                v.flags.writeable = False
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = out
+    return _LOADED[key]
 
 
 def split_rows(store_path: Path, e2: E2Config, seed: int) -> dict[str, np.ndarray]:
@@ -339,7 +373,9 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     wn = np.asarray(spec["wavenumber"])
     store = Path(spec["store"])
     rows = {k: np.asarray(v, dtype=np.int64) for k, v in spec["rows"].items()}
-    data = {s: load_molecules(store, rows[s], e2.normalization) for s in ("train", "val", "test")}
+    data = {
+        s: load_molecules_cached(store, rows[s], e2.normalization) for s in ("train", "val", "test")
+    }
     dname = spec["direction"]
     train_cfg = from_dict(
         TrainConfig, {**to_dict(e2.train), "lr": spec["lr"], "seed": spec["seed"]}
@@ -433,7 +469,7 @@ def _load_symmetric_for_run(sym: dict[str, Any], normalization: str) -> dict[str
     """The symmetric set from its stores (QM9 rows of the main store, external store)."""
     parts = []
     for path, rows, origin in sym["parts"]:
-        m = load_molecules(Path(path), np.asarray(rows, dtype=np.int64), normalization, True)
+        m = dict(load_molecules_cached(Path(path), np.asarray(rows, np.int64), normalization, True))
         m["origin"] = np.array([origin] * len(m["row"]))
         parts.append(m)
     out: dict[str, Any] = {}
@@ -612,26 +648,21 @@ def run_e2(
     base_preds: dict[str, dict[str, np.ndarray]] = {}
     if dist.is_main:
         data = {
-            s: load_molecules(store_path, rows[s], e2.normalization)
+            s: load_molecules_cached(store_path, rows[s], e2.normalization)
             for s in ("train", "val", "test")
         }
         for dname in e2.directions:
             base[dname], base_preds[dname] = run_baselines(
                 data, sym, dname, wn, e2, out / "baselines" / dname, cfg.seed
             )
-    sweep = [spec_for(d, i, b, lr, seeds[0]) for d, i, b in combos for lr in e2.lr_sweep]
     step_s = measured_step_seconds(e2.pretrained_from)  # E1's, for the job order
-    results = run_specs(sweep, jobs, dist, progress, "E2 LR sweep", fn=train_one, step_s=step_s)
-    best_lr: dict[tuple[str, str, str], float] = {}
-    lr_vals: dict[tuple[str, str, str], dict[str, float]] = {}
-    for c in combos:
-        vals = {
-            lr: results[spec_for(*c, lr, seeds[0])["run_dir"]]["best_val_mse"] for lr in e2.lr_sweep
-        }
-        best_lr[c] = min(vals, key=lambda lr: (vals[lr], lr))
-        lr_vals[c] = {f"{lr:g}": v for lr, v in vals.items()}
-    rest = [spec_for(*c, best_lr[c], s) for c in combos for s in seeds[1:]]
-    results.update(run_specs(rest, jobs, dist, progress, "E2 seeds", fn=train_one, step_s=step_s))
+
+    def run(specs: list[dict[str, Any]], what: str) -> dict[str, dict[str, Any]]:
+        return run_specs(specs, jobs, dist, progress, f"E2 {what}", fn=train_one, step_s=step_s)
+
+    results, best_lr, lr_vals = sweep_then_seeds(
+        combos, e2.lr_sweep, seeds, spec_for, run, "best_val_mse"
+    )
     if not dist.is_main:
         return {}
     from spektron.experiments.e2_analysis import aggregate

@@ -4,9 +4,11 @@ settings), the thread allocation and the process pool.
 
 A *spec* is the JSON-serialisable dict of one run (its ``run_dir``, ``backbone``, ``threads``,
 ...); an experiment's module-level ``train_one(spec)`` trains it, and :func:`run_specs` runs a
-list of them, one fresh process per run on the CPU (so each run's peak memory is its own), or
-in-process under ``torchrun``. What one experiment takes from another it reads from files:
-:func:`measured_step_seconds` and :func:`find_checkpoints` read a finished E1's folder.
+list of them in a pool of reused worker processes on the CPU (each run measures its own peak
+memory), or in-process under ``torchrun``; :func:`sweep_then_seeds` is the LR sweep on the
+first seed and the other seeds at each arm's chosen LR. What one experiment takes from another
+it reads from files: :func:`measured_step_seconds` and :func:`find_checkpoints` read a finished
+E1's folder.
 """
 
 from __future__ import annotations
@@ -271,6 +273,42 @@ def run_specs(
                 bar.update(1)
     bar.close()
     return results
+
+
+def sweep_then_seeds(
+    arms: list[Any],
+    lr_sweep: tuple[float, ...],
+    seeds: list[int],
+    spec_for: Callable[..., dict[str, Any]],
+    run: Callable[[list[dict[str, Any]], str], dict[str, dict[str, Any]]],
+    val_key: str,
+) -> tuple[dict[str, dict[str, Any]], dict[Any, float], dict[Any, dict[str, float]]]:
+    """Every arm at every LR of ``lr_sweep`` on ``seeds[0]``, then the other seeds at the LR
+    with the lowest ``result[val_key]`` (validation; ties to the smaller LR).
+
+    ``spec_for(*arm, lr, seed)`` builds a run's spec (``arm`` a tuple, or one value), ``run(specs,
+    what)`` trains a list of them. With one LR there is nothing to choose: every run goes in
+    one call, so the pool has no barrier between the phases. Returns (results by run folder,
+    the chosen LR of each arm, each arm's validation value by LR as ``f"{lr:g}"``)."""
+
+    def spec(arm: Any, lr: float, seed: int) -> dict[str, Any]:
+        return spec_for(*arm, lr, seed) if isinstance(arm, tuple) else spec_for(arm, lr, seed)
+
+    single = len(lr_sweep) == 1
+    first = [spec(a, lr, seeds[0]) for a in arms for lr in lr_sweep]
+    if single:
+        first += [spec(a, lr_sweep[0], s) for a in arms for s in seeds[1:]]
+    results = run(first, "runs" if single else "LR sweep")
+    best_lr: dict[Any, float] = {}
+    lr_vals: dict[Any, dict[str, float]] = {}
+    for a in arms:
+        vals = {lr: results[spec(a, lr, seeds[0])["run_dir"]][val_key] for lr in lr_sweep}
+        best_lr[a] = min(vals, key=lambda lr: (vals[lr], lr))
+        lr_vals[a] = {f"{lr:g}": v for lr, v in vals.items()}
+    if not single:
+        rest = [spec(a, best_lr[a], s) for a in arms for s in seeds[1:]]
+        results.update(run(rest, "seeds"))
+    return results, best_lr, lr_vals
 
 
 def init_worker(debug: bool = False) -> None:
