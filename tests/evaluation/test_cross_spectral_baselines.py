@@ -120,6 +120,25 @@ def test_select_pls_nested_predictions_equal_separate_fits(rng):
     assert k == 6 and chosen.n_components == 6
 
 
+def test_pls_selection_walks_up_and_stops_past_the_best(rng, monkeypatch):
+    # Rank 4: the walk scores 1, 2, 4, then 8 (worse) and stops there; 16 and 32 are never
+    # fitted, and the model is the 4-component fit.
+    from spektron.evaluation import baselines as B
+
+    a, b = rng.normal(size=(4, 64)), rng.normal(size=(4, 64))
+    x_tr, y_tr = _paired(rng, 200, a, b, noise=0.1)
+    x_val, y_val = _paired(rng, 100, a, b, noise=0.1)
+    grown: list[int] = []
+    extend = B._KernelPLS.extend
+    monkeypatch.setattr(B._KernelPLS, "extend", lambda self, k: (grown.append(k), extend(self, k)))
+
+    model, k = fit_pls_by_validation(x_tr, y_tr, x_val, y_val, (1, 2, 4, 8, 16, 32))
+
+    assert k == 4 and grown == [1, 2, 4, 8]
+    separate = PLSBaseline(n_components=4).fit(x_tr, y_tr)
+    assert np.allclose(model.predict(x_val), separate.predict(x_val), rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize(("n", "length"), [(80, 40), (300, 300)])  # dense SVD / Lanczos path
 def test_kernel_pls_equals_scikit_learn_nipals(rng, n, length):
     # The kernel algorithm must give NIPALS PLS2's fit (scikit-learn, converged tightly): same
