@@ -6,10 +6,14 @@ long report runs do not keep figures alive.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 FIG_DPI = 130
+# pyplot's figure registry is not thread-safe: experiments running side by side in one process
+# (``run-all`` on the CPU) build their reports under this lock.
+FIGURE_LOCK = threading.RLock()
 
 
 def pyplot() -> Any:

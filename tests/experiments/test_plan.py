@@ -56,3 +56,13 @@ def test_estimate_counts_every_run_once_per_stage(monkeypatch):
     assert "estimated wall time" in plan.format_plan(est)
     table = plan.format_comparison(est, {k: 2 * v for k, v in st.items()})
     assert table.splitlines()[-1].split()[-1] == "2.00"
+    # side by side: E2-E4 count as their summed estimate × the factor, at least the longest
+    side = plan.estimate_run_all(cfg, data_cached=True, side_by_side=True)
+    parts = [side["stages_s"][k] for k in ("e2", "e3", "e4")]
+    block = max(max(parts), plan.SIDE_BY_SIDE_FACTOR * sum(parts))
+    assert side["side_by_side_s"] == pytest.approx(block)
+    assert side["total_s"] == pytest.approx(st["data"] + st["e1"] + block)
+    measured = {**{k: 2 * v for k, v in st.items()}, "e2+e3+e4": 2 * block}
+    table = plan.format_comparison(side, measured, 2 * side["total_s"])
+    assert "ran side by side" in table and "e2+e3+e4" in table
+    assert table.splitlines()[-1].split()[-1] == "2.00"

@@ -71,6 +71,7 @@ from spektron.experiments.runner import (
     threads_for,
 )
 from spektron.experiments.runner import model_config as shared_model_config
+from spektron.plotting import FIGURE_LOCK
 from spektron.training import distributed as D
 from spektron.training.config import TrainConfig
 from spektron.training.data import ArrayData
@@ -686,10 +687,11 @@ def run_e2(
     summary["device"] = device_description(dist.device)
     summary["wall_time_s"] = time.perf_counter() - t_start
     write_json_atomic(out / "summary.json", summary)
-    write_examples(out, summary, data["test"], base_preds, wn)
     from spektron.experiments.report_e2 import build_e2_report
 
-    summary["report"] = build_e2_report(out)
+    with FIGURE_LOCK:
+        write_examples(out, summary, data["test"], base_preds, wn)
+        summary["report"] = build_e2_report(out)
     return summary
 
 

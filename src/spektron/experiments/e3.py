@@ -41,6 +41,7 @@ from spektron.data.generate import data_label, ensure_dataset
 from spektron.data.spectra import make_grid
 from spektron.errors import CheckpointError, ConfigError
 from spektron.experiments.runner import device_description, load_splits, run_specs, threads_for
+from spektron.plotting import FIGURE_LOCK
 from spektron.training import distributed as D
 from spektron.training.data import ArrayData
 from spektron.utils import write_json_atomic
@@ -287,7 +288,8 @@ def run_e3(
     write_json_atomic(out / "summary.json", summary)
     from spektron.experiments.report_e3 import build_e3_report
 
-    summary["report"] = build_e3_report(out, analyses)
+    with FIGURE_LOCK:
+        summary["report"] = build_e3_report(out, analyses)
     return summary
 
 

@@ -51,6 +51,7 @@ from spektron.experiments.runner import (
     size_arms,
     threads_for,
 )
+from spektron.plotting import FIGURE_LOCK
 from spektron.training import distributed as D
 from spektron.utils import write_json_atomic
 
@@ -313,7 +314,8 @@ def run_e4(
     write_json_atomic(out / "summary.json", summary)
     from spektron.experiments.report_e4 import write_e4_report
 
-    summary["report"] = write_e4_report(out, summary)
+    with FIGURE_LOCK:
+        summary["report"] = write_e4_report(out, summary)
     return summary
 
 

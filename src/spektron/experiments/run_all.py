@@ -3,11 +3,16 @@ its pretrained arms from this run's E1 checkpoints), E3 (which analyses this run
 D-LinOSS models) and E4 (calibration transfer on the real NIR data; its pretrained deep arms
 start from this run's E1 checkpoints). Each stage writes into its own folder under ``out``;
 the wall time estimated before the start (:mod:`spektron.experiments.plan`) and measured per
-stage goes to ``timing.json``."""
+stage goes to ``timing.json``. On the CPU, E2, E3 and E4 (which need only E1's outputs) run side
+by side, in threads of this process, each with its own worker pool: alone, none of them keeps
+every core busy (baselines, analyses and reports run in one process; pools have tails). Results
+do not depend on it: every run sets its own seeds and threads."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +25,23 @@ from spektron.utils import write_json_atomic
 log = logging.getLogger(__name__)
 
 STAGES = ("data", "e1", "e2", "e3", "e4")
+
+
+def side_by_side(cfg: RunConfig) -> bool:
+    """Whether E2-E4 run side by side: on the CPU with process pools of more than one worker
+    (on CUDA and under torchrun each experiment has the device to itself)."""
+    from spektron.training.distributed import resolve_device
+
+    if resolve_device(cfg.device).type != "cpu" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return False
+    cores = os.cpu_count() or 1
+    return cores > 1 and all((getattr(cfg, e).jobs or cores) > 1 for e in ("e2", "e3", "e4"))
+
+
+def _timed(fn: Any, cfg: RunConfig, progress: bool) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    res = fn(cfg, progress)
+    return res, time.perf_counter() - t0
 
 
 def run_all(
@@ -36,13 +58,14 @@ def run_all(
 
     est = None
     if resolve_device(cfg.device).type == "cpu":  # the estimate times models on the CPU
-        est = estimate_run_all(cfg, data_cached=default_dataset_path(cfg.data).is_file())
+        cached = default_dataset_path(cfg.data).is_file()
+        est = estimate_run_all(cfg, data_cached=cached, side_by_side=side_by_side(cfg))
         log.info("%s", format_plan(est))
         if announce is not None:
             announce({"experiment": "run-all", "estimate": format_plan(est)})
     measured: dict[str, float] = {}
     results: dict[str, Any] = {}
-    t0 = time.perf_counter()
+    t_all = t0 = time.perf_counter()
     results["data"] = run_data_overview(cfg, out / "data", progress=progress)
     measured["data"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -50,15 +73,13 @@ def run_all(
     measured["e1"] = time.perf_counter() - t0
     if cfg.e2.pretrained_from is None:
         cfg = replace(cfg, e2=replace(cfg.e2, pretrained_from=str(out / "e1")))
-    t0 = time.perf_counter()
-    results["e2"] = run_e2(cfg, out / "e2", progress=progress, announce=announce)
-    measured["e2"] = time.perf_counter() - t0
+    after: dict[str, Any] = {
+        "e2": lambda c, p: run_e2(c, out / "e2", progress=p, announce=announce)
+    }
     if "dlinoss" in cfg.e1.backbones:
         if cfg.e3.trained_from is None:
             cfg = replace(cfg, e3=replace(cfg.e3, trained_from=str(out / "e1")))
-        t0 = time.perf_counter()
-        results["e3"] = run_e3(cfg, out / "e3", progress=progress, announce=announce)
-        measured["e3"] = time.perf_counter() - t0
+        after["e3"] = lambda c, p: run_e3(c, out / "e3", progress=p, announce=announce)
     else:
         log.warning("E3 skipped: e1.backbones has no dlinoss arm to analyse")
     if cfg.e4.pretrained_from is None:
@@ -71,15 +92,33 @@ def run_all(
             if kept != getattr(cfg.e4, name):
                 log.warning("E4 %s limited to E1's backbones: %s", name, list(kept))
         cfg = replace(cfg, e4=replace(cfg.e4, pretrained_from=str(out / "e1"), **keep))
-    t0 = time.perf_counter()
-    results["e4"] = run_e4(cfg, out / "e4", progress=progress, announce=announce)
-    measured["e4"] = time.perf_counter() - t0
+    after["e4"] = lambda c, p: run_e4(c, out / "e4", progress=p, announce=announce)
+    if side_by_side(cfg):
+        # E2, E3 and E4 need only E1's outputs: run side by side, their process pools and
+        # their single-process parts (baselines, analyses, reports) share the cores, which
+        # none of them keeps busy alone. Progress bars: E2's only (several would interleave).
+        log.info("E2, E3 and E4 run side by side (CPU); their log lines interleave")
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(len(after), thread_name_prefix="spektron") as ex:
+            futs = {
+                k: ex.submit(_timed, fn, cfg, progress and k == "e2") for k, fn in after.items()
+            }
+            for k, fut in futs.items():
+                results[k], measured[k] = fut.result()
+        measured["e2+e3+e4"] = time.perf_counter() - t0
+    else:
+        for k, fn in after.items():
+            results[k], measured[k] = _timed(fn, cfg, progress)
+    total = time.perf_counter() - t_all
     results["timing"] = {
         "estimate_s": est and est["stages_s"],
+        "estimate_side_by_side_s": est and est.get("side_by_side_s"),
         "estimate_total_s": est and est["total_s"],
         "measured_s": measured,
-        "measured_total_s": sum(measured.values()),
-        "comparison": format_comparison(est, measured) if est else "no estimate (not on the CPU)",
+        "measured_total_s": total,
+        "comparison": format_comparison(est, measured, total)
+        if est
+        else "no estimate (not on the CPU)",
     }
     write_json_atomic(out / "timing.json", results["timing"])
     return results
