@@ -25,6 +25,7 @@ def test_estimate_counts_every_run_once_per_stage(monkeypatch):
     # Every model takes 1 s a step and 0.5 s an evaluation forward: the estimate is arithmetic.
     monkeypatch.setattr(plan, "_time_model", lambda *a, **k: (1.0, 0.5))
     monkeypatch.setattr(plan, "PROCESS_START_S", 0.0)
+    monkeypatch.setattr(plan, "RUN_OVERHEAD_S", 0.25)
     monkeypatch.setattr(plan.os, "cpu_count", lambda: 1)  # one job: the runs add up
     over = [
         "e1.jobs=1",
@@ -45,8 +46,9 @@ def test_estimate_counts_every_run_once_per_stage(monkeypatch):
     assert st["e1"] > runs * e1.train.steps + plan.OVERHEAD_S["e1"]  # + evaluations
     # E4: one master stage for the two corn pairs, a standards stage for each
     k = len(e4.inits) * e4.n_seeds * len(e4.finetune_input_modes)
-    std = e4.standards_train.steps + 5 * 0.5
-    assert st["e4"] == pytest.approx(k * e4.train.steps + 2 * k * std + plan.OVERHEAD_S["e4"])
+    std = e4.standards_train.steps + 5 * 0.5 + 0.25
+    master = e4.train.steps + 0.25
+    assert st["e4"] == pytest.approx(k * master + 2 * k * std + plan.OVERHEAD_S["e4"])
     # a dataset still to simulate: molecules × the level's CPU seconds over the workers
     cfg_x = preset_config("smoke", [*over, "data.physics.level=xtb"], workers=2)
     fresh = plan.estimate_run_all(cfg_x, data_cached=False)["stages_s"]["data"]
