@@ -245,3 +245,33 @@ def test_a_warning_reaches_the_console_as_one_log_line():
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert "WARNING" in lines[0] and "UserWarning: the largest candidate" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "simulate", "--smiles", "CCO", "--out", "{out}"],
+        ["data", "merge", "{out}", "--out", "{out}"],
+        ["data", "convert-qm9s", "--zip", "{tmp}/q.zip", "--out", "{out}"],
+    ],
+)
+def test_an_existing_store_is_not_overwritten_without_force(tmp_path, capsys, argv):
+    out = tmp_path / "x.h5"
+    out.write_bytes(b"an earlier store")
+    before = out.stat().st_mtime_ns
+    argv = [a.format(out=out, tmp=tmp_path) for a in argv]
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "exists" in err and "--force" in err
+    assert out.read_bytes() == b"an earlier store" and out.stat().st_mtime_ns == before
+
+
+def test_force_overwrites_an_existing_store(tmp_path, capsys):
+    out = tmp_path / "x.h5"
+    out.write_bytes(b"an earlier store")
+    assert main(["-q", "data", "simulate", "--smiles", "CCO", "--out", str(out), "--force"]) == 0
+    from spektron.data.store import open_store
+
+    with open_store(out) as st:
+        assert len(st) == 1

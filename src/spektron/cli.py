@@ -31,6 +31,10 @@ def _add_set_arg(p: argparse.ArgumentParser, example: str) -> None:
     )
 
 
+def _add_force_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out store")
+
+
 def _add_jobs_arg(p: argparse.ArgumentParser, what: str = "training processes") -> None:
     p.add_argument("--jobs", type=int, default=None, help=f"parallel {what} on CPU (0 = cores)")
 
@@ -83,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--smiles", default=None, help="comma-separated SMILES or a file with one SMILES per line"
     )
     sim.add_argument("--out", type=Path, required=True, help="output store (.h5)")
+    _add_force_arg(sim)
     sim.add_argument(
         "--scheduler",
         default=None,
@@ -116,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     mg = dsub.add_parser("merge", help="merge shard stores into one")
     mg.add_argument("inputs", nargs="+", type=Path)
     mg.add_argument("--out", type=Path, required=True)
+    _add_force_arg(mg)
 
     cv = dsub.add_parser("convert-qm9s", help="convert the real QM9S files into a store")
     cv.add_argument("--out", type=Path, required=True)
+    _add_force_arg(cv)
     cv.add_argument("--ir-csv", type=Path, default=None, help="ir_boraden.csv")
     cv.add_argument("--raman-csv", type=Path, default=None, help="raman_boraden.csv")
     cv.add_argument("--zip", dest="zip_path", type=Path, default=None, help="qm9s_csv.zip")
@@ -412,7 +419,7 @@ def _experiment_config(a: argparse.Namespace, extra: list[str] | None = None):
 def _announce(what: str):
     def show(plan: dict) -> None:
         plan = dict(plan)
-        print(f"{str(plan.pop('experiment', what)).upper()} will run:")
+        lines = [f"{str(plan.pop('experiment', what)).upper()} will run:"]
         for k, v in plan.items():
             if isinstance(v, float):
                 v = f"{v:.3g}"
@@ -421,10 +428,19 @@ def _announce(what: str):
                     f"{kk}: {vv:.3g}" if isinstance(vv, float) else f"{kk}: {vv}"
                     for kk, vv in v.items()
                 )
-            print(f"  {k}: {v}")
+            lines.append(f"  {k}: {v}")
+        # One write: run-all's side-by-side experiments announce from several threads.
+        sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
 
     return show
+
+
+def _pm(t: dict, spec: str) -> str:
+    """``mean ± std`` over seeds, or ``mean (1 seed)``."""
+    if t.get("n") == 1:
+        return f"{t['mean']:{spec}} (1 seed)"
+    return f"{t['mean']:{spec}} ± {t['std']:.2g}"
 
 
 def _print_e1(res: dict, out: Path) -> None:
@@ -434,7 +450,7 @@ def _print_e1(res: dict, out: Path) -> None:
     for name, b in rows:
         t = b["test"]["masked_mse"]
         print(
-            f"  {name:12s} test masked MSE {t['mean']:.4g} ± {t['std']:.2g}  "
+            f"  {name:12s} test masked MSE {_pm(t, '.4g')}  "
             f"({b['n_params']:,} params, {b['train_samples_per_s']['mean']:.1f} samples/s)"
         )
     for name, b in res["baselines"].items():
@@ -474,7 +490,7 @@ def _print_e2(res: dict) -> None:
                 if flag in m
             )
             print(
-                f"    {m['backbone']:12s} {m['init']:10s} {t['mean']:.4f} ± {t['std']:.2g}  "
+                f"    {m['backbone']:12s} {m['init']:10s} {_pm(t, '.4f')}  "
                 f"skill {sk.get('skill', float('nan')):+.3f}  {retr}"
             )
         for name, b in base.items():
@@ -722,6 +738,8 @@ FILE_OUTS = {
     ("bench", "dlinoss-modes"),
 }
 READ_OUTS = {("report", None)}
+# Commands writing a store: an existing one is refused without --force.
+STORE_OUTS = {("data", "simulate"), ("data", "merge"), ("data", "convert-qm9s")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -735,6 +753,10 @@ def main(argv: list[str] | None = None) -> int:
         # An --out that cannot be written is refused before any work.
         if getattr(args, "out", None) is not None and key not in READ_OUTS:
             check_writable(args.out, "file" if key in FILE_OUTS else "folder")
+            if key in STORE_OUTS and args.out.exists() and not args.force:
+                raise ConfigError(
+                    f"{args.out} exists: pass --force to overwrite it, or choose another --out"
+                )
         return handler(args)
     except SpektronError as e:
         print(f"spektron: error: {e}", file=sys.stderr)

@@ -48,3 +48,15 @@ def test_one_lr_is_one_call_with_every_seed_and_tuple_arms():
     assert len(calls) == 1 and len(calls[0][1]) == 4
     assert best == {("x", "a"): 3e-3, ("x", "b"): 3e-3}
     assert len(results) == 4
+
+
+def test_one_seed_is_written_as_one_seed_not_plus_minus_zero():
+    from spektron.experiments.reporting import fmt_mean_std
+    from spektron.experiments.runner import mean_std
+
+    one, three = mean_std([0.25]), mean_std([1.0, 2.0, float("nan"), 3.0])
+    assert one == {"mean": 0.25, "std": 0.0, "n": 1}
+    assert three["n"] == 3 and three["std"] == 1.0
+    assert fmt_mean_std(one) == "0.25 (1 seed)"
+    assert fmt_mean_std(three) == "2 ± 1"
+    assert fmt_mean_std({"mean": 2.0, "std": 1.0}) == "2 ± 1"  # summaries from before "n"

@@ -96,9 +96,12 @@ def dig(d: Any, *keys: str) -> Any:
 
 
 def fmt_mean_std(entry: Any) -> str:
+    """``mean ± std``; ``mean (1 seed)`` for a single value (no spread to show)."""
     mean, std = dig(entry, "mean"), dig(entry, "std")
     if finite(mean) is None:
         return NA
+    if dig(entry, "n") == 1:
+        return f"{fmt_num(mean)} (1 seed)"
     return f"{fmt_num(mean)} ± {fmt_num(std, 2)}" if std is not None else fmt_num(mean)
 
 

@@ -170,13 +170,14 @@ def threads_for(jobs: int) -> int:
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (ddof 1; 0 for one value) of the finite values; NaN
-    when none is finite."""
+    """Mean, sample standard deviation (ddof 1; 0 for one value) and count ``n`` of the finite
+    values; NaN when none is finite. Reports write one value as "(1 seed)", not "± 0"."""
     a = np.asarray(values, dtype=np.float64)
     a = a[np.isfinite(a)]
     if len(a) == 0:
-        return {"mean": math.nan, "std": math.nan}
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
+        return {"mean": math.nan, "std": math.nan, "n": 0}
+    std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    return {"mean": float(a.mean()), "std": std, "n": len(a)}
 
 
 def claim_run_dir(
