@@ -74,7 +74,7 @@ from spektron.experiments.runner import model_config as shared_model_config
 from spektron.plotting import FIGURE_LOCK
 from spektron.training import distributed as D
 from spektron.training.config import TrainConfig
-from spektron.training.data import ArrayData
+from spektron.training.data import ArrayData, batch_tensor
 from spektron.training.tasks import CrossSpectralPrediction
 from spektron.utils import write_json_atomic
 
@@ -348,7 +348,7 @@ def predict(
     w = torch.as_tensor(wn, dtype=torch.float32, device=device)
     out = []
     for s in range(0, len(x), batch):
-        xb = torch.from_numpy(np.ascontiguousarray(x[s : s + batch])).float().to(device)
+        xb = batch_tensor(x[s : s + batch]).float().to(device)
         out.append(model(xb, w, None)["pred"].double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(wn)))
 

@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 KIND_CODES = {"ir": 0, "raman": 1}
 
 
+def batch_tensor(a: np.ndarray) -> torch.Tensor:
+    """A CPU tensor of ``a`` (contiguous), copied when ``a`` is read-only: torch shares the
+    array's memory and would otherwise warn that writes through it are undefined."""
+    a = np.ascontiguousarray(a)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 @dataclass
 class ArrayData:
     """Named arrays sharing their first axis N (e.g. ``x`` (N, L), ``row`` (N,), ``kind`` (N,))."""
@@ -41,8 +48,8 @@ class ArrayData:
         return len(next(iter(self.arrays.values())))
 
     def take(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        """Rows ``idx`` of every array as CPU tensors (copies)."""
-        return {k: torch.from_numpy(np.ascontiguousarray(v[idx])) for k, v in self.arrays.items()}
+        """Rows ``idx`` of every array as CPU tensors (copies; read-only arrays are welcome)."""
+        return {k: batch_tensor(v[idx]) for k, v in self.arrays.items()}
 
     def subset(self, idx: np.ndarray) -> ArrayData:
         return ArrayData({k: v[idx] for k, v in self.arrays.items()})
