@@ -288,3 +288,30 @@ def test_garbage_with_jcamp_suffix(tmp_path):
     path = _write(tmp_path, "junk.jdx", "not a jcamp file\n1 2 3")
     with pytest.raises(DataError, match="no JCAMP-DX data block"):
         read_spectrum_file(path)
+
+
+@pytest.mark.parametrize(
+    ("head", "named"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "a PNG image"),
+        (b"PK\x03\x04\x14\x00\x06\x00", "a ZIP archive"),
+        (b"\x89HDF\r\n\x1a\n\x00\x00", "an HDF5 file"),
+        (b"\x01\x02\x03\x04\x05\x06\x07\x08" * 8, "binary content"),
+    ],
+)
+def test_a_binary_file_is_named_as_not_a_text_spectrum_file(tmp_path, head, named):
+    path = tmp_path / "picked_by_mistake.csv"
+    path.write_bytes(head + bytes(range(256)) * 4)
+    with pytest.raises(DataError, match="not a text spectrum file") as e:
+        read_spectrum_file(path)
+    assert named in str(e.value) and "cells" not in str(e.value)
+
+
+def test_a_utf16_export_with_its_byte_order_mark_is_read(tmp_path):
+    x = np.linspace(400.0, 4000.0, MIN_POINTS + 10)
+    text = "wavenumber\tsample\n" + "".join(f"{a}\t{np.sin(a / 300):.6f}\n" for a in x)
+    path = tmp_path / "excel_unicode.txt"
+    path.write_bytes(text.encode("utf-16"))  # BOM + UTF-16 LE, as spreadsheet "Unicode text"
+    (s,) = read_spectrum_file(path)
+    np.testing.assert_allclose(s.wavenumber, x)
+    np.testing.assert_allclose(s.values, np.round(np.sin(x / 300), 6))

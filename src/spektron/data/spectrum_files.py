@@ -97,13 +97,45 @@ def read_spectrum_file(path: str | Path) -> list[UserSpectrum]:
     if not path.is_file():
         raise DataError(f"{path}: not a regular file")
     raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")  # old instrument exports; every byte decodes
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte-order mark
+        try:
+            text = raw.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not valid UTF-16 text ({e.reason})") from None
+    else:
+        _refuse_binary(path, raw)
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")  # old instrument exports; every byte decodes
     if path.suffix.lower() in JCAMP_SUFFIXES or text.lstrip().startswith("##"):
         return _read_jcamp(path, text)
     return _read_table(path, text)
+
+
+# Leading bytes of binary formats users may pick by mistake.
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive (an .xlsx or .opj too): export the sheet as CSV",
+    b"\x89HDF": "an HDF5 file (a Spektron store? use `spektron data info`)",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+}
+
+
+def _refuse_binary(path: Path, raw: bytes) -> None:
+    """A DataError for binary content (a NUL byte, or over 5 % control bytes in the first
+    4 KiB, tab / CR / LF / FF aside), naming the format when its leading bytes say it."""
+    head = raw[:4096]
+    control = sum(b < 32 and b not in (9, 10, 12, 13) for b in head)
+    if b"\x00" not in head and control <= 0.05 * max(len(head), 1):
+        return
+    what = next((name for magic, name in _MAGIC.items() if raw.startswith(magic)), None)
+    raise DataError(
+        f"{path}: not a text spectrum file ({what or 'binary content'}); expected delimited "
+        "text (CSV, TSV, two or more columns) or JCAMP-DX"
+    )
 
 
 # --------------------------------------------------------------------------- shared checks
