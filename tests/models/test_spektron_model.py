@@ -131,8 +131,20 @@ def test_corrupt_checkpoint(tmp_path, damage):
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"format": "spektron-model", "obj": zipfile.ZipInfo("x")}, path)
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="holds Python objects beyond tensors") as err:
         Spektron.from_checkpoint(path)
+    assert "weights_only" not in str(err.value)  # not torch's advice to run the file's code
+
+
+def test_a_training_checkpoint_gives_the_model_it_holds(tmp_path, caplog):
+    model = Spektron(_config())
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": "spektron-train", "step": 7, "model": model.checkpoint_state()}, path)
+    with caplog.at_level("WARNING"):
+        loaded = Spektron.from_checkpoint(path)
+    assert "training checkpoint (step 7)" in caplog.text and "best.pt" in caplog.text
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
 
 
 def test_foreign_or_wrong_config_checkpoint(tmp_path):

@@ -13,6 +13,7 @@ dict (so any script can rebuild the model) and the state dict; it is written ato
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from spektron.models.registry import (
     make_backbone_config,
 )
 from spektron.utils import torch_save_atomic
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "spektron-model"
 CHECKPOINT_VERSION = 1
@@ -169,9 +172,31 @@ def read_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for truncated / foreign / unsafe files
+        text = str(e)
+        if "Unsupported global" in text:
+            # torch's advice (load with weights_only=False) would run the file's code.
+            raise CheckpointError(
+                f"{path}: not a Spektron model checkpoint: it holds Python objects beyond "
+                "tensors and plain data, which Spektron checkpoints never do, so it is not loaded"
+            ) from None
+        if text.startswith("Weights only load failed"):
+            raise CheckpointError(
+                f"{path}: cannot read checkpoint (not a file torch.save wrote, or damaged)"
+            ) from None
+        first = (text.splitlines() or [""])[0]
         raise CheckpointError(
-            f"{path}: cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})"
+            f"{path}: cannot read checkpoint ({type(e).__name__}: {first})"
         ) from e
+    inner = state.get("model") if isinstance(state, dict) else None
+    if isinstance(inner, dict) and inner.get("format") == CHECKPOINT_FORMAT:
+        # A training checkpoint (the trainer's resume state) wraps the model of its last step.
+        log.warning(
+            "%s: a training checkpoint (step %s); using the model it holds. best.pt beside it "
+            "holds the best-validation weights",
+            path,
+            state.get("step"),
+        )
+        state = inner
     _check_payload(state, str(path))
     return state
 
