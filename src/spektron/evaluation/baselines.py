@@ -473,16 +473,18 @@ class PLSBaseline(CrossSpectralBaseline):
         self.n_components = n_components
 
     def _fit(self, X_in: np.ndarray, Y_out: np.ndarray) -> None:
-        k = self.n_components
-        if int(k) != k or not 1 <= k <= min(X_in.shape):
-            raise ConfigError(
-                f"n_components must be an integer in [1, min(N, L) = {min(X_in.shape)}], got {k}"
-            )
+        k = _check_n_components(self.n_components, X_in.shape)
         self.x_mean_ = X_in.mean(axis=0)  # (L,)
         self.y_mean_ = Y_out.mean(axis=0)  # (M,)
-        (self.x_rotations_, self.y_loadings_, self.n_effective_) = _kernel_pls(
-            X_in - self.x_mean_, Y_out - self.y_mean_, int(k)
-        )
+        fit = _KernelPLS(X_in - self.x_mean_, Y_out - self.y_mean_, k)
+        fit.extend(k)
+        self._take(fit, k)
+
+    def _take(self, fit: _KernelPLS, k: int) -> None:
+        """The first k components of ``fit`` as this model's (copied: the fit may be larger)."""
+        self.x_rotations_ = fit.R[:, :k].copy()
+        self.y_loadings_ = fit.Q[:, :k].copy()
+        self.n_effective_ = min(fit.n_effective, k)
 
     def transform(self, X_in: np.ndarray) -> np.ndarray:
         """(B, L) input spectra → (B, k) PLS scores (X centred with the training mean)."""
@@ -597,6 +599,15 @@ def _kernel_pls(Xc: np.ndarray, Yc: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return fit.R, fit.Q, fit.n_effective
 
 
+def _check_n_components(k: Any, shape: tuple[int, int]) -> int:
+    """k as an int in [1, min(N, L)] of (N, L) training data, or a ConfigError."""
+    if int(k) != k or not 1 <= k <= min(shape):
+        raise ConfigError(
+            f"n_components must be an integer in [1, min(N, L) = {min(shape)}], got {k}"
+        )
+    return int(k)
+
+
 def select_pls_components(
     X_tr: np.ndarray,
     Y_tr: np.ndarray,
@@ -648,12 +659,9 @@ def fit_pls_by_validation(
     if not candidates:
         raise ConfigError("need at least one candidate n_components")
     X_tr, Y_tr = _check_pairs(X_tr, Y_tr)
+    for k in (candidates[0], candidates[-1]):
+        _check_n_components(k, X_tr.shape)
     k_max = candidates[-1]
-    if candidates[0] < 1 or k_max > min(X_tr.shape):
-        raise ConfigError(
-            f"n_components must be an integer in [1, min(N, L) = {min(X_tr.shape)}], got "
-            f"{candidates}"
-        )
     X_val, Y_val = _check_pairs(X_val, Y_val)
     if X_val.shape[1] != X_tr.shape[1]:
         raise DataError(
@@ -673,9 +681,7 @@ def fit_pls_by_validation(
     model = PLSBaseline(n_components=best)
     model.n_features_in_ = X_tr.shape[1]
     model.x_mean_, model.y_mean_ = x_mean, y_mean
-    model.x_rotations_ = fit.R[:, :best].copy()
-    model.y_loadings_ = fit.Q[:, :best].copy()
-    model.n_effective_ = min(fit.n_effective, best)
+    model._take(fit, best)
     return model, best
 
 
