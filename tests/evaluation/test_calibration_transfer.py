@@ -543,6 +543,24 @@ def test_grouped_path_selection_scores_like_separate_fits(master_model):
     np.testing.assert_allclose(sel["rmsecv"], singles, rtol=1e-10)
 
 
+def test_fast_selection_path_scores_like_the_validated_one(master_model):
+    # With a PLSCV master model the CV loops skip scikit-learn's per-call validation; wrapped
+    # in FrozenEstimator (not a PLSCV) the model goes through predict with validation: the
+    # same RMSECV to the last bit, for a grouped path (PDS, CCA) and one fit per candidate (DS).
+    Xs, Xm, y = _pair(n=9, seed=8)
+    frozen = FrozenEstimator(master_model)
+    for est, grid in (
+        (PiecewiseDirectStandardization(), param_grid(half_width=[1, 2], n_components=[1, 2])),
+        (CCATransfer(), [{"n_components": 2, "n_canonical": c} for c in (1, 2)]),
+        (DirectStandardization(), [{"n_components": 1}, {"alpha": 0.1}]),
+    ):
+        fast = select_transfer_params(est, grid, Xs, Xm, master_model, y=y, cv=3)
+        slow = select_transfer_params(est, grid, Xs, Xm, frozen, y=y, cv=3)
+        assert fast["rmsecv"] == slow["rmsecv"] and fast["best"] == slow["best"]
+    with pytest.raises(DataError, match="master model takes 24 channels, the master standards"):
+        select_transfer_params(DirectStandardization(), [{}], Xs, Xm[:, :20], master_model, y=y)
+
+
 def test_selection_sees_only_what_it_is_given(master_model):
     # No selection helper takes test data; NaN test arrays elsewhere cannot reach them, and the
     # helpers refuse non-finite input outright.

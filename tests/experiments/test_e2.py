@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from spektron.config import preset_config
 from spektron.data.generate import default_dataset_path
 from spektron.data.spectra import make_grid
 from spektron.data.store import StoreWriter, open_store
-from spektron.errors import CheckpointError, ConfigError
+from spektron.errors import CheckpointError, ConfigError, DataError
 from spektron.evaluation.cross_spectral import PRIMARY_METRIC
 from spektron.experiments.e1 import run_e1
 from spektron.experiments.e2 import run_e2
@@ -151,6 +152,82 @@ def test_best_checkpoint_carries_the_predict_contract(e2_run):
     assert (extra["source_kind"], extra["target_kind"]) == ("raman", "ir")
     assert extra["grid"]["n_points"] == N_POINTS and extra["normalization"] == "max"
     assert "SIMULATED" in extra["data_label"]
+
+
+def test_summary_and_table_name_each_arms_checkpoint(e2_run):
+    _, root, summary, _, _, _ = e2_run
+    models = summary["models"]
+    for m in models.values():
+        assert len(m["checkpoints"]) == len(m["seeds"]) == len(m["val_mse_per_seed"])
+        best = int(np.argmin(m["val_mse_per_seed"]))
+        assert m["best_checkpoint"] == m["checkpoints"][best] == f"{m['runs'][best]}/best.pt"
+        assert (root / "e2" / m["best_checkpoint"]).is_file()
+    table = (root / "e2" / "table.md").read_text()
+    for dname in ("ir_to_raman", "raman_to_ir"):
+        chosen = summary["checkpoints"][dname]
+        arms = [k for k in models if models[k]["direction"] == dname]
+        lowest = min(arms, key=lambda k: models[k]["val_mse"]["mean"])
+        assert chosen["arm"] == lowest == summary["error_analysis"][dname]["arm"]
+        assert chosen["checkpoint"] == models[lowest]["best_checkpoint"]
+        for k in arms:
+            assert f"`{models[k]['best_checkpoint']}`" in table
+    src, tgt = "ir", "raman"
+    assert f"spektron predict --run <this folder> --from {src} --to {tgt}" in table
+
+
+def test_predict_run_uses_the_best_validation_arm(e2_run, tmp_path, capsys):
+    _, root, summary, _, _, _ = e2_run
+    grid = np.linspace(400.0, 4100.0, 500)
+    spec = tmp_path / "mine.csv"
+    spec.write_text("\n".join(f"{x:g},{np.exp(-(((x - 1600) / 30) ** 2)):.6g}" for x in grid))
+    out = tmp_path / "pred"
+    argv = ["predict", "--run", str(root / "e2"), "--from", "raman", "--to", "ir"]
+    assert main([*argv, "--out", str(out), "--no-plot", str(spec)]) == 0
+    chosen = summary["checkpoints"]["raman_to_ir"]
+    printed = capsys.readouterr().out
+    assert f"using arm {chosen['arm']}" in printed
+    rep = json.loads((out / "predict.json").read_text())
+    assert rep["checkpoint"] == str((root / "e2" / chosen["checkpoint"]).resolve())
+    # --arm restricts the choice; the pick stays the lowest validation MSE among the matches.
+    assert main([*argv, "--arm", "cnn", "--out", str(out), "--no-plot", str(spec)]) == 0
+    cnn = [k for k in summary["models"] if k.startswith("raman_to_ir/") and k.endswith("/cnn")]
+    best_cnn = min(cnn, key=lambda k: summary["models"][k]["val_mse"]["mean"])
+    assert f"using arm {best_cnn}" in capsys.readouterr().out
+    rep = json.loads((out / "predict.json").read_text())
+    want = root / "e2" / summary["models"][best_cnn]["best_checkpoint"]
+    assert rep["checkpoint"] == str(want.resolve())
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--run", "{tmp}"], r"no summary\.json \(not a finished E2 output folder"),
+        (["--run", "{e2}", "--arm", "mamba"], r"--arm 'mamba' matches no ir_to_raman arm"),
+        (["--checkpoint", "{tmp}/x.pt", "--arm", "cnn"], r"--arm chooses among the arms of --run"),
+    ],
+)
+def test_predict_run_errors_are_one_line(e2_run, tmp_path, capsys, argv, match):
+    root = e2_run[1]
+    spec = tmp_path / "mine.csv"
+    spec.write_text("500,0\n4000,1\n")
+    argv = [a.format(tmp=tmp_path, e2=root / "e2") for a in argv]
+    full = ["predict", "--from", "ir", "--to", "raman", *argv, "--out", str(tmp_path / "p")]
+    assert main([*full, str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err) and "Traceback" not in err
+    assert not (tmp_path / "p").exists()
+
+
+def test_predict_run_refuses_a_summary_without_checkpoint_names(e2_run, tmp_path):
+    from spektron.experiments.predict import select_checkpoint
+
+    root = e2_run[1]
+    old = json.loads((root / "e2" / "summary.json").read_text())
+    for m in old["models"].values():
+        del m["best_checkpoint"]
+    (tmp_path / "summary.json").write_text(json.dumps(old))
+    with pytest.raises(DataError, match=r"names no checkpoint .* older version"):
+        select_checkpoint(tmp_path, "ir", "raman")
 
 
 def test_e2_report_files_and_rebuild(e2_run, capsys):

@@ -142,3 +142,19 @@ def test_counts_on_cpu_when_meta_is_refused(toy):
     cfg, n = size_backbone(toy, budget=4_200, base={"meta_ok": False}, tie_tol=0.0)
     assert n == 4_200 and cfg.meta_ok is False
     assert count_backbone_parameters(backbone_spec(toy), cfg) == 4_200
+
+
+def test_counts_are_remembered_per_config(monkeypatch):
+    from spektron.models import sizing
+
+    built = []
+    real = sizing._count
+    monkeypatch.setattr(sizing, "_count", lambda spec, cfg: built.append(cfg) or real(spec, cfg))
+    monkeypatch.setattr(sizing, "_COUNTS", {})
+    first = size_backbone("cnn", budget=150_000, d_model=64)
+    n_built = len(built)
+    assert n_built > 1
+    again = size_backbone("cnn", budget=150_000, d_model=64)
+    assert again == first and len(built) == n_built  # nothing rebuilt
+    size_backbone("cnn", budget=150_000, d_model=32)  # another config: counted afresh
+    assert len(built) > n_built

@@ -257,7 +257,10 @@ class PLSCV(RegressorMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """(n,) predictions of the chosen component count for spectra X (n, p)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self._predict_arrays(validate_data(self, X, reset=False, dtype=np.float64))
+
+    def _predict_arrays(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`predict` of an already validated float64 (n, p) array."""
         return X @ self.coef_ + self.intercept_
 
     def predict_path(self, X: Any) -> np.ndarray:
@@ -377,6 +380,13 @@ class _SpectralTransfer(TransformerMixin, BaseEstimator):
         """Fit on paired standards: X slave spectra (n, p), y master spectra (n, q) or (n,)."""
         self._check_params()
         X, Y = _paired_spectra(self, X, y)
+        return self._fit_arrays(X, Y)
+
+    def _fit_arrays(self, X: np.ndarray, Y: np.ndarray) -> _SpectralTransfer:
+        """:meth:`fit` on arrays already validated (float64 (n, p), (n, q)): the CV loops of
+        :func:`select_transfer_params` fit thousands of times on slices of checked arrays."""
+        self._check_params()
+        self.n_features_in_ = X.shape[1]
         centre = self._centred()
         self.x_mean_ = X.mean(axis=0) if centre else np.zeros(X.shape[1])
         self.y_mean_ = Y.mean(axis=0) if centre else np.zeros(Y.shape[1])
@@ -390,7 +400,7 @@ class _SpectralTransfer(TransformerMixin, BaseEstimator):
 
     def _fit_path(self, X: np.ndarray, Y: np.ndarray, values: Sequence[Any]) -> list:
         """Fitted copies for each value of ``_path_param`` (default: one fit per value)."""
-        return [clone(self).set_params(**{self._path_param: v}).fit(X, Y) for v in values]
+        return [clone(self).set_params(**{self._path_param: v})._fit_arrays(X, Y) for v in values]
 
     def _check_params(self) -> None:
         raise NotImplementedError
@@ -404,7 +414,10 @@ class _SpectralTransfer(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Slave spectra (m, p) → master-like spectra (m, q)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self._transform_arrays(validate_data(self, X, reset=False, dtype=np.float64))
+
+    def _transform_arrays(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`transform` of an already validated float64 (m, p) array."""
         return self.y_mean_ + self._apply(X - self.x_mean_)
 
     def transfer_matrix(self) -> np.ndarray:
@@ -561,7 +574,7 @@ class PiecewiseDirectStandardization(_SpectralTransfer):
 
     def _fit_path(self, X: np.ndarray, Y: np.ndarray, values: Sequence[Any]) -> list:
         # One local fit with the largest k gives every smaller k (nested components).
-        top = clone(self).set_params(n_components=max(values)).fit(X, Y)
+        top = clone(self).set_params(n_components=max(values))._fit_arrays(X, Y)
         out = []
         for k in values:
             est = copy.copy(top)
@@ -628,7 +641,7 @@ class CCATransfer(_FactoredTransfer):
 
     def _fit_path(self, X: np.ndarray, Y: np.ndarray, values: Sequence[Any]) -> list:
         # Keeping fewer canonical pairs truncates the factors of the fit that keeps them all.
-        top = clone(self).set_params(n_canonical=None).fit(X, Y)
+        top = clone(self).set_params(n_canonical=None)._fit_arrays(X, Y)
         out = []
         for c in values:
             est = copy.copy(top)
@@ -1040,18 +1053,37 @@ def select_transfer_params(
         else:
             key = ("__alone__", i)
         groups.setdefault(key, []).append(i)
+    # The arrays are checked once above; inside the loops the transfers (and a PLSCV master
+    # model) skip scikit-learn's per-call validation, which would otherwise take a third of
+    # the time (thousands of small fits).
+    fast = isinstance(estimator, _SpectralTransfer)
+    if fast:
+        fit = lambda est, tr: est._fit_arrays(X_slave[tr], X_master[tr])  # noqa: E731
+        transform = lambda est, X: est._transform_arrays(X)  # noqa: E731
+    else:
+        fit = lambda est, tr: est.fit(X_slave[tr], X_master[tr])  # noqa: E731
+        transform = lambda est, X: est.transform(X)  # noqa: E731
+    predict = model.predict
+    if fast and isinstance(model, PLSCV):
+        check_is_fitted(model)
+        if model.n_features_in_ != X_master.shape[1]:
+            raise DataError(
+                f"the master model takes {model.n_features_in_} channels, the master standards "
+                f"have {X_master.shape[1]}"
+            )
+        predict = model._predict_arrays
     press = np.zeros(len(candidates))
     for train, val in folds:
         for key, members in groups.items():
             if key[0] == "__alone__":
                 base = clone(estimator).set_params(**candidates[members[0]])
-                fitted = [base.fit(X_slave[train], X_master[train])]
+                fitted = [fit(base, train)]
             else:
                 base = clone(estimator).set_params(**dict(key))
                 values = [candidates[i][path] for i in members]
                 fitted = base._fit_path(X_slave[train], X_master[train], values)
             for i, est in zip(members, fitted, strict=True):
-                pred = model.predict(est.transform(X_slave[val]))
+                pred = predict(transform(est, X_slave[val]))
                 press[i] += float(((pred - ref[val]) ** 2).sum())
     scores = [math.sqrt(v / n) for v in press]
     best = int(np.argmin(scores))

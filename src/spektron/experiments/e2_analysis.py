@@ -25,8 +25,16 @@ from spektron.evaluation.cross_spectral_analysis import (
     symmetry_classes,
 )
 from spektron.evaluation.metrics import bootstrap_ci, holm, paired_bootstrap
-from spektron.experiments.e2_results import HEADLINE, read_per_molecule
+from spektron.experiments.e2_results import (
+    HEADLINE,
+    SEED_SELECTED_BY,
+    SELECTED_BY,
+    arm_ranking,
+    best_seed_checkpoint,
+    read_per_molecule,
+)
 from spektron.experiments.runner import mean_std
+from spektron.training.trainer import BEST_NAME
 
 SCHEMA_VERSION = 1
 GROUP_METRICS = (PRIMARY_METRIC, "full/peak_f1@10")
@@ -128,6 +136,8 @@ def aggregate(
             "lr_sweep": lr_vals[c],
             "seeds": seeds,
             "runs": [str(d.relative_to(out)) for d in dirs],
+            "checkpoints": [str((d / BEST_NAME).relative_to(out)) for d in dirs],
+            "val_mse_per_seed": [r["best_val_mse"] for r in runs],
             "test": test_stats,
             "val_mse": mean_std([r["best_val_mse"] for r in runs]),
             "train_time_s": mean_std([r["train"]["train_time_s"] for r in runs]),
@@ -135,6 +145,9 @@ def aggregate(
             "peak_memory_mb": mean_std([r["train"]["peak_memory_mb"] for r in runs]),
             "test_inference_s": mean_std([r["test_inference_s"] for r in runs]),
         }
+        entry["best_checkpoint"] = best_seed_checkpoint(
+            entry["checkpoints"], entry["val_mse_per_seed"]
+        )
         bp = base_pm[dname]
         entry["skill"] = {
             ref: skill(
@@ -256,6 +269,14 @@ def aggregate(
             "sample, by our own point-group finder on the simulated geometry",
         },
         "models": models,
+        "checkpoints": {
+            dname: {
+                "arm": (best := arm_ranking(models, dname)[0]),
+                "checkpoint": models[best]["best_checkpoint"],
+                "selected_by": f"{SELECTED_BY}; {SEED_SELECTED_BY}",
+            }
+            for dname in e2.directions
+        },
         "baselines": baselines_out,
         "paired": paired,
         "error_analysis": analysis,
@@ -274,8 +295,7 @@ def error_analysis(
     error by functional group, symmetry class and size for that arm and the reference
     baselines."""
     e2 = cfg.e2
-    keys = [k for k in models if models[k]["direction"] == dname]
-    best = min(keys, key=lambda k: (models[k]["val_mse"]["mean"], k))
+    best = arm_ranking(models, dname)[0]
     primary = per_mol[best][PRIMARY_METRIC]
     extremes = describe_extremes(
         primary,
@@ -326,7 +346,7 @@ def error_analysis(
         }
     return {
         "arm": best,
-        "selected_by": "lowest mean validation MSE over seeds",
+        "selected_by": SELECTED_BY,
         "metric": PRIMARY_METRIC,
         "extremes": extremes,
         "profile": profile,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import re
@@ -215,6 +216,62 @@ def read_contract(state: dict[str, Any], checkpoint: Path, source: str, target: 
         raise CheckpointError(f"{checkpoint}: extra['grid'] = {g!r} is invalid ({e})") from e
     label = extra.get("data_label") or "training data not labelled in the checkpoint"
     return {"normalization": rule, "grid": grid, "grid_spec": dict(g), "data_label": str(label)}
+
+
+def select_checkpoint(
+    run: str | os.PathLike, source: str, target: str, arm: str | None = None
+) -> dict[str, Any]:
+    """The checkpoint of a finished E2 output folder for ``source`` → ``target``: of the
+    direction's arms (or those matching ``arm``: a backbone, ``init/backbone`` or the full key)
+    the one with the lowest mean validation MSE over seeds, and of its seeds the one with the
+    lowest validation MSE (test data enter no choice). Returns {"checkpoint": Path, "arm",
+    "val_mse", "n_candidates", "selected_by"}."""
+    from spektron.experiments.e2_results import SEED_SELECTED_BY, SELECTED_BY, arm_ranking
+
+    run = Path(run)
+    path = run / "summary.json"
+    if not path.is_file():
+        raise DataError(
+            f"{run}: no summary.json (not a finished E2 output folder; run `spektron e2 --out "
+            f"{run}` first, or give --checkpoint)"
+        )
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: unreadable ({e})") from e
+    models = summary.get("models") if isinstance(summary, dict) else None
+    if summary.get("experiment") != "e2" or not isinstance(models, dict):
+        raise DataError(f"{path}: not an E2 summary (no 'models' of experiment 'e2')")
+    dname = f"{source}_to_{target}"
+    ranked = arm_ranking(models, dname)
+    if not ranked:
+        have = sorted({str(m.get("direction")) for m in models.values()})
+        raise DataError(f"{run}: no {dname} arm in this E2 run (it has {', '.join(have)})")
+    if arm is not None:
+        want = arm.strip("/")
+        matches = [k for k in ranked if k == f"{dname}/{want}" or k.endswith(f"/{want}")]
+        if not matches:
+            opts = ", ".join(k.split("/", 1)[1] for k in ranked)
+            raise ConfigError(f"--arm {arm!r} matches no {dname} arm of {run}; choose from {opts}")
+        ranked = matches
+    key = ranked[0]
+    entry = models[key]
+    rel = entry.get("best_checkpoint")
+    if not isinstance(rel, str):
+        raise DataError(
+            f"{path}: arm {key} names no checkpoint (a summary from an older version); rerun "
+            f"`spektron e2 --out {run}` (finished runs are reused) or give --checkpoint"
+        )
+    ckpt = run / rel
+    if not ckpt.is_file():
+        raise DataError(f"{run}: the checkpoint of arm {key}, {rel}, is missing")
+    return {
+        "checkpoint": ckpt,
+        "arm": key,
+        "val_mse": entry["val_mse"]["mean"],
+        "n_candidates": len(ranked),
+        "selected_by": f"{SELECTED_BY}; {SEED_SELECTED_BY}",
+    }
 
 
 def _safe_name(label: str) -> str:
@@ -471,7 +528,20 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     )
     p.add_argument("--from", dest="source", choices=KINDS, required=True, help="input kind")
     p.add_argument("--to", dest="target", choices=KINDS, required=True, help="predicted kind")
-    p.add_argument("--checkpoint", type=Path, required=True, help="cross-spectral model (E2)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", type=Path, help="cross-spectral model file (E2's best.pt)")
+    which.add_argument(
+        "--run",
+        type=Path,
+        help="a finished E2 output folder (e.g. runs/e2): use its arm with the lowest "
+        "validation MSE for the direction asked",
+    )
+    p.add_argument(
+        "--arm",
+        default=None,
+        help="with --run: restrict the choice to one backbone (e.g. mamba), init/backbone "
+        "(pretrained/cnn)",
+    )
     p.add_argument(
         "--laser-nm", type=float, default=None, help="laser wavelength (nm) for Raman intensity"
     )
@@ -489,11 +559,22 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run :func:`run_predict` from parsed arguments and print where everything went."""
+    if args.arm is not None and args.run is None:
+        raise ConfigError("--arm chooses among the arms of --run; give --run DIR with it")
+    checkpoint = args.checkpoint
+    if args.run is not None:
+        chosen = select_checkpoint(args.run, args.source, args.target, args.arm)
+        checkpoint = chosen["checkpoint"]
+        print(
+            f"spektron predict: using arm {chosen['arm']} (validation MSE "
+            f"{chosen['val_mse']:.4g}, best of {chosen['n_candidates']} by "
+            f"{chosen['selected_by']}): {checkpoint}"
+        )
     with warnings.catch_warnings():
         # Coverage warnings are printed below from the report (once, with the summary).
         warnings.simplefilter("ignore", CoverageWarning)
         rep = run_predict(
-            args.checkpoint,
+            checkpoint,
             list(args.inputs),
             args.source,
             args.target,
@@ -540,4 +621,5 @@ __all__ = [
     "read_contract",
     "resample_to_grid",
     "run_predict",
+    "select_checkpoint",
 ]

@@ -17,6 +17,7 @@ import numpy as np
 
 from spektron.errors import DataError
 from spektron.evaluation.metrics import match_peaks, pick_peaks
+from spektron.experiments.e2_results import arm_ranking
 from spektron.experiments.reporting import (
     NA,
     NOT_APPLICABLE,
@@ -131,10 +132,35 @@ def format_e2_table(summary: dict[str, Any]) -> str:
             "similar molecules; one that does not beat PLS2, more than a linear map.",
             "",
         ]
+        lines += _checkpoint_lines(dname, models, summary.get("checkpoints", {}).get(dname))
         lines += _symmetric_lines(dname, arms, base)
         lines += _analysis_lines(summary["error_analysis"].get(dname))
     lines += paired_lines(summary.get("paired", []), unit="test molecules")
     return "\n".join(lines) + "\n"
+
+
+def _checkpoint_lines(dname: str, models: dict[str, Any], chosen: Any) -> list[str]:
+    """The checkpoint of every arm (its best-validation seed), best validation first, and the
+    one ``spektron predict --run`` uses."""
+    ranked = arm_ranking(models, dname)
+    if not ranked or "best_checkpoint" not in models[ranked[0]]:
+        return []
+    src, tgt = dname.split("_to_")
+    lines = ["### Checkpoints", ""]
+    if isinstance(chosen, dict):
+        lines += [
+            f"`spektron predict --run <this folder> --from {src} --to {tgt} FILE...` uses "
+            f"`{chosen.get('checkpoint')}` (arm {chosen.get('arm')}: "
+            f"{chosen.get('selected_by')}); `--arm BACKBONE` picks another.",
+            "",
+        ]
+    head = ["arm", "init", "validation MSE", "checkpoint (best-validation seed)"]
+    lines += [md_row(head), md_row(["---"] * len(head))]
+    for key in ranked:
+        m = models[key]
+        cells = [m["backbone"], m["init"], fmt_mean_std(m.get("val_mse"))]
+        lines.append(md_row([*cells, f"`{m['best_checkpoint']}`"]))
+    return [*lines, ""]
 
 
 def _symmetric_lines(dname: str, arms: list, base: dict[str, Any]) -> list[str]:
