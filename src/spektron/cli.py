@@ -265,7 +265,9 @@ def _add_log_level_args(ap: argparse.ArgumentParser) -> None:
 
 def _cmd_simulate(a: argparse.Namespace) -> int:
     from spektron.config import DatasetConfig, PhysicsConfig, apply_overrides
-    from spektron.data.generate import generate_dataset, parse_shard
+    from spektron.data.generate import GenerationFailed, generate_dataset, parse_shard
+    from spektron.data.molecules import qm9_rejects_line
+    from spektron.errors import StoreError
     from spektron.utils import write_json_atomic
 
     base = DatasetConfig(
@@ -286,17 +288,21 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
         f"(seed {cfg.selection_seed})"
     )
     log.info("simulating %s, shard %d/%d, level %s -> %s", what, *shard, cfg.physics.level, a.out)
-    rep = generate_dataset(
-        cfg,
-        a.out,
-        workers=a.workers,
-        shard=shard,
-        chunk_size=a.chunk_size,
-        progress=not a.quiet,
-        scheduler=a.scheduler,
-    )
     rpath = a.report or a.out.with_name(a.out.name + ".report.json")
-    write_json_atomic(rpath, rep.to_dict(max_failures=10_000))
+    try:
+        rep = generate_dataset(
+            cfg,
+            a.out,
+            workers=a.workers,
+            shard=shard,
+            chunk_size=a.chunk_size,
+            progress=not a.quiet,
+            scheduler=a.scheduler,
+        )
+    except GenerationFailed as e:
+        write_json_atomic(rpath, {"status": "failed", **e.report.to_dict(max_failures=10_000)})
+        raise StoreError(f"{e}; every failure is in {rpath}") from e
+    write_json_atomic(rpath, {"status": "complete", **rep.to_dict(max_failures=10_000)})
     print(
         f"wrote {a.out}: {rep.n_ok} molecules simulated, {rep.n_failed} failed "
         f"({rep.failures_by_reason or 'none'}); {rep.wall_s:.1f} s wall, "
@@ -304,8 +310,15 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
     )
     if rep.qm9_lookup:
         print(rep.qm9_lookup["summary"])
+    if rep.notes:
+        ions = ", ".join(f"{n['smiles']}" for n in rep.notes[:5])
+        more = f" and {len(rep.notes) - 5} more" if len(rep.notes) > 5 else ""
+        print(
+            f"charged species: {len(rep.notes)} simulated as isolated ions, without counter-ion "
+            f"or solvent ({ions}{more}); their charge_model column and the report say so"
+        )
     if rep.input_rejects:
-        print(f"QM9 rows rejected by validation: {rep.input_rejects}")
+        print(qm9_rejects_line(rep.input_rejects))
     return 0
 
 

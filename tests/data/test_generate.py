@@ -172,3 +172,56 @@ def test_unreachable_dask_scheduler_is_a_config_error(tmp_path, smiles_file, mon
             progress=False,
             scheduler="tcp://127.0.0.1:9",
         )
+
+
+def test_every_molecule_failing_leaves_a_report_and_no_hidden_folder(tmp_path, capsys):
+    from spektron.cli import main
+
+    p = tmp_path / "bad.smi"
+    p.write_text("C[Se]C\n[Na+].[Cl-]\n")
+    out = tmp_path / "bad.h5"
+    assert main(["-q", "data", "simulate", "--smiles", str(p), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "every molecule failed (2 of 2), no store written" in err
+    assert "unsupported element Se" in err and "several fragments" in err
+    report = out.with_name(out.name + ".report.json")
+    assert str(report) in err
+    rep = json.loads(report.read_text())
+    assert rep["status"] == "failed" and rep["n_failed"] == 2 and rep["n_ok"] == 0
+    assert not out.exists()
+    assert [q.name for q in tmp_path.iterdir() if q.name.startswith(".")] == []
+
+
+def test_charged_species_are_noted_in_the_report_and_on_the_console(tmp_path, capsys):
+    from spektron.cli import main
+
+    p = tmp_path / "ions.smi"
+    p.write_text("CCO\n[NH4+]\n")
+    out = tmp_path / "ions.h5"
+    assert main(["data", "simulate", "--smiles", str(p), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "charged species: 1 simulated as isolated ions, without counter-ion or solvent ([NH4+])"
+        in printed
+    )
+    rep = json.loads(out.with_name(out.name + ".report.json").read_text())
+    assert rep["status"] == "complete"
+    assert [(n["smiles"], n["note"]) for n in rep["notes"]] == [
+        ("[NH4+]", "ion, net charge +1: simulated isolated (no counter-ion, no solvent)")
+    ]
+    with open_store(out) as st:
+        models = list(st.column("charge_model"))
+    assert sum("ion, net charge +1" in str(m) for m in models) == 1
+
+
+def test_the_qm9_rejects_line_explains_every_reason():
+    from spektron.data.molecules import REJECT_MEANING, REJECT_REASONS, qm9_rejects_line
+
+    assert set(REJECT_MEANING) == set(REJECT_REASONS)
+    line = qm9_rejects_line({"smiles_mismatch": 3054, "negative_freqs": 2})
+    assert line.startswith("QM9 rows left out: 3056 rows of the QM9 files fail the parser's checks")
+    assert (
+        "3054 a SMILES that is charged or not of the geometry's formula (smiles_mismatch)" in line
+    )
+    assert "2 an imaginary (negative) frequency (negative_freqs)" in line

@@ -123,9 +123,38 @@ def test_malformed_geometry_raises_molecule_error(coords, match):
         sim.simulate_molecule(inp, PHYS, GRID)
 
 
-def test_disconnected_smiles_is_rejected():
-    with pytest.raises(MoleculeError, match="fragments"):
+def test_disconnected_smiles_is_rejected_naming_its_fragments():
+    with pytest.raises(MoleculeError, match=r"several fragments: 'CCO.O' is 2 .*\(CCO, O\)"):
         _run("CCO.O")
+    with pytest.raises(
+        MoleculeError, match=r"is 2 separate molecules or ions \(\[Na\+\], \[Cl-\]\)"
+    ):
+        _run("[Na+].[Cl-]")
+
+
+@pytest.mark.parametrize(
+    ("smiles", "element"), [("C[Se]C", "Se"), ("B(F)(F)F", "B"), ("C[Te]C", "Te")]
+)
+def test_an_element_mmff94_has_no_parameters_for_is_named(smiles, element):
+    with pytest.raises(MoleculeError, match=rf"unsupported element {element}: MMFF94.*'xtb'"):
+        _run(smiles)
+
+
+def test_an_element_beyond_gfn2_is_named_at_xtb():
+    mol = sim.parse_smiles("[Fr]C")
+    with pytest.raises(MoleculeError, match=r"unsupported element Fr: GFN2-xTB \(parameterised"):
+        sim.check_elements(mol, "xtb")
+    sim.check_elements(sim.parse_smiles("C[Se]C"), "xtb")  # Se is covered by GFN2-xTB
+
+
+def test_an_ion_is_simulated_with_a_note_in_its_record():
+    details: dict = {}
+    rec = sim.simulate_molecule(MoleculeInput(0, "[NH4+]"), PHYS, GRID, details=details)
+    assert details["net_charge"] == 1
+    assert rec.charge_model.endswith(
+        "; ion, net charge +1: simulated isolated (no counter-ion, no solvent)"
+    )
+    assert "ion" not in _run("CCO").charge_model
 
 
 def test_imaginary_frequency_beyond_tolerance_is_rejected():
@@ -496,9 +525,8 @@ def test_n_conformers_is_validated():
 
 def test_molecules_without_fixed_charges_get_a_clear_reason_and_run_at_xtb():
     pytest.importorskip("tblite")
-    for smiles in ("[C-]#[O+]", "C[Se]C"):
-        with pytest.raises(SimulationError, match="no fixed-charge model.*xtb level"):
-            _run(smiles)
+    with pytest.raises(SimulationError, match="no fixed-charge model.*xtb level"):
+        _run("[C-]#[O+]")
     rec = _run("[C-]#[O+]", PhysicsConfig(level="xtb"))
     assert rec.stick_freq.shape == (1,) and 1900 < rec.stick_freq[0] < 2400
     assert rec.stick_ir[0] > 0

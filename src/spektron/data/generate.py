@@ -83,6 +83,8 @@ class GenerationReport:
     workers: int = 1
     shard: str = "0/1"
     input_rejects: dict[str, int] = field(default_factory=dict)
+    # Molecules simulated with a caveat (charged species): source_index, smiles, note.
+    notes: list[dict[str, Any]] = field(default_factory=list)
     # SMILES sources: what the QM9 lookup found (``QM9LookupReport.to_dict``); {} otherwise.
     qm9_lookup: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +92,19 @@ class GenerationReport:
         d = dict(self.__dict__)
         d["failures"] = self.failures[:max_failures]
         return d
+
+
+class GenerationFailed(StoreError):
+    """Every molecule failed: no store is written. ``report`` holds every failure."""
+
+    def __init__(self, report: GenerationReport, out: Path) -> None:
+        first = "; ".join(f"{f['smiles']}: {f['message']}" for f in report.failures[:3])
+        more = f" (and {report.n_failed - 3} more)" if report.n_failed > 3 else ""
+        super().__init__(
+            f"{out}: every molecule failed ({report.n_failed} of {report.n_requested}), no "
+            f"store written: {first}{more}"
+        )
+        self.report = report
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -113,15 +128,21 @@ def _simulate_chunk(args: tuple) -> tuple[int, int, list[dict], float]:
     """Worker: simulate one chunk, write its store and log. Returns (k, n_ok, failures, cpu_s)."""
     k, inputs, physics, grid_cfg, parts, attrs = args
     from spektron.chemistry.functional_groups import FUNCTIONAL_GROUP_NAMES
-    from spektron.data.simulate import simulate_molecule
+    from spektron.data.simulate import ion_note, simulate_molecule
 
     t0 = time.process_time()
     grid = make_grid(grid_cfg["n_points"], grid_cfg["lo"], grid_cfg["hi"])
-    records, failures = [], []
+    records, failures, notes = [], [], []
     with single_threaded_blas():
         for inp in inputs:
+            details: dict[str, Any] = {}
             try:
-                records.append(simulate_molecule(inp, physics, grid))
+                records.append(simulate_molecule(inp, physics, grid, details=details))
+                if details["net_charge"]:
+                    note = ion_note(details["net_charge"])
+                    notes.append(
+                        {"source_index": inp.source_index, "smiles": inp.smiles, "note": note}
+                    )
             except Exception as e:  # noqa: BLE001 - every failure is counted with its reason
                 failures.append(
                     {
@@ -136,7 +157,13 @@ def _simulate_chunk(args: tuple) -> tuple[int, int, list[dict], float]:
         with StoreWriter(parts / f"chunk_{k:06d}.h5", grid, attrs, FUNCTIONAL_GROUP_NAMES) as w:
             w.extend(records)
     cpu = time.process_time() - t0
-    log_entry = {"chunk": k, "n_ok": len(records), "failures": failures, "cpu_s": cpu}
+    log_entry = {
+        "chunk": k,
+        "n_ok": len(records),
+        "failures": failures,
+        "notes": notes,
+        "cpu_s": cpu,
+    }
     write_json_atomic(parts / f"chunk_{k:06d}.json", log_entry)  # written last: marks "done"
     return k, len(records), failures, cpu
 
@@ -267,6 +294,7 @@ def simulate_to_store(
         entry = json.loads((parts / f"chunk_{k:06d}.json").read_text())
         report.n_ok += entry["n_ok"]
         report.failures.extend(entry["failures"])
+        report.notes.extend(entry.get("notes", []))  # chunk logs of older versions have none
         cpu_total += entry["cpu_s"]
         if entry["n_ok"]:
             chunk_stores.append(parts / f"chunk_{k:06d}.h5")
@@ -274,9 +302,10 @@ def simulate_to_store(
     report.failures_by_reason = dict(Counter(f["reason"] for f in report.failures).most_common())
     report.cpu_s_per_molecule = cpu_total / max(1, len(mine))
     if not chunk_stores:
-        raise StoreError(
-            f"{out}: every molecule failed; first reasons: {list(report.failures_by_reason)[:3]}"
-        )
+        # Nothing to resume (every chunk ran to its end) and no store: the report is all
+        # that is left, so the work folder goes.
+        shutil.rmtree(parts, ignore_errors=True)
+        raise GenerationFailed(report, out)
     merge_stores(chunk_stores, out, attrs={"generation_report": json.dumps(report.to_dict())})
     if not keep_parts:
         shutil.rmtree(parts, ignore_errors=True)

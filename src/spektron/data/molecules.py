@@ -135,6 +135,34 @@ REJECT_REASONS: tuple[str, ...] = (
     "smiles_mismatch",
 )
 
+# What each reject reason means, in a few words, for the CLI's summary line.
+REJECT_MEANING: dict[str, str] = {
+    "malformed_row": "a field does not parse",
+    "duplicate_index": "the QM9 Index occurs twice",
+    "atom_count_mismatch": "the element, coordinate and charge lists disagree in length",
+    "unknown_element": "an element other than H, C, N, O, F",
+    "stoichiometry_mismatch": "the Stoichiometry column disagrees with the atoms",
+    "nonfinite_values": "NaN or Inf values",
+    "geometry_implausible": "atoms too close, or a hydrogen bonded to nothing",
+    "freqs_duplicated": "the frequency list written twice",
+    "freqs_count_mismatch": "not 3N-6 (3N-5 if linear) frequencies",
+    "negative_freqs": "an imaginary (negative) frequency",
+    "charge_not_neutral": "Mulliken charges that do not sum to 0",
+    "inchi_invalid": "an InChI RDKit cannot read",
+    "smiles_unparsable": "a SMILES RDKit cannot read",
+    "smiles_mismatch": "a SMILES that is charged or not of the geometry's formula",
+}
+
+
+def qm9_rejects_line(rejects: dict[str, int]) -> str:
+    """One line for the CLI: how many QM9 rows the parser left out, and why."""
+    why = "; ".join(f"{n} {REJECT_MEANING.get(k, k)} ({k})" for k, n in rejects.items())
+    return (
+        f"QM9 rows left out: {sum(rejects.values())} rows of the QM9 files fail the parser's "
+        f"checks and are never selected (the same rows on every run): {why}"
+    )
+
+
 # A Mathematica/Python real: 1, 1., .5, 1.5, 1.2e-5, 1.2E-5, 1.2*^-5.
 _NUM = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:(?:[eE]|\*\^)[+-]?\d+)?"
 _NUM_RE = re.compile(_NUM)

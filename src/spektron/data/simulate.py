@@ -174,9 +174,40 @@ def parse_smiles(smiles: str) -> Chem.Mol:
         raise MoleculeError(f"invalid SMILES: RDKit cannot parse {smiles!r}")
     if mol.GetNumAtoms() == 0:
         raise MoleculeError(f"invalid SMILES: {smiles!r} has no atoms")
-    if len(Chem.GetMolFrags(mol)) > 1:
-        raise MoleculeError(f"invalid SMILES: {smiles!r} has several fragments")
+    frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
+    if len(frags) > 1:
+        parts = ", ".join(Chem.MolToSmiles(f) for f in frags)
+        raise MoleculeError(
+            f"several fragments: {smiles!r} is {len(frags)} separate molecules or ions ({parts}); "
+            "a SMILES must be one connected molecule (a salt or mixture: each component on its "
+            "own line)"
+        )
     return mol
+
+
+# Elements MMFF94 has atom types for (Halgren, J. Comput. Chem. 17 (1996) 490: the organic
+# elements and a few ions); GFN2-xTB is parameterised for H to Rn (Z <= 86).
+MMFF94_ELEMENTS = frozenset("H C N O F Si P S Cl Br I Li Na K Mg Ca Fe Zn Cu".split())
+GFN2_MAX_Z = 86
+
+
+def check_elements(mol: Chem.Mol, level: str) -> None:
+    """``MoleculeError`` naming the elements of ``mol`` that ``level``'s model has no
+    parameters for: MMFF94's elements at the force-field levels, H to Rn at xtb."""
+    symbols = sorted({a.GetSymbol() for a in mol.GetAtoms()}, key=_PT.GetAtomicNumber)
+    if level in XTB_LEVELS:
+        bad = [e for e in symbols if _PT.GetAtomicNumber(e) > GFN2_MAX_Z]
+        model = "GFN2-xTB (parameterised for H to Rn)"
+    else:
+        bad = [e for e in symbols if e not in MMFF94_ELEMENTS]
+        model = f"MMFF94, the force field of level {level!r},"
+    if bad:
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
+        hint = "; level 'xtb' (GFN2-xTB) covers H to Rn" if level not in XTB_LEVELS else ""
+        raise MoleculeError(
+            f"unsupported element {', '.join(bad)}: {model} has no parameters for "
+            f"{'it' if len(bad) == 1 else 'them'} ({smiles}){hint}"
+        )
 
 
 def molecule_from_smiles(smiles: str, seed: int = 42, n_conformers: int = 1) -> Chem.Mol:
@@ -758,6 +789,11 @@ def _inchikey(inp: MoleculeInput, mol: Chem.Mol) -> str:
     return key
 
 
+def ion_note(net_charge: int) -> str:
+    """How a charged species is simulated, for its record and the generation report."""
+    return f"ion, net charge {net_charge:+d}: simulated isolated (no counter-ion, no solvent)"
+
+
 HYBRID_LEVELS = ("hybrid", "mmff-hybrid", "fast-hybrid")
 XTB_LEVELS = ("xtb", "hybrid")
 LEVEL_CHARGE_MODEL = {"xtb": "GFN2-xTB dipole derivatives", "hybrid": "GFN2-xTB dipole derivatives"}
@@ -918,8 +954,10 @@ def simulate_molecule(
         ``hessian``, ``modes``, ``symmetry``, ``ir``, ``raman``, ``broaden``, ``annotate``).
     details : when given, filled with what the record leaves out: ``coords`` (N, 3) Å, the
         level's final geometry; ``masses`` (N,) amu; ``modes`` (``NormalModes``, in the order of
-        the record's sticks, with the level's final frequencies). Used by the validation against
-        DFT (``spektron.data.validate``), which matches modes by eigenvector overlap.
+        the record's sticks, with the level's final frequencies); ``net_charge`` (int, the
+        formal charge, noted in the record's ``charge_model`` when not 0). Used by the
+        validation against DFT (``spektron.data.validate``), which matches modes by
+        eigenvector overlap, and by the generation report (ions).
 
     Raises
     ------
@@ -953,6 +991,7 @@ def _simulate(
     n = mol.GetNumAtoms()
     if n < 2:
         raise SimulationError(f"no vibrations: {inp.smiles!r} has a single atom")
+    check_elements(mol, level)
     symbols = [a.GetSymbol() for a in mol.GetAtoms()]
     masses = atomic_masses(mol)
     if level in XTB_LEVELS:
@@ -982,8 +1021,11 @@ def _simulate(
     arrays = (modes.freqs, ir, raman, ir_spec, ra_spec)
     if not all(np.all(np.isfinite(a)) for a in arrays):
         raise SimulationError(f"non-finite result: spectra of {inp.smiles!r}")
+    net_charge = Chem.GetFormalCharge(mol)
+    if net_charge:
+        charge_model += f"; {ion_note(net_charge)}"
     if details is not None:
-        details.update(coords=x, masses=masses, modes=modes)
+        details.update(coords=x, masses=masses, modes=modes, net_charge=net_charge)
     return SpectrumRecord(
         smiles=inp.smiles,
         inchikey=key,
