@@ -37,7 +37,16 @@ def test_info_on_store(tmp_path, capsys, small_grid):
         (["data", "info", "{tmp}/junk.h5"], "junk.h5: not a readable HDF5"),
         (["data", "simulate", "--n", "5", "--out", "{tmp}/x.h5", "--shard", "3/2"], "--shard"),
         (
-            ["data", "simulate", "--n", "5", "--out", "{tmp}/x.h5", "--set", "physics.fd_step=5"],
+            [
+                "data",
+                "simulate",
+                "--n",
+                "5",
+                "--out",
+                "{tmp}/x.h5",
+                "--set",
+                "data.physics.fd_step=5",
+            ],
             "fd_step",
         ),
         (
@@ -275,3 +284,17 @@ def test_force_overwrites_an_existing_store(tmp_path, capsys):
 
     with open_store(out) as st:
         assert len(st) == 1
+
+
+def test_config_show_prints_every_key_with_overrides_applied(capsys):
+    from spektron.config import flat_config, preset_config
+
+    assert main(["config", "show", "--preset", "smoke", "--set", "e1.train.lr=0.02"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")]
+    shown = dict(ln.split(" = ", 1) for ln in lines)
+    assert list(shown) == list(flat_config(preset_config("smoke")))
+    assert json.loads(shown["e1.train.lr"]) == 0.02 and json.loads(shown["preset"]) == "smoke"
+    assert main(["config", "show", "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["e1"]["n_seeds"] == 3
+    assert main(["config", "show", "--set", "train.lr=1"]) == 2
+    assert "did you mean e1.train.lr" in capsys.readouterr().err

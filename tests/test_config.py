@@ -12,6 +12,7 @@ from spektron.config import (
     RunConfig,
     apply_overrides,
     config_hash,
+    flat_config,
     from_dict,
     preset_config,
     to_dict,
@@ -30,7 +31,7 @@ def test_presets_and_overrides_are_type_checked():
         ("data.n_molecules=abc", "n_molecules"),
         ("data.n_molecules=1.5", "n_molecules"),
         ("data.physics.ir_fwhm=-1", "FWHM"),
-        ("data.physics.nope=1", "unknown key"),
+        ("data.physics.nope=1", "no config key .data.physics.nope."),
         ("data.grid.hi=100", "grid.hi"),
         ("noequals", "key.sub=value"),
     ]:
@@ -45,7 +46,9 @@ def test_json_round_trip_and_hash():
     again = from_dict(RunConfig, json.loads(json.dumps(to_dict(cfg))))
     assert again == cfg
     assert config_hash(cfg) == config_hash(again)
-    assert config_hash(cfg.data) != config_hash(apply_overrides(cfg.data, ["physics.ir_fwhm=14"]))
+    assert config_hash(cfg.data) != config_hash(
+        apply_overrides(cfg.data, ["data.physics.ir_fwhm=14"], root="data")
+    )
 
 
 def test_post_init_validation():
@@ -55,3 +58,40 @@ def test_post_init_validation():
         DatasetConfig(source="smiles", smiles=None)
     with pytest.raises(ConfigError, match="unknown key"):
         from_dict(RunConfig, {"bogus": 1})
+
+
+@pytest.mark.parametrize(
+    ("override", "prefer", "suggested"),
+    [
+        ("train.lr=0.01", "e1", "did you mean e1.train.lr (or e2.train.lr, e4.train.lr)?"),
+        ("train.lr=0.01", "e4", "did you mean e4.train.lr (or e1.train.lr, e2.train.lr)?"),
+        ("physics.ir_fwhm=12", "", "did you mean data.physics.ir_fwhm?"),
+        ("e1.trian.lr=3", "e1", "did you mean e1.train.lr"),
+        ("n_figure_pair=3", "", "did you mean n_figure_pairs?"),
+    ],
+)
+def test_a_short_or_misspelt_key_is_refused_with_the_full_path_suggested(
+    override, prefer, suggested
+):
+    with pytest.raises(ConfigError) as e:
+        preset_config("quick", [override], prefer=prefer)
+    msg = str(e.value)
+    assert suggested in msg and "spektron config show" in msg and "\n" not in msg
+
+
+def test_a_dataset_command_takes_the_full_data_path_only():
+    cfg = apply_overrides(DatasetConfig(), ["data.physics.ir_fwhm=12"], root="data")
+    assert cfg.physics.ir_fwhm == 12.0
+    with pytest.raises(ConfigError, match=r"did you mean data\.physics\.ir_fwhm\?"):
+        apply_overrides(DatasetConfig(), ["physics.ir_fwhm=12"], root="data")
+    with pytest.raises(ConfigError, match=r"this command takes data\.\* keys only"):
+        apply_overrides(DatasetConfig(), ["e1.train.lr=0.1"], root="data")
+
+
+def test_flat_config_lists_every_leaf_once():
+    flat = flat_config(RunConfig())
+    assert flat["e1.train.lr"] == RunConfig().e1.train.lr
+    assert flat["data.physics.level"] == "fast-hybrid"
+    assert not any(isinstance(v, dict) for v in flat.values())
+    for key, value in list(flat.items())[:: max(1, len(flat) // 25)]:  # every key is settable
+        apply_overrides(RunConfig(), [f"{key}={json.dumps(value)}"])

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-size", type=int, default=32, help="molecules per resumable chunk (default 32)"
     )
     sim.add_argument("--seed", type=int, default=0, help="selection seed for --n (default 0)")
-    _add_set_arg(sim, "physics.ir_fwhm=12")
+    _add_set_arg(sim, "data.physics.ir_fwhm=12")
     sim.add_argument(
         "--report",
         type=Path,
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ref-freq-scale",
         type=float,
         default=None,
-        help="factor on the reference frequencies (default physics.dft_freq_scale, 0.965)",
+        help="factor on the reference frequencies (default data.physics.dft_freq_scale, 0.965)",
     )
     val.add_argument(
         "--exclusion",
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also simulate every centrosymmetric QM9 molecule (85) at each level and check "
         "mutual exclusion (minutes at the xtb levels)",
     )
-    _add_set_arg(val, "physics.xtb_raman=bond")
+    _add_set_arg(val, "data.physics.xtb_raman=bond")
     val.add_argument(
         "--out",
         type=Path,
@@ -246,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ra = sub.add_parser("run-all", help="the main job: every stage of the study that exists")
     _add_experiment_args(ra)
+
+    cf = sub.add_parser("config", help="the resolved config: every --set key and its value")
+    csub = cf.add_subparsers(dest="config_cmd", required=True)
+    show = csub.add_parser("show", help="print every config key of a preset, overrides applied")
+    show.add_argument("--preset", default="quick", help="smoke | quick | paper (default: quick)")
+    show.add_argument("--json", action="store_true", help="one JSON document instead of lines")
+    _add_set_arg(show, "e1.train.lr=0.01")
     add_predict_parser(sub)
     _add_log_level_args(ap)
     return ap
@@ -278,8 +285,8 @@ def _cmd_simulate(a: argparse.Namespace) -> int:
     )
     if a.level is None and a.smiles:  # the one level for any molecule, not only QM9's
         base.physics = PhysicsConfig(level="mmff")
-    level = [f"physics.level={json.dumps(a.level)}"] if a.level is not None else []
-    cfg = apply_overrides(base, level + a.overrides)
+    level = [f"data.physics.level={json.dumps(a.level)}"] if a.level is not None else []
+    cfg = apply_overrides(base, level + a.overrides, root="data")
     shard = parse_shard(a.shard)
     what = (
         f"SMILES list {cfg.smiles!r}"
@@ -369,7 +376,7 @@ def _cmd_validate(a: argparse.Namespace) -> int:
 
     if a.out.suffix != ".json":
         raise ConfigError(f"--out must name a .json file (the .md and .png go beside it): {a.out}")
-    cfg = apply_overrides(DatasetConfig(), a.overrides)
+    cfg = apply_overrides(DatasetConfig(), a.overrides, root="data")
     rep = validate(
         levels=a.level,
         reference=a.reference or REFERENCE_DIR,
@@ -425,7 +432,12 @@ def _experiment_config(a: argparse.Namespace, extra: list[str] | None = None):
     from spektron.config import preset_config
 
     return preset_config(
-        a.preset, [*(extra or []), *a.overrides], seed=a.seed, device=a.device, workers=a.workers
+        a.preset,
+        [*(extra or []), *a.overrides],
+        prefer=a.cmd if a.cmd in ("e1", "e2", "e3", "e4") else "",
+        seed=a.seed,
+        device=a.device,
+        workers=a.workers,
     )
 
 
@@ -622,6 +634,19 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_show(a: argparse.Namespace) -> int:
+    from spektron.config import flat_config, preset_config, to_dict
+
+    cfg = preset_config(a.preset, a.overrides)
+    if a.json:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    print(f"# preset {cfg.preset}; set any key with --set KEY=VALUE (a JSON value or a string)")
+    for key, value in flat_config(cfg).items():
+        print(f"{key} = {json.dumps(value)}")
+    return 0
+
+
 def _cmd_report(a: argparse.Namespace) -> int:
     from spektron.experiments.report import build_report
 
@@ -724,6 +749,7 @@ def _cmd_bench_modes(a: argparse.Namespace) -> int:
 COMMANDS = {
     ("bench", "backbones"): _cmd_bench_backbones,
     ("bench", "dlinoss-modes"): _cmd_bench_modes,
+    ("config", "show"): _cmd_config_show,
     ("data", "merge"): _cmd_merge,
     ("data", "simulate"): _cmd_simulate,
     ("data", "info"): _cmd_info,
@@ -759,7 +785,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
     tune_cpu_process()
-    sub_cmd = getattr(args, "data_cmd", None) or getattr(args, "bench_cmd", None)
+    sub_cmd = (
+        getattr(args, "data_cmd", None)
+        or getattr(args, "bench_cmd", None)
+        or getattr(args, "config_cmd", None)
+    )
     key = (args.cmd, sub_cmd)
     handler = COMMANDS[key]
     try:

@@ -661,14 +661,17 @@ def _deep_update(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def preset_config(preset: str, overrides: list[str] | None = None, **top: Any) -> RunConfig:
-    """RunConfig for a preset, with top-level fields and ``key=value`` overrides applied."""
+def preset_config(
+    preset: str, overrides: list[str] | None = None, prefer: str = "", **top: Any
+) -> RunConfig:
+    """RunConfig for a preset, with top-level fields and ``key=value`` overrides applied
+    (``prefer``: the section an unknown key's suggestions come from first, e.g. ``"e1"``)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     data = _deep_update(to_dict(RunConfig()), PRESETS[preset])
     data["preset"] = preset
     data.update({k: v for k, v in top.items() if v is not None})
-    return apply_overrides(from_dict(RunConfig, data), overrides or [])
+    return apply_overrides(from_dict(RunConfig, data), overrides or [], prefer=prefer)
 
 
 # ----------------------------------------------------------------------------- generic helpers
@@ -749,8 +752,57 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     return cls(**kwargs)
 
 
-def apply_overrides(cfg: T, overrides: list[str]) -> T:
-    """Apply ``a.b.c=value`` overrides (values parsed as JSON when possible), type-checked."""
+def flat_config(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a config as ``{"a.b.c": value}``, in field order (the ``--set`` keys)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for k, v in node.items():
+            key = f"{path}.{k}" if path else k
+            if isinstance(v, dict):
+                walk(v, key)
+            else:
+                out[key] = v
+
+    walk(to_dict(cfg), prefix)
+    return out
+
+
+# How a user lists every key, quoted in each unknown-key message.
+_KEYS_HINT = "keys are full config paths; `spektron config show` lists every key and value"
+
+
+def _suggest(key: str, prefer: str) -> list[str]:
+    """Full config paths the user may have meant by ``key``: those ending in it (the short form
+    of a section's key, e.g. ``train.lr`` → ``e1.train.lr``), those under ``prefer`` first;
+    else close spellings."""
+    import difflib
+
+    keys = list(flat_config(RunConfig()))
+    tail = [k for k in keys if k.endswith("." + key)]
+    if tail:
+        return sorted(tail, key=lambda k: (not k.startswith(prefer + "."), keys.index(k)))
+    return difflib.get_close_matches(key, keys, n=3, cutoff=0.75)
+
+
+def _unknown_key(item: str, key: str, prefer: str, why: str) -> ConfigError:
+    hints = _suggest(key, prefer)
+    mean = ""
+    if hints:
+        mean = f"; did you mean {hints[0]}" + (
+            f" (or {', '.join(hints[1:])})" if len(hints) > 1 else ""
+        )
+        mean += "?"
+    return ConfigError(f"override {item!r}: {why}{mean} ({_KEYS_HINT})")
+
+
+def apply_overrides(cfg: T, overrides: list[str], root: str = "", prefer: str = "") -> T:
+    """Apply ``a.b.c=value`` overrides (values parsed as JSON when possible), type-checked.
+
+    Keys are full paths in :class:`RunConfig` (``data.physics.ir_fwhm``, ``e1.train.lr``) for
+    every command. ``root`` is the path of ``cfg`` in it ("" for a RunConfig, ``"data"`` for a
+    DatasetConfig): keys must start with it. An unknown key is refused with the full paths it may
+    stand for (those under section ``prefer`` first)."""
     data = to_dict(cfg)
     for item in overrides:
         if "=" not in item:
@@ -760,13 +812,23 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        path = key
+        if root:
+            if not key.startswith(root + "."):
+                full = flat_config(RunConfig())
+                if key in full or any(k.startswith(key + ".") for k in full):
+                    raise ConfigError(
+                        f"override {item!r}: this command takes {root}.* keys only ({_KEYS_HINT})"
+                    )
+                raise _unknown_key(item, key, root, f"no config key {key!r}")
+            path = key[len(root) + 1 :]
         node = data
-        parts = key.split(".")
+        parts = path.split(".")
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
-                raise ConfigError(f"override {item!r}: no config section {p!r}")
+                raise _unknown_key(item, key, prefer or root, f"no config key {key!r}")
             node = node[p]
         if parts[-1] not in node:
-            raise ConfigError(f"override {item!r}: unknown key {parts[-1]!r}")
+            raise _unknown_key(item, key, prefer or root, f"no config key {key!r}")
         node[parts[-1]] = value
     return from_dict(type(cfg), data)

@@ -106,9 +106,9 @@ def test_killed_run_resumes_and_finishes(tmp_path):
         "--chunk-size",
         "2",
         "--set",
-        "grid.n_points=128",
+        "data.grid.n_points=128",
         "--set",
-        "qm9_lookup=false",  # the SMILES embedding path (no QM9 parse in a subprocess)
+        "data.qm9_lookup=false",  # the SMILES embedding path (no QM9 parse in a subprocess)
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
