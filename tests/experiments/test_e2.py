@@ -152,6 +152,7 @@ def test_best_checkpoint_carries_the_predict_contract(e2_run):
     assert (extra["source_kind"], extra["target_kind"]) == ("raman", "ir")
     assert extra["grid"]["n_points"] == N_POINTS and extra["normalization"] == "max"
     assert "SIMULATED" in extra["data_label"]
+    assert extra["preset"] == cfg.preset and extra["train_steps"] == cfg.e2.train.steps
 
 
 def test_summary_and_table_name_each_arms_checkpoint(e2_run):
@@ -186,6 +187,7 @@ def test_predict_run_uses_the_best_validation_arm(e2_run, tmp_path, capsys):
     chosen = summary["checkpoints"]["raman_to_ir"]
     printed = capsys.readouterr().out
     assert f"using arm {chosen['arm']}" in printed
+    assert "a smoke-preset model" in printed  # the test run is a smoke run
     rep = json.loads((out / "predict.json").read_text())
     assert rep["checkpoint"] == str((root / "e2" / chosen["checkpoint"]).resolve())
     # --arm restricts the choice; the pick stays the lowest validation MSE among the matches.

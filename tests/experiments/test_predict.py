@@ -56,6 +56,9 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
     return {
         "ok": model.save_checkpoint(root / "ir2raman.pt", extra=CONTRACT),
         "task": model.save_checkpoint(root / "recon.pt", extra={**CONTRACT, "task": "msrp"}),
+        "smoke": model.save_checkpoint(
+            root / "smoke.pt", extra={**CONTRACT, "preset": "smoke", "train_steps": 3}
+        ),
     }
 
 
@@ -241,3 +244,46 @@ def test_wrong_checkpoint_is_refused(ckpts, inputs, tmp_path, ckpt, direction, m
     with pytest.raises(CheckpointError, match=match):
         _run([*argv, str(inputs["sample"])])
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("x", "unit", "span"),
+    [
+        (np.linspace(2.5, 20.0, 200), "µm", "500–4000 cm⁻¹"),
+        (np.linspace(4001.0, 20000.0, 300), "nm", "500–2499 cm⁻¹"),
+    ],
+)
+def test_a_wavelength_axis_is_refused_with_a_units_hint(x, unit, span):
+    user = UserSpectrum("w", x, np.ones_like(x), None, Path("w.csv"))
+    with pytest.raises(DataError) as e:
+        resample_to_grid(user, make_grid(**GRID))
+    msg = str(e.value)
+    assert "covers 0.0 % of the model grid" in msg
+    assert (
+        f"look like wavelengths in {unit}" in msg
+        and span in msg
+        and "give the x axis in cm⁻¹" in msg
+    )
+    far = UserSpectrum("f", np.linspace(5000.0, 9000.0, 50), np.ones(50), None, Path("f.csv"))
+    with pytest.raises(DataError) as e:
+        resample_to_grid(far, make_grid(**GRID))
+    assert "wavelength" not in str(e.value)  # NIR in cm⁻¹: no misleading hint
+
+
+def test_zero_and_negative_inputs_and_a_smoke_model_are_warned_about(ckpts, tmp_path, capsys):
+    x = np.arange(500.0, 4001.0, 10.0)
+    zero, neg = tmp_path / "zero.csv", tmp_path / "neg.csv"
+    zero.write_text("\n".join(f"{a:g},0" for a in x))
+    neg.write_text("\n".join(f"{a:g},{-b:.6g}" for a, b in zip(x, _bands(x), strict=True)))
+    out = tmp_path / "pred"
+    argv = ["--from", "ir", "--to", "raman", "--out", str(out), "--no-plot"]
+    assert _run([*argv, "--checkpoint", str(ckpts["ok"]), str(zero), str(neg)]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: " in printed and "'col2' is zero everywhere on the model grid" in printed
+    assert "has no positive value (min -0.989)" in printed
+    rep = json.loads((out / "predict.json").read_text())
+    assert rep["warnings"] == [] and all(len(r["warnings"]) == 1 for r in rep["spectra"])
+    assert _run([*argv, "--checkpoint", str(ckpts["smoke"]), str(zero)]) == 0
+    printed = capsys.readouterr().out
+    assert "smoke.pt: a smoke-preset model (3 training steps" in printed
+    assert json.loads((out / "predict.json").read_text())["preset"] == "smoke"

@@ -397,6 +397,9 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "data_label": data_label(cfg.data),
         "init": spec["init"],
         "pretrained_checkpoint": spec.get("pretrained_checkpoint") or "",
+        # The scale it was trained at: predict warns about a smoke-preset model.
+        "preset": cfg.preset,
+        "train_steps": e2.train.steps,
     }
     if dist.is_main:
         write_json_atomic(

@@ -85,6 +85,29 @@ class Coverage:
         return asdict(self)
 
 
+# A refused input's x axis read as a wavelength must cover this much of the grid for the hint
+# (a NIR file in cm⁻¹, 5000–9000, read as nm would cover a quarter: no hint there).
+WAVELENGTH_HINT_COVERAGE = 0.5
+# x-axis units a spectrum file may be in instead of cm⁻¹: (unit, ν̃·λ in cm⁻¹·unit, as text).
+WAVELENGTH_UNITS = (("µm", 1e4, "10⁴"), ("nm", 1e7, "10⁷"))
+
+
+def _unit_hint(x: np.ndarray, grid: np.ndarray) -> str:
+    """'; the x values look like …' when ``x`` read as a wavelength in µm or nm would cover
+    the model grid (ν̃ = 10⁴/λ[µm] = 10⁷/λ[nm]), else ''."""
+    if x[0] <= 0:
+        return ""
+    for unit, factor, text in WAVELENGTH_UNITS:
+        lo, hi = factor / x[-1], factor / x[0]
+        overlap = max(0.0, min(hi, grid[-1]) - max(lo, grid[0])) / (grid[-1] - grid[0])
+        if overlap >= WAVELENGTH_HINT_COVERAGE:
+            return (
+                f"; the x values look like wavelengths in {unit} ({x[0]:.4g}–{x[-1]:.4g} {unit} "
+                f"= {lo:.0f}–{hi:.0f} cm⁻¹): give the x axis in cm⁻¹, ν̃ = {text} / λ[{unit}]"
+            )
+    return ""
+
+
 def resample_to_grid(user: UserSpectrum, grid: np.ndarray) -> tuple[np.ndarray, Coverage]:
     """Linear interpolation of ``user`` onto ``grid`` (L,), 0 outside the input's range.
 
@@ -99,7 +122,7 @@ def resample_to_grid(user: UserSpectrum, grid: np.ndarray) -> tuple[np.ndarray, 
     if frac < MIN_COVERAGE:
         raise DataError(
             f"{name} covers {100 * frac:.1f} % of the model grid ({span}); at least "
-            f"{100 * MIN_COVERAGE:.0f} % is needed"
+            f"{100 * MIN_COVERAGE:.0f} % is needed{_unit_hint(x, grid)}"
         )
     values = np.where(inside, np.interp(grid, x, y), 0.0)  # (L,)
     uncovered = []
@@ -215,7 +238,21 @@ def read_contract(state: dict[str, Any], checkpoint: Path, source: str, target: 
     except (TypeError, KeyError, ValueError, ConfigError) as e:
         raise CheckpointError(f"{checkpoint}: extra['grid'] = {g!r} is invalid ({e})") from e
     label = extra.get("data_label") or "training data not labelled in the checkpoint"
-    return {"normalization": rule, "grid": grid, "grid_spec": dict(g), "data_label": str(label)}
+    scale = []
+    if extra.get("preset") == "smoke":
+        scale.append(
+            f"{checkpoint}: a smoke-preset model ({extra.get('train_steps', '?')} training "
+            "steps, a test of the pipeline): its predictions are not meaningful; use a quick "
+            "or paper run's checkpoint"
+        )
+    return {
+        "normalization": rule,
+        "grid": grid,
+        "grid_spec": dict(g),
+        "data_label": str(label),
+        "preset": extra.get("preset"),
+        "warnings": scale,
+    }
 
 
 def select_checkpoint(
@@ -412,7 +449,19 @@ def run_predict(
     for s in spectra:
         v, cov = resample_to_grid(s, grid)
         peak = float(np.max(np.abs(v)))
-        if peak > 0 and float(np.min(v)) < -NEGATIVE_INPUT_NOTE * peak:
+        where = f"{s.source}: spectrum {s.name!r}"
+        if peak == 0:
+            cov.warnings.append(
+                f"{where} is zero everywhere on the model grid: its prediction is the model's "
+                "answer to an empty input and says nothing about the sample"
+            )
+        elif float(np.max(v)) <= 0:
+            cov.warnings.append(
+                f"{where} has no positive value (min {np.min(v):.3g}): the model was trained on "
+                "non-negative spectra; an inverted or transmittance-style spectrum needs "
+                "converting (absorbance, baseline-corrected) first"
+            )
+        elif float(np.min(v)) < -NEGATIVE_INPUT_NOTE * peak:
             cov.notes.append(
                 f"input has negative values (down to {np.min(v) / peak:.2f} × max); the model "
                 "was trained on non-negative spectra: baseline-correct first"
@@ -465,6 +514,8 @@ def run_predict(
         "source": source,
         "target": target,
         "normalization": contract["normalization"],
+        "preset": contract["preset"],
+        "warnings": contract["warnings"],
         "grid": contract["grid_spec"],
         "output_scaling": OUTPUT_SCALING,
         "laser_nm": None if laser is None else laser[0],
@@ -600,6 +651,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if rep["files"]["figures"]:
         print(f"figures: {out / 'figures'}/ ({len(rep['files']['figures'])})")
     print(f"report: {out / REPORT_JSON}")
+    for w in rep["warnings"]:
+        print(f"warning: {w}")
     for r in rep["spectra"]:
         for w in r["warnings"]:
             print(f"warning: {w}")
