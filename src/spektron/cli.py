@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     mg = dsub.add_parser("merge", help="merge shard stores into one")
     mg.add_argument("inputs", nargs="+", type=Path)
     mg.add_argument("--out", type=Path, required=True)
+    mg.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="merge stores of different sources, levels or physics (labelled mixed)",
+    )
     _add_force_arg(mg)
 
     cv = dsub.add_parser("convert-qm9s", help="convert the real QM9S files into a store")
@@ -692,7 +697,7 @@ def _cmd_run_all(a: argparse.Namespace) -> int:
 def _cmd_merge(a: argparse.Namespace) -> int:
     from spektron.data.store import merge_stores
 
-    merge_stores(a.inputs, a.out)
+    merge_stores(a.inputs, a.out, allow_mixed=a.allow_mixed)
     print(f"wrote {a.out}")
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -12,12 +14,11 @@ from spektron.errors import StoreError
 from tests.conftest import fake_record
 
 
-def write(path, grid, n=50, seed=0, start=0):
+def write(path, grid, n=50, seed=0, start=0, attrs=None):
     rng = np.random.default_rng(seed)
     recs = [fake_record(start + i, grid, rng) for i in range(n)]
-    with StoreWriter(
-        path, grid, attrs={"source": "test", "config": {"n": n}}, fg_names=["a", "b"], flush_rows=7
-    ) as w:
+    attrs = {"source": "test", "config": {"n": n}, **(attrs or {})}
+    with StoreWriter(path, grid, attrs=attrs, fg_names=["a", "b"], flush_rows=7) as w:
         w.extend(recs)
     return recs
 
@@ -121,6 +122,48 @@ def test_merge_equals_single_write(tmp_path, small_grid):
         assert m.n == 60  # the repeated shard is dropped
         np.testing.assert_array_equal(m.spectra("ir", slice(0, 30)), a.spectra("ir", slice(0, 30)))
         np.testing.assert_array_equal(m.column("split")[:30], a.column("split"))
+
+
+def _sim(level, fwhm=15.0):
+    return {
+        "source": "qm9s-sim",
+        "level": level,
+        "label": f"SIMULATED ({level})",
+        "config": {"physics": {"level": level, "ir_fwhm": fwhm}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("second", "match"),
+    [
+        (
+            _sim("xtb"),
+            r"differs from .*a\.h5 in source, level, physics, label \(source: qm9s-sim vs test\)",
+        ),
+        ({**_sim("mmff"), "source": "test"}, r"in level, physics, label \(level: mmff vs \)"),
+    ],
+)
+def test_merge_refuses_stores_of_other_provenance(tmp_path, small_grid, second, match):
+    write(tmp_path / "a.h5", small_grid, n=5)
+    write(tmp_path / "b.h5", small_grid, n=5, start=5, attrs=second)
+    with pytest.raises(StoreError, match=match + r".*--allow-mixed"):
+        merge_stores([tmp_path / "a.h5", tmp_path / "b.h5"], tmp_path / "m.h5")
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_merge_names_the_physics_that_differ_and_allow_mixed_labels_the_store(tmp_path, small_grid):
+    write(tmp_path / "a.h5", small_grid, n=5, attrs=_sim("mmff"))
+    write(tmp_path / "b.h5", small_grid, n=5, start=5, attrs=_sim("mmff", fwhm=12.0))
+    write(tmp_path / "c.h5", small_grid, n=5, start=10, attrs=_sim("mmff"))
+    with pytest.raises(StoreError, match=r"in physics \(physics: ir_fwhm=12\.0 vs ir_fwhm=15\.0\)"):
+        merge_stores([tmp_path / "a.h5", tmp_path / "b.h5"], tmp_path / "m.h5")
+    merge_stores([tmp_path / "a.h5", tmp_path / "c.h5"], tmp_path / "same.h5")  # shards of one run
+    write(tmp_path / "x.h5", small_grid, n=5, start=15, attrs=_sim("xtb"))
+    merge_stores([tmp_path / "a.h5", tmp_path / "x.h5"], tmp_path / "m.h5", allow_mixed=True)
+    with open_store(tmp_path / "m.h5") as m:
+        assert m.n == 10 and m.attrs["level"] == "mmff+xtb"
+        assert m.attrs["label"] == "MIXED store: SIMULATED (mmff) | SIMULATED (xtb)"
+        assert "config" not in m.attrs and len(json.loads(m.attrs["mixed_provenance"])) == 2
 
 
 def test_failed_write_leaves_nothing(tmp_path, small_grid):

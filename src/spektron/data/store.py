@@ -554,16 +554,34 @@ def open_store(
     return SpectralStore(path, expected_grid=expected_grid, check_finite=check_finite)
 
 
+def _provenance(store: SpectralStore) -> dict[str, Any]:
+    """What a store's rows are: source, level, label and the physics that made them (the
+    fields two stores must share to be one dataset; shards of one run share them)."""
+    physics = store.config().get("physics")
+    return {
+        "source": str(store.attrs.get("source", "")),
+        "level": str(store.attrs.get("level", "")),
+        "label": str(store.attrs.get("label", "")),
+        "physics": json.dumps(physics, sort_keys=True) if physics is not None else "",
+    }
+
+
 def merge_stores(
     inputs: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     attrs: dict[str, Any] | None = None,
     block_rows: int = 1024,
+    allow_mixed: bool = False,
 ) -> Path:
     """Merge stores with the same grid (e.g. shards) into one; duplicate source rows dropped.
 
     Rows keep the order of ``inputs``; a (source, source_index) seen twice is written once.
     Splits are reassigned from the same hash, so they equal those of an unsharded run.
+
+    Stores of different sources, levels, labels or physics settings are refused: the merged
+    store would carry the first one's label for every row. ``allow_mixed`` merges them anyway,
+    labelled as mixed: ``source``, ``level`` and ``label`` list every input's, ``config`` is
+    dropped and ``mixed_provenance`` holds each input's.
     """
     if not inputs:
         raise StoreError("merge: no input stores given")
@@ -574,11 +592,40 @@ def merge_stores(
             raise StoreError(f"{s.path}: grid differs from {stores[0].path}; cannot merge")
         if s.fg_names != stores[0].fg_names:
             raise StoreError(f"{s.path}: functional-group flags differ from {stores[0].path}")
+    prov = [_provenance(s) for s in stores]
+    mixed = [k for k in ("source", "level", "physics", "label") if len({p[k] for p in prov}) > 1]
+    if mixed and not allow_mixed:
+        other = next(i for i, p in enumerate(prov) if any(p[k] != prov[0][k] for k in mixed))
+        what = mixed[0]
+        a, b = prov[0][what], prov[other][what]
+        if what == "physics":
+            d0, d1 = json.loads(a or "{}"), json.loads(b or "{}")
+            keys = sorted(k for k in set(d0) | set(d1) if d0.get(k) != d1.get(k))
+            a = ", ".join(f"{k}={d0.get(k)!r}" for k in keys)
+            b = ", ".join(f"{k}={d1.get(k)!r}" for k in keys)
+        for st in stores:
+            st.close()
+        raise StoreError(
+            f"merge: {stores[other].path} differs from {stores[0].path} in {', '.join(mixed)} "
+            f"({what}: {b} vs {a}); the merged store would label every row as the first "
+            "store's. Pass --allow-mixed to merge them as a store labelled mixed"
+        )
     merged_attrs = {
         k: v
         for k, v in stores[0].attrs.items()
         if k not in ("complete", "n_records", "created", "schema_version")
     }
+    if mixed:
+        merged_attrs.pop("config", None)
+        merged_attrs["config_hash"] = config_hash({"mixed": prov})
+        merged_attrs["mixed_provenance"] = json.dumps(
+            [{"path": str(s.path), **p} for s, p in zip(stores, prov, strict=True)]
+        )
+        for k in ("source", "level"):
+            merged_attrs[k] = "+".join(dict.fromkeys(p[k] for p in prov))
+        merged_attrs["label"] = "MIXED store: " + " | ".join(
+            dict.fromkeys(p["label"] for p in prov)
+        )
     merged_attrs.update(attrs or {})
     merged_attrs["merged_from"] = json.dumps([str(s.path) for s in stores])
     seen: set[tuple[str, int]] = set()
