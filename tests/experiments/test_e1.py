@@ -130,12 +130,20 @@ def test_e1_report_files_and_rebuild(e1_run, capsys):
 def test_e1_rerun_reuses_finished_runs_and_refuses_changed_settings(e1_run, monkeypatch):
     cfg, out, summary, _, cache = e1_run
     monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
-    again = run_e1(cfg, out, progress=False)
+    plans = []
+    again = run_e1(cfg, out, progress=False, announce=plans.append)
     for name, b in summary["backbones"].items():
         assert again["backbones"][name]["test"] == b["test"]
+    n = len(cfg.e1.backbones) * cfg.e1.n_seeds
+    assert plans[0]["reuse"] == f"{n} of {n} runs already finished in {out} (reused), 0 to train"
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     changed = _cfg("e1.msrp.mask.fraction=0.3")
-    with pytest.raises(ConfigError, match="different settings"):
-        run_e1(changed, out, progress=False)
+    with pytest.raises(
+        ConfigError, match=r"other settings \(e1\.msrp\.mask\.fraction: 0\.15 there, 0\.3 now\)"
+    ):
+        run_e1(changed, out, progress=False, announce=plans.append)
+    assert len(plans) == 1  # refused before the plan, the baselines or any write
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_pretrain_leaves_a_checkpoint_for_downstream_use(e1_run, tmp_path, monkeypatch):

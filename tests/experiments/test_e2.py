@@ -260,16 +260,25 @@ def test_e2_rerun_reuses_finished_runs_and_refuses_changed_settings(e2_run, monk
     monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
     run = root / "e2" / summary["models"]["ir_to_raman/scratch/cnn"]["runs"][0]
     before = (run / "best.pt").stat().st_mtime_ns
-    again = run_e2(cfg, root / "e2", progress=False)
+    plans = []
+    again = run_e2(cfg, root / "e2", progress=False, announce=plans.append)
     assert (run / "best.pt").stat().st_mtime_ns == before
+    n = plans[0]["n_training_runs"]
+    assert (
+        plans[0]["reuse"]
+        == f"{n} of {n} runs already finished in {root / 'e2'} (reused), 0 to train"
+    )
     key = "ir_to_raman/scratch/cnn"
     assert again["models"][key]["test"] == summary["models"][key]["test"]
     changed = preset_config(
         "smoke",
         [*COMMON, f"e2.pretrained_from={json.dumps(str(root / 'e1'))}", "e2.train.steps=4"],
     )
-    with pytest.raises(ConfigError, match=r"changed: \['e2_train'\]"):
-        run_e2(changed, root / "e2", progress=False)
+    files = {p: p.stat().st_mtime_ns for p in (root / "e2").rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=r"other settings \(e2_train\.steps: 3 there, 4 now\)"):
+        run_e2(changed, root / "e2", progress=False, announce=plans.append)
+    assert len(plans) == 1  # refused before the plan and the baselines: nothing rewritten
+    assert {p: p.stat().st_mtime_ns for p in (root / "e2").rglob("*") if p.is_file()} == files
 
 
 def test_e2_errors_name_the_problem(e2_run, tmp_path, monkeypatch):

@@ -97,9 +97,23 @@ def test_e3_rerun_reuses_shuffled_runs(e3_run, monkeypatch):
     monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
     ckpt = root / "e3" / "shuffled" / "seed1000" / "best.pt"
     before = ckpt.stat().st_mtime_ns
-    again = run_e3(cfg, root / "e3", progress=False)
+    plans: list = []
+    again = run_e3(cfg, root / "e3", progress=False, announce=plans.append)
     assert ckpt.stat().st_mtime_ns == before
     assert again["groups"]["shuffled"][0]["medians"] == summary["groups"]["shuffled"][0]["medians"]
+    assert (
+        plans[0]["reuse"] == f"2 of 2 runs already finished in {root / 'e3'} (reused), 0 to train"
+    )
+    assert plans[0]["shuffled_controls_to_train"] == 0
+    changed = preset_config(
+        "smoke", [*COMMON, f"e3.trained_from={json.dumps(str(root / 'e1'))}", "e1.train.steps=4"]
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"seed1000 holds a run with other settings \(train\.steps: 3 there, 4 now\)",
+    ):
+        run_e3(changed, root / "e3", progress=False, announce=plans.append)
+    assert len(plans) == 1 and ckpt.stat().st_mtime_ns == before
 
 
 def test_e3_on_given_checkpoints_and_errors(e3_run, tmp_path, capsys, monkeypatch):

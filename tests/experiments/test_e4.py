@@ -203,8 +203,22 @@ def test_run_e4_cli_on_corn(tmp_path, capsys):
     # the classical result is reused by a second run with the same settings
     first = (out / "corn_m5_mp5" / "classical.json").stat().st_mtime_ns
     cfg = preset_config("smoke", ["e4.backbones=[]", "e4.finetune_backbones=[]", "e4.jobs=1"])
-    again = run_e4(cfg, out, progress=False)
+    plans: list = []
+    again = run_e4(cfg, out, progress=False, announce=plans.append)
     assert again["pairs"]["corn_m5_mp5"]["deep"] is None
+    assert (out / "corn_m5_mp5" / "classical.json").stat().st_mtime_ns == first
+    assert plans[0]["reuse"].startswith("classical results of 1 of 1 pairs and 0 of 0 runs")
+    # other classical settings in the same folder: refused before any work, nothing rewritten
+    changed = preset_config(
+        "smoke", ["e4.backbones=[]", "e4.finetune_backbones=[]", "e4.max_components=4"]
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"classical\.json holds classical results of other settings "
+        r"\(max_components: 5 there, 4 now\)",
+    ):
+        run_e4(changed, out, progress=False, announce=plans.append)
+    assert len(plans) == 1
     assert (out / "corn_m5_mp5" / "classical.json").stat().st_mtime_ns == first
 
 

@@ -46,6 +46,7 @@ from spektron.evaluation.metrics import (
 )
 from spektron.experiments.runner import (
     arm_flops,
+    check_run_folders,
     claim_run_dir,
     device_description,
     file_sha256,
@@ -54,6 +55,7 @@ from spektron.experiments.runner import (
     mean_std,
     model_config,
     package_versions,
+    reuse_line,
     run_specs,
     size_arms,
     sweep_then_seeds,
@@ -492,9 +494,19 @@ def run_e1(
     ctx.add_arms(e1.backbones)
     arms, splits, task, wn, ex_idx = ctx.arms, ctx.splits, ctx.task, ctx.wn, ctx.ex_idx
     runs_per_arm = len(e1.lr_sweep) + e1.n_seeds - 1
+    seeds = [cfg.seed + i for i in range(e1.n_seeds)]
+    jobs = ctx.jobs
+    dataset = ctx.dataset
+
+    def spec_for(name: str, lr: float, seed: int) -> dict[str, Any]:
+        run_dir = out / "runs" / name / f"lr{lr:g}_seed{seed}"
+        return ctx.spec(name, lr, seed, run_dir, progress)
+
+    # A folder of runs with other settings is refused here, before anything is written.
+    reuse = check_run_folders(list(e1.backbones), e1.lr_sweep, seeds, spec_for, _hashed)
     est = ctx.estimate_seconds(runs_per_arm)  # the plan's estimate and the job order
     if announce is not None and dist.is_main:
-        announce(describe_plan(cfg, ctx, runs_per_arm, est))
+        announce({**describe_plan(cfg, ctx, runs_per_arm, est), "reuse": reuse_line(reuse, out)})
 
     base_summary: dict[str, Any] = {}
     base_preds: dict[str, np.ndarray] = {}
@@ -503,14 +515,6 @@ def run_e1(
         evals = {s: eval_batch(task, splits[s]) for s in ("val", "test")}
         base_summary, base_preds, base_scores = run_baselines(splits, evals, wn, e1)
         write_json_atomic(out / "baselines.json", base_summary)
-
-    seeds = [cfg.seed + i for i in range(e1.n_seeds)]
-    jobs = ctx.jobs
-    dataset = ctx.dataset
-
-    def spec_for(name: str, lr: float, seed: int) -> dict[str, Any]:
-        run_dir = out / "runs" / name / f"lr{lr:g}_seed{seed}"
-        return ctx.spec(name, lr, seed, run_dir, progress)
 
     step_s = est["per_step_s"]
 

@@ -57,6 +57,7 @@ from spektron.evaluation.metrics import bootstrap_ci
 from spektron.experiments.e2_results import HEADLINE, write_per_molecule
 from spektron.experiments.runner import (
     arm_flops,
+    check_run_folders,
     claim_run_dir,
     device_description,
     file_sha256,
@@ -65,6 +66,7 @@ from spektron.experiments.runner import (
     load_pretrained,
     measured_step_seconds,
     package_versions,
+    reuse_line,
     run_specs,
     size_arms,
     sweep_then_seeds,
@@ -630,6 +632,8 @@ def run_e2(
         return spec
 
     combos = [(d, i, b) for d in e2.directions for i in e2.inits for b in e2.backbones]
+    # A folder of runs with other settings is refused here, before the baselines run.
+    reuse = check_run_folders(combos, e2.lr_sweep, seeds, spec_for, _hashed)
     if announce is not None and dist.is_main:
         announce(
             {
@@ -641,6 +645,7 @@ def run_e2(
                 "seeds": seeds,
                 "lr_sweep": list(e2.lr_sweep),
                 "n_training_runs": len(combos) * (len(e2.lr_sweep) + e2.n_seeds - 1),
+                "reuse": reuse_line(reuse, out),
                 "steps_per_run": e2.train.steps,
                 "effective_batch": e2.train.batch_size * e2.train.accumulation,
                 "molecules": dataset["n_molecules"],

@@ -40,7 +40,14 @@ from spektron.config import RunConfig, config_hash, to_dict
 from spektron.data.generate import data_label, ensure_dataset
 from spektron.data.spectra import make_grid
 from spektron.errors import CheckpointError, ConfigError
-from spektron.experiments.runner import device_description, load_splits, run_specs, threads_for
+from spektron.experiments.runner import (
+    device_description,
+    load_splits,
+    reuse_line,
+    run_folder_finished,
+    run_specs,
+    threads_for,
+)
 from spektron.plotting import FIGURE_LOCK
 from spektron.training import distributed as D
 from spektron.training.data import ArrayData
@@ -60,6 +67,9 @@ def wavenumber_permutation(n_points: int, seed: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- shuffled control
 
+# A shuffled-order control's record: its settings (run_hash, hashed) and results, written last.
+RESULT = "result.json"
+
 
 def train_shuffled(spec: dict[str, Any]) -> dict[str, Any]:
     """Train one shuffled-order control (module level, so a spawn pool can import it).
@@ -74,14 +84,10 @@ def train_shuffled(spec: dict[str, Any]) -> dict[str, Any]:
     from spektron.training.trainer import BEST_NAME, Trainer
 
     run_dir = Path(spec["run_dir"])
-    done = run_dir / "result.json"
-    if done.is_file():
+    done = run_dir / RESULT
+    if run_folder_finished(run_dir, spec["run_hash"], spec["hashed"], RESULT, RESULT):
         res = json.loads(done.read_text())
-        if res.get("run_hash") == spec["run_hash"]:
-            return {**res, "checkpoint": str(run_dir / BEST_NAME)}  # the folder may have moved
-        raise ConfigError(
-            f"{run_dir} holds a shuffled-order run with different settings; choose a new --out"
-        )
+        return {**res, "checkpoint": str(run_dir / BEST_NAME)}  # the folder may have moved
     dist = spec.get("dist") or D.DistInfo(device=torch.device(spec["device"]))
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
@@ -120,6 +126,7 @@ def train_shuffled(spec: dict[str, Any]) -> dict[str, Any]:
     ).fit()
     res = {
         "run_hash": spec["run_hash"],
+        "hashed": spec["hashed"],
         "seed": spec["seed"],
         "lr": spec["lr"],
         "checkpoint": str(run_dir / BEST_NAME),
@@ -357,14 +364,21 @@ def _train_controls(
         hashed = {k: spec[k] for k in ("permutation_seed", "model", "lr", "seed")}
         hashed["train"] = to_dict(cfg.e1.train)
         hashed["data"] = config_hash(cfg.data)
+        spec["hashed"] = json.loads(json.dumps(hashed))
         spec["run_hash"] = config_hash(hashed, n=16)
         specs.append(spec)
+    # A folder of controls with other settings is refused before anything trains.
+    reused = sum(
+        run_folder_finished(Path(sp["run_dir"]), sp["run_hash"], sp["hashed"], RESULT, RESULT)
+        for sp in specs
+    )
     if announce is not None and dist.is_main:
         announce(
             {
                 "experiment": "e3",
                 "trained_models": len(runs["trained"]),
-                "shuffled_controls_to_train": len(specs),
+                "shuffled_controls_to_train": len(specs) - reused,
+                "reuse": reuse_line({"n_runs": len(specs), "n_reused": reused}, out),
                 "steps_per_run": cfg.e1.train.steps,
                 "lr": runs["lr"],
                 "parallel_runs": jobs,

@@ -47,7 +47,10 @@ from spektron.experiments.runner import (
     measured_step_seconds,
     model_config,
     package_versions,
+    reuse_line,
+    run_folder_finished,
     run_specs,
+    settings_diff,
     size_arms,
     threads_for,
 )
@@ -78,6 +81,30 @@ def classical_settings(cfg: RunConfig, pair: str) -> dict[str, Any]:
         "n_boot": e4.n_bootstrap,
         "seed": cfg.seed,
     }
+
+
+def _classical_finished(spec: dict[str, Any]) -> bool:
+    """Whether the pair's ``classical.json`` holds this spec's result; ``ConfigError`` naming
+    the settings that differ when it holds another's (an unreadable file is recomputed)."""
+    path = Path(spec["run_dir"]) / "classical.json"
+    try:
+        old = json.loads(path.read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # run_classical_pair warns and recomputes
+    if old.get("settings_hash") == config_hash(spec["settings"], n=16):
+        return True
+    was = old.get("settings")
+    what = (
+        settings_diff(was, spec["settings"])
+        if isinstance(was, dict)
+        else "settings not recorded by the version that wrote it"
+    )
+    raise ConfigError(
+        f"{path} holds classical results of other settings ({what}); choose a new --out "
+        "folder, or delete that file to recompute it"
+    )
 
 
 def run_classical_pair(spec: dict[str, Any]) -> dict[str, Any]:
@@ -173,20 +200,6 @@ def run_e4(
         * len(e4.finetune_input_modes)
         * len(seeds)
     )
-    if announce is not None:
-        announce(
-            {
-                "experiment": "e4",
-                "data": DATA_LABEL,
-                "pairs": pairs,
-                "probe_runs": n_probe,
-                "finetune_runs": n_ft,
-                "finetune_steps": e4.train.steps,
-                "standards_steps": e4.standards_train.steps,
-                "parallel_runs": jobs,
-                "device": device_description(dist.device),
-            }
-        )
     common = {
         "config": to_dict(cfg),
         "device": str(dist.device),
@@ -250,10 +263,33 @@ def run_e4(
         }
         for p in sorted(pairs, key=lambda p: not p.startswith("tablet"))
     ]
-    for s in cspecs:
-        Path(s["run_dir"]).mkdir(parents=True, exist_ok=True)
     _, ft_unset = deep_specs({p: {} for p in pairs})
     masters = {s["master_dir"]: {**s, "run_dir": s["master_dir"]} for s in ft_unset}
+    # Folders with results of other settings are refused here, before anything runs.
+    n_classical = sum(_classical_finished(s) for s in cspecs)
+    n_masters = sum(
+        run_folder_finished(Path(d), run_hash(m["master_hashed"]), m["master_hashed"])
+        for d, m in masters.items()
+    )
+    if announce is not None:
+        announce(
+            {
+                "experiment": "e4",
+                "data": DATA_LABEL,
+                "pairs": pairs,
+                "probe_runs": n_probe,
+                "finetune_runs": n_ft,
+                "finetune_steps": e4.train.steps,
+                "standards_steps": e4.standards_train.steps,
+                "parallel_runs": jobs,
+                "device": device_description(dist.device),
+                "reuse": f"classical results of {n_classical} of {len(cspecs)} pairs and "
+                f"{reuse_line({'n_runs': len(masters), 'n_reused': n_masters}, out)} "
+                "(master-calibration stages); probes are recomputed (seconds each)",
+            }
+        )
+    for s in cspecs:
+        Path(s["run_dir"]).mkdir(parents=True, exist_ok=True)
     step_s = measured_step_seconds(e4.pretrained_from)  # E1's, for the job order
     t0 = time.perf_counter()
     res = run_specs(
@@ -270,6 +306,14 @@ def run_e4(
     # 2. deep arms
     t0 = time.perf_counter()
     specs_probe, specs_ft = deep_specs({p: _transfers(classical[p]) for p in pairs})
+    n_ft_done = sum(
+        run_folder_finished(Path(sp["run_dir"]), sp["run_hash"], sp["hashed"]) for sp in specs_ft
+    )
+    if specs_ft:
+        log.info(
+            "E4 fine-tuned arms: %s",
+            reuse_line({"n_runs": len(specs_ft), "n_reused": n_ft_done}, out),
+        )
     # Probes grouped by (pair, backbone, input mode): one process each (a probe costs less
     # than a process start; arms of one mode share their prepared inputs).
     groups: dict[str, dict[str, Any]] = {}

@@ -188,25 +188,103 @@ def claim_run_dir(
     ``run_spec.json`` (rank 0). A folder holding another run is refused, naming what changed.
     """
     spec_path, metrics_path = run_dir / "run_spec.json", run_dir / "metrics.json"
-    if spec_path.is_file():
-        stored = json.loads(spec_path.read_text())
-        if stored.get("run_hash") != key:
-            was = stored.get("hashed")
-            changed = (
-                sorted(k for k in hashed if was.get(k) != hashed[k])
-                if isinstance(was, dict)
-                else "not recorded by the version that wrote it"
-            )
-            raise ConfigError(
-                f"{run_dir} holds a run with different settings (changed: {changed}); "
-                "choose a new --out folder"
-            )
-        if metrics_path.is_file():
-            return json.loads(metrics_path.read_text())
+    if run_folder_finished(run_dir, key, hashed):
+        return json.loads(metrics_path.read_text())
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(spec_path, {"run_hash": key, "hashed": hashed, "spec": public})
     return None
+
+
+def _flatten(d: Any, path: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {path: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{path}.{k}" if path else str(k)))
+    return out
+
+
+def settings_diff(was: dict[str, Any], now: dict[str, Any], limit: int = 4) -> str:
+    """The settings that differ between two run specs, as 'key: old there, new now; …' (the
+    first ``limit`` keys, then how many more)."""
+
+    def show(v: Any) -> str:
+        text = "(absent)" if v is _ABSENT else json.dumps(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    a, b = _flatten(was), _flatten(now)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
+    parts = [
+        f"{k}: {show(a.get(k, _ABSENT))} there, {show(b.get(k, _ABSENT))} now" for k in keys[:limit]
+    ]
+    more = f"; and {len(keys) - limit} more" if len(keys) > limit else ""
+    return "; ".join(parts) + more if parts else "the same settings under another hash"
+
+
+_ABSENT = object()
+
+
+def run_folder_finished(
+    run_dir: Path,
+    key: str,
+    hashed: dict[str, Any],
+    spec_name: str = "run_spec.json",
+    done_name: str = "metrics.json",
+) -> bool:
+    """Whether ``run_dir`` holds a finished run with these settings (``spec_name`` records its
+    ``run_hash`` and ``hashed`` settings, ``done_name`` marks it finished); ``ConfigError``
+    naming the keys that differ, and both values, when it holds a run with other settings."""
+    try:
+        stored = json.loads((run_dir / spec_name).read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{run_dir / spec_name}: unreadable ({e})") from e
+    if stored.get("run_hash") != key:
+        was = stored.get("hashed")
+        what = (
+            settings_diff(was, hashed)
+            if isinstance(was, dict)
+            else "settings not recorded by the version that wrote it"
+        )
+        raise ConfigError(
+            f"{run_dir} holds a run with other settings ({what}); choose a new --out folder, "
+            "or delete that run folder to train it again"
+        )
+    return (run_dir / done_name).is_file()
+
+
+def check_run_folders(
+    arms: list[Any],
+    lr_sweep: tuple[float, ...],
+    seeds: list[int],
+    spec_for: Callable[..., dict[str, Any]],
+    hashed: Callable[[dict[str, Any]], dict[str, Any]],
+) -> dict[str, int]:
+    """Before any work: the run folders :func:`sweep_then_seeds` may use, checked. A folder
+    holding a run with other settings is refused (``ConfigError`` naming the keys and both
+    values; nothing is written); finished runs with these settings are counted, as
+    ``{"n_runs": planned runs, "n_reused": finished ones that will be reused}`` (after an LR
+    sweep the seed runs count when a finished one exists at any LR of the sweep)."""
+
+    def spec(arm: Any, lr: float, seed: int) -> dict[str, Any]:
+        return spec_for(*arm, lr, seed) if isinstance(arm, tuple) else spec_for(arm, lr, seed)
+
+    def finished(sp: dict[str, Any]) -> bool:
+        return run_folder_finished(Path(sp["run_dir"]), sp["run_hash"], hashed(sp))
+
+    reused = sum(finished(spec(a, lr, seeds[0])) for a in arms for lr in lr_sweep)
+    for a in arms:
+        for s in seeds[1:]:
+            reused += any([finished(spec(a, lr, s)) for lr in lr_sweep])
+    return {"n_runs": len(arms) * (len(lr_sweep) + len(seeds) - 1), "n_reused": int(reused)}
+
+
+def reuse_line(counts: dict[str, int], out: Path) -> str:
+    """'k of n runs already finished in OUT (reused), m to train' for the printed plan."""
+    n, k = counts["n_runs"], counts["n_reused"]
+    return f"{k} of {n} runs already finished in {out} (reused), {n - k} to train"
 
 
 def measured_step_seconds(e1_dir: str | Path | None) -> dict[str, float] | None:
