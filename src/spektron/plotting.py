@@ -36,3 +36,14 @@ def save_figure(fig: Any, path_stem: Path, dpi: int = FIG_DPI) -> list[Path]:
         out.append(p)
     plt.close(fig)
     return out
+
+
+def figure_title(fig: Any, text: str, fontsize: float = 9) -> Any:
+    """``fig.suptitle`` with every line of ``text`` wrapped to the figure's width (a long data
+    label would otherwise run off both edges)."""
+    import textwrap
+
+    # An average character of the default sans-serif font is ~0.55 em wide; 0.6 leaves a margin.
+    width = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    lines = [textwrap.fill(line, width) for line in text.splitlines()]
+    return fig.suptitle("\n".join(lines), fontsize=fontsize)

@@ -16,7 +16,7 @@ from spektron.config import RunConfig, to_dict
 from spektron.data.generate import data_label, ensure_dataset
 from spektron.data.spectra import make_grid, normalize_spectra
 from spektron.data.store import SpectralStore, open_store
-from spektron.plotting import pyplot, save_figure
+from spektron.plotting import figure_title, pyplot, save_figure
 from spektron.utils import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,13 @@ def plot_pairs(store: SpectralStore, rows: list[int], path_stem: Path, title: st
         ax.set_title(label, fontsize=9, loc="left")
         ax.set_ylim(-1.1, 1.1)
         ax.set_yticks([-1, 0, 1], ["1", "0", "1"])
-    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
+    # One legend below the panels (inside the first it could cover a band).
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", fontsize=8, ncol=2)
     axes[-1, 0].set_xlabel("wavenumber (cm$^{-1}$)")
     axes[-1, 0].set_xlim(wn[0], wn[-1])
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.supylabel("max-normalised intensity (IR up, Raman activity down)", fontsize=9)
+    figure_title(fig, title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return save_figure(fig, path_stem)
 
 

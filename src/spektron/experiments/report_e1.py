@@ -38,7 +38,7 @@ from spektron.experiments.reporting import (
     require_key,
     scale_text,
 )
-from spektron.plotting import pyplot, save_figure
+from spektron.plotting import figure_title, pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -329,15 +329,36 @@ def plot_reconstructions(
     handles += [plt.Line2D([], [], lw=1.2, label=n, **style[n]) for n in models + others]
     handles.append(Patch(color="0.85", label="masked span"))
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
-    fig.suptitle(
-        f"E1 reconstructions of masked spans (test set)\n{summary['data_label']}", fontsize=9
-    )
+    figure_title(fig, f"E1 reconstructions of masked spans (test set)\n{summary['data_label']}")
     fig.tight_layout(rect=(0, 0, 0.85, 1))
     return save_figure(fig, path_stem)
 
 
+def _n_seeds(backbones: dict[str, Any]) -> int | None:
+    """The number of seeds behind every arm's test mean (None when they differ)."""
+    ns = {dig(b, "test", "masked_mse", "n") for b in backbones.values()}
+    return ns.pop() if len(ns) == 1 and isinstance(next(iter(ns)), int) else None
+
+
+def _cost_axis(ax: Any, xs: list[float]) -> None:
+    """Log x only when the values span more than a factor 5 (a narrower range gets crowded
+    log-minor labels); engineering-notation ticks either way."""
+    from matplotlib.ticker import EngFormatter, NullFormatter
+
+    if xs and max(xs) / min(xs) > 5:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(EngFormatter(sep=" "))
+    ax.margins(x=0.12)
+
+
+BASELINE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+ARM_MARKERS = "osD^vP*Xh<>p"
+
+
 def plot_metric_vs_cost(summary: dict[str, Any], path_stem: Path) -> list[Path]:
-    """Test masked MSE (mean ± std over seeds) vs forward FLOPs and vs training throughput."""
+    """Test masked MSE (mean ± std over seeds) vs forward FLOPs and vs training throughput;
+    one legend for the arms (colour and marker) and the baselines (line style)."""
     plt = pyplot()
     backbones = summary["backbones"]
     baselines = {
@@ -349,21 +370,27 @@ def plot_metric_vs_cost(summary: dict[str, Any], path_stem: Path) -> list[Path]:
     ys = [y for y in ys + list(baselines.values()) if y is not None and y > 0]
     # Log y only when the arms span more than a decade; a linear axis reads better otherwise.
     log_y = bool(ys) and max(ys) / min(ys) > 10
+    n_seeds = _n_seeds(backbones)
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
     panels = (
-        (axes[0], lambda b: (b.get("flops_total"), None), "forward FLOPs per spectrum (total)"),
+        (
+            axes[0],
+            lambda b: (b.get("flops_total"), None),
+            "forward FLOPs per spectrum (total, FLOP)",
+        ),
         (
             axes[1],
             lambda b: (
                 dig(b, "train_samples_per_s", "mean"),
                 dig(b, "train_samples_per_s", "std"),
             ),
-            "training throughput (samples/s)",
+            "training throughput (samples/s; bar: std over seeds)",
         ),
     )
+    handles: dict[str, Any] = {}
     for ax, x_of, xlabel in panels:
-        plotted = 0
+        xs = []
         for i, (name, b) in enumerate(backbones.items()):
             x, xerr = x_of(b)
             x, xerr = finite(x), finite(xerr)
@@ -371,38 +398,51 @@ def plot_metric_vs_cost(summary: dict[str, Any], path_stem: Path) -> list[Path]:
             yerr = finite(dig(b, "test", "masked_mse", "std"))
             if x is None or x <= 0 or y is None:
                 continue
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=3, color=f"C{i % 10}")
-            ax.annotate(name, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
-            plotted += 1
-        if plotted:
-            ax.set_xscale("log")
-            ax.margins(x=0.15)
+            h = ax.errorbar(
+                x,
+                y,
+                xerr=xerr,
+                yerr=yerr,
+                fmt=ARM_MARKERS[i % len(ARM_MARKERS)],
+                ms=6,
+                capsize=3,
+                color=f"C{i % 10}",
+                label=name,
+            )
+            handles.setdefault(name, h)
+            xs.append(x)
+        if xs:
+            _cost_axis(ax, xs)
         else:
             ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", color="0.4")
-        for name, v in baselines.items():
-            ax.axhline(v, color="0.4", ls="--", lw=0.9)
-            ax.annotate(
-                name,
-                (1, v),
-                xycoords=("axes fraction", "data"),
-                xytext=(-3, 2),
-                textcoords="offset points",
-                ha="right",
-                va="bottom",
-                fontsize=7,
-                color="0.3",
-            )
+        for k, (name, v) in enumerate(baselines.items()):
+            style = BASELINE_STYLES[k % len(BASELINE_STYLES)]
+            line = ax.axhline(v, color="0.35", ls=style, lw=1.0, label=f"{name} (baseline)")
+            handles.setdefault(f"{name} (baseline)", line)
         ax.set_xlabel(xlabel)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3, which="major")
     if log_y:
         axes[0].set_yscale("log")
-    axes[0].set_ylabel("test masked MSE (mean ± std over seeds)")
-    fig.suptitle(
-        f"E1 accuracy vs cost, preset {summary.get('preset', NA)}; dashed: baselines\n"
-        f"{summary['data_label']}",
-        fontsize=9,
+    spread = (
+        "1 seed: no error bar"
+        if n_seeds == 1
+        else f"mean ± std over {n_seeds} seeds"
+        if n_seeds
+        else "mean ± std over seeds"
     )
-    fig.tight_layout()
+    axes[0].set_ylabel(f"test masked MSE ({spread})")
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="center right",
+        fontsize=8,
+        frameon=False,
+    )
+    figure_title(
+        fig,
+        f"E1 accuracy vs cost, preset {summary.get('preset', NA)}\n{summary['data_label']}",
+    )
+    fig.tight_layout(rect=(0, 0, 0.83, 1))
     return save_figure(fig, path_stem)
 
 

@@ -30,7 +30,7 @@ from spektron.experiments.reporting import (
     paired_lines,
     scale_text,
 )
-from spektron.plotting import pyplot, save_figure
+from spektron.plotting import figure_title, pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +278,12 @@ def _describe(d: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- figures
 
 
+# The examples figure: the input drawn this far above the target and predictions; matched
+# peaks within this distance joined (E2's middle peak tolerance).
+INPUT_OFFSET = 1.1
+MATCH_TOL_CM = 10.0
+
+
 def plot_examples(examples: dict[str, Any], summary: dict[str, Any], fig_dir: Path) -> list[Path]:
     """Per direction: best / median / worst molecule; input on top, truth vs predictions below,
     matched peaks of the model (at 10 cm⁻¹) joined by vertical ticks."""
@@ -289,40 +295,63 @@ def plot_examples(examples: dict[str, Any], summary: dict[str, Any], fig_dir: Pa
         items = d["examples"]
         if not items:
             continue
-        fig, axes = plt.subplots(len(items), 1, figsize=(10, 3.2 * len(items)), squeeze=False)
+        fig, axes = plt.subplots(len(items), 1, figsize=(10, 3.2 * len(items) + 1.0), squeeze=False)
         for ax, ex in zip(axes[:, 0], items, strict=True):
             truth = np.asarray(ex["truth"])
             ax.plot(
                 wn,
-                np.asarray(ex["input"]) + 1.1,
+                np.asarray(ex["input"]) + INPUT_OFFSET,
                 color="0.6",
                 lw=0.8,
-                label=f"input ({d['source']})",
+                label=f"input ({d['source'].upper()}), shifted up by {INPUT_OFFSET:g}",
             )
-            ax.plot(wn, truth, color="k", lw=1.0, label=f"true {d['target']}")
+            ax.plot(wn, truth, color="k", lw=1.0, label=f"true {d['target'].upper()}")
             model_pred = np.asarray(ex["pred"][d["arm"]])
-            ax.plot(wn, model_pred, color="C3", lw=1.0, label=d["arm"])
+            ax.plot(wn, model_pred, color="C3", lw=1.0, label=f"model {d['arm']}")
             others = [(n, p) for n, p in ex["pred"].items() if n != d["arm"]]
             colours = ("C0", "C1", "C2", "C4", "C5", "C6")  # C3 is the model's
             for (name, p), colour in zip(others, colours, strict=False):
                 ax.plot(wn, np.asarray(p), lw=0.7, alpha=0.6, color=colour, label=name)
             tp = pick_peaks(truth, wn, prom)
             pp = pick_peaks(model_pred, wn, prom)
-            mi, mj = match_peaks(wn[pp], wn[tp], 10.0)
-            for a, b in zip(mi, mj, strict=True):
-                ax.plot([wn[pp[a]]] * 2, [model_pred[pp[a]], truth[tp[b]]], color="m", lw=0.8)
-            ax.plot(wn[tp], truth[tp], "kv", ms=3)
-            ax.plot(wn[pp], model_pred[pp], "^", color="C3", ms=3)
+            mi, mj = match_peaks(wn[pp], wn[tp], MATCH_TOL_CM)
+            for k, (a, b) in enumerate(zip(mi, mj, strict=True)):
+                ax.plot(
+                    [wn[pp[a]]] * 2,
+                    [model_pred[pp[a]], truth[tp[b]]],
+                    color="m",
+                    lw=0.8,
+                    label=f"matched peak pair (within {MATCH_TOL_CM:g} cm⁻¹)" if k == 0 else None,
+                )
+            ax.plot(wn[tp], truth[tp], "kv", ms=3, label="true peaks")
+            ax.plot(wn[pp], model_pred[pp], "^", color="C3", ms=3, label="model's peaks")
             ax.set_title(
                 f"{ex['which']}: {ex['smiles']} ({ex.get('point_group') or '?'}); "
                 f"{len(mi)} matched peaks",
                 fontsize=9,
             )
             ax.set_xlabel("wavenumber / cm⁻¹")
-            ax.set_ylabel("normalised")
-        axes[0, 0].legend(fontsize=7, ncol=3, loc="upper right")
-        fig.suptitle(f"E2 {dname.replace('_', ' ')} — SIMULATED spectra", fontsize=10)
-        fig.tight_layout()
+            ax.set_ylabel("max-normalised intensity")
+        # One legend for every panel, below them (it covered a peak inside the first).
+        handles: dict[str, Any] = {}
+        for ax in axes[:, 0]:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(lab, h)
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="lower center",
+            ncol=3,
+            fontsize=7.5,
+            frameon=False,
+        )
+        figure_title(
+            fig,
+            f"E2 {dname.replace('_', ' ')}: best, median and worst test molecule of the "
+            f"chosen arm (by {summary.get('primary_metric', 'the primary metric')})\n"
+            f"{summary.get('data_label', 'SIMULATED spectra')}",
+        )
+        fig.tight_layout(rect=(0, 0.9 / (3.2 * len(items) + 1.0) + 0.02, 1, 1))
         files += save_figure(fig, fig_dir / f"examples_{dname}")
     return files
 

@@ -199,7 +199,7 @@ def _mean_sd_n(entry: Any) -> str:
     n = dig(entry, "n_seeds")
     n_text = f" ({n})" if isinstance(n, int) and not isinstance(n, bool) else ""
     sd = dig(entry, "rmsep_sd")
-    if finite(sd) is None:
+    if finite(sd) is None or n == 1:  # one seed: no spread to show
         return f"{fmt_num(mean)}{n_text}"
     return f"{fmt_num(mean)} ± {fmt_num(sd, 2)}{n_text}"
 
@@ -460,10 +460,13 @@ def _learning_curve_lines(classical: dict[str, Any]) -> list[str]:
             s = sds[i] if i < len(sds) else None
             if finite(m) is None:
                 cells.append(NA)
+            elif len(seeds) == 1 or finite(s) is None:
+                cells.append(fmt_num(m))  # one subset: no spread to show
+            elif s <= 1e-9 * abs(m):
+                # Every random subset is the same set (n = the whole pool): no spread exists.
+                cells.append(f"{fmt_num(m)} (all subsets equal)")
             else:
-                cells.append(
-                    f"{fmt_num(m)} ± {fmt_num(s, 2)}" if finite(s) is not None else fmt_num(m)
-                )
+                cells.append(f"{fmt_num(m)} ± {fmt_num(s, 2)}")
         lines.append(md_row(cells))
     ref = _rmsep(dig(classical, "methods", REFERENCE))
     if ref is not None:
