@@ -191,7 +191,7 @@ def test_predict_run_uses_the_best_validation_arm(e2_run, tmp_path, capsys):
     rep = json.loads((out / "predict.json").read_text())
     assert rep["checkpoint"] == str((root / "e2" / chosen["checkpoint"]).resolve())
     # --arm restricts the choice; the pick stays the lowest validation MSE among the matches.
-    assert main([*argv, "--arm", "cnn", "--out", str(out), "--no-plot", str(spec)]) == 0
+    assert main([*argv, "--arm", "cnn", "--out", str(out), "--no-plot", "--force", str(spec)]) == 0
     cnn = [k for k in summary["models"] if k.startswith("raman_to_ir/") and k.endswith("/cnn")]
     best_cnn = min(cnn, key=lambda k: summary["models"][k]["val_mse"]["mean"])
     assert f"using arm {best_cnn}" in capsys.readouterr().out

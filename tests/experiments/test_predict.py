@@ -283,7 +283,10 @@ def test_zero_and_negative_inputs_and_a_smoke_model_are_warned_about(ckpts, tmp_
     assert "has no positive value (min -0.989)" in printed
     rep = json.loads((out / "predict.json").read_text())
     assert rep["warnings"] == [] and all(len(r["warnings"]) == 1 for r in rep["spectra"])
-    assert _run([*argv, "--checkpoint", str(ckpts["smoke"]), str(zero)]) == 0
+    # an earlier prediction in --out is not replaced without --force
+    with pytest.raises(ConfigError, match=r"holds an earlier prediction .*--force"):
+        _run([*argv, "--checkpoint", str(ckpts["smoke"]), str(zero)])
+    assert _run([*argv, "--checkpoint", str(ckpts["smoke"]), str(zero), "--force"]) == 0
     printed = capsys.readouterr().out
     assert "smoke.pt: a smoke-preset model (3 training steps" in printed
     assert json.loads((out / "predict.json").read_text())["preset"] == "smoke"

@@ -602,6 +602,7 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     p.add_argument(
         "--out", type=Path, default=Path("predictions"), help="output folder (default predictions/)"
     )
+    p.add_argument("--force", action="store_true", help="replace an earlier prediction in --out")
     p.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto (default cpu)")
     p.add_argument("--no-plot", action="store_true", help="skip the per-spectrum figures")
     p.add_argument("inputs", nargs="+", type=Path, help="CSV / JCAMP-DX files")
@@ -612,6 +613,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Run :func:`run_predict` from parsed arguments and print where everything went."""
     if args.arm is not None and args.run is None:
         raise ConfigError("--arm chooses among the arms of --run; give --run DIR with it")
+    earlier = Path(args.out) / REPORT_JSON
+    if earlier.is_file() and not args.force:
+        raise ConfigError(
+            f"{args.out} holds an earlier prediction ({earlier}): pass --force to replace it, "
+            "or choose another --out"
+        )
     checkpoint = args.checkpoint
     if args.run is not None:
         chosen = select_checkpoint(args.run, args.source, args.target, args.arm)
