@@ -204,6 +204,24 @@ def test_parse_qm9_counts_rejects_by_reason(qm9_dir):
     assert rep.n_linear == 1
 
 
+def test_parse_qm9_in_processes_equals_one_process(qm9_dir):
+    """Rows shared between processes (each every n-th row) give the same molecules, rejects and
+    reject order as one process, the duplicate Index included (its first row may sit in the
+    other process's share)."""
+    one_mols, one = M.parse_qm9(qm9_dir, workers=1)
+    for n in (2, 3):
+        mols, rep = M.parse_qm9(qm9_dir, workers=n)
+        assert rep.to_dict() | {"seconds": 0} == one.to_dict() | {"seconds": 0}
+        assert rep.rejected_indices == one.rejected_indices
+        assert [(m.source_index, m.smiles, m.coords.tolist()) for m in mols] == [
+            (m.source_index, m.smiles, m.coords.tolist()) for m in one_mols
+        ]
+    assert "duplicate_index" in one.rejects
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="workers"):
+            M.parse_qm9(qm9_dir, workers=bad)
+
+
 def test_qm9_folder_problems(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="qm9_part1.csv"):
         M.parse_qm9(tmp_path)

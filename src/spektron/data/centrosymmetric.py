@@ -238,7 +238,7 @@ def outside_qm9_by_construction(smiles: str) -> bool:
 
 def qm9_inchikeys(cache: str | os.PathLike | None = None) -> frozenset[str]:
     """Standard InChIKeys of every accepted QM9 row (from its InChI), via the cached QM9 index
-    (:func:`spektron.data.molecules.load_qm9`: about a minute the first time, seconds after).
+    (:func:`spektron.data.molecules.load_qm9`: about half a minute the first time, seconds after).
 
     Raises
     ------
