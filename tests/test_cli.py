@@ -11,13 +11,7 @@ import pytest
 
 from spektron.cli import main
 from spektron.data.store import StoreWriter
-from tests.conftest import fake_record
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.helpers import fake_record, run_cli
 
 
 def test_info_on_store(tmp_path, capsys, small_grid):

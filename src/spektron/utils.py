@@ -248,3 +248,21 @@ def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def lazy_exports(package: str, names: dict[str, str]) -> tuple[Any, Any]:
+    """``(__getattr__, __dir__)`` for a package that re-exports ``names`` (public name → the
+    module defining it, relative to ``package``) and imports each module only on first use,
+    so ``import spektron.data.store`` does not import the whole of ``spektron.data``."""
+    import importlib
+
+    def __getattr__(name: str) -> Any:
+        module = names.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+    def __dir__() -> list[str]:
+        return sorted(names)
+
+    return __getattr__, __dir__

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import re
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +17,7 @@ from spektron.chemistry.symmetry import (
 )
 from spektron.config import PhysicsConfig
 from spektron.data.simulate import mmff_optimise, molecule_from_smiles
+from tests.helpers import qm9_rows
 
 TOL = 0.05
 
@@ -179,19 +177,9 @@ def test_point_group_of_mmff_geometries(smiles, group, centro):
     assert has_inversion_centre(labels, x, TOL) is centro
 
 
-def _qm9_rows(n: int) -> list[dict[str, str]]:
-    spec = importlib.util.find_spec("qm9pack")  # never import qm9pack (its __init__ is broken)
-    if spec is None:
-        pytest.skip("qm9pack not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "qm9_part1.csv"
-    csv.field_size_limit(1 << 30)
-    with open(path, newline="") as fh:
-        return [row for _, row in zip(range(n), csv.DictReader(fh), strict=False)]
-
-
 def test_point_group_of_qm9_b3lyp_geometries():
     expected = {1: "Td", 2: "C3v", 3: "C2v", 4: "D∞h", 5: "C∞v", 6: "C2v", 7: "D3d"}
-    for row in _qm9_rows(7):
+    for row in qm9_rows(7):
         labels = re.findall(r"[A-Z][a-z]?", row["Elements"])
         x = np.array(
             [[float(v.replace("*^", "e")) for v in t.split(",")]

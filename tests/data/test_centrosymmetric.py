@@ -23,7 +23,7 @@ from spektron.data.molecules import inchikey_of
 from spektron.data.spectra import make_grid
 from spektron.data.store import StoreWriter, open_store
 from spektron.errors import MoleculeError, StoreError
-from tests.conftest import fake_record
+from tests.helpers import fake_record
 
 GRID = GridConfig(n_points=256)
 NAPHTHALENE = ("naphthalene", "c1ccc2ccccc2c1")

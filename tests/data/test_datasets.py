@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from spektron.data.datasets import SpectraDataset
 from spektron.data.store import StoreWriter, open_store
 from spektron.errors import ConfigError, StoreError
-from tests.conftest import fake_record
+from tests.helpers import fake_record
 
 
 @pytest.fixture

@@ -134,7 +134,6 @@ def test_killed_run_resumes_and_finishes(tmp_path):
 
 
 def test_dask_local_cluster_equals_the_process_pool_and_resumes(tmp_path, smiles_file):
-    pytest.importorskip("distributed")
     cfg = cfg_for(smiles_file)
     generate_dataset(cfg, tmp_path / "pool.h5", workers=2, chunk_size=4, progress=False)
     rep = generate_dataset(
@@ -162,7 +161,6 @@ def test_dask_local_cluster_equals_the_process_pool_and_resumes(tmp_path, smiles
 
 
 def test_unreachable_dask_scheduler_is_a_config_error(tmp_path, smiles_file, monkeypatch):
-    pytest.importorskip("distributed")
     monkeypatch.setattr("spektron.data.generate.DASK_CONNECT_TIMEOUT_S", 2)
     with pytest.raises(ConfigError, match="Dask scheduler"):
         generate_dataset(

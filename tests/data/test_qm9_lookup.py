@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,9 @@ from spektron.data.generate import generate_dataset
 from spektron.data.spectra import make_grid
 from spektron.data.store import open_store
 from spektron.errors import ConfigError
+from tests.helpers import qm9_csv_path
 
 GRID = make_grid(256)
-HAS_TBLITE = importlib.util.find_spec("tblite") is not None
 # QM9 Index 1..30, methane ... 1-butyne: propyne 9, ethanol 14, acetone 18 (2-butyne, 29, is a
 # rejected row)
 N_ROWS = 30
@@ -28,10 +27,7 @@ N_ROWS = 30
 def qm9_head(tmp_path_factory) -> Path:
     """A QM9 data folder holding the first ``N_ROWS`` real rows of qm9pack (the other parts
     empty), so a lookup parses 30 rows, not 130,000."""
-    spec = importlib.util.find_spec("qm9pack")
-    if spec is None:
-        pytest.skip("qm9pack not installed")
-    src = Path(list(spec.submodule_search_locations)[0]) / "data" / M.QM9_FILES[0]
+    src = qm9_csv_path()
     folder = tmp_path_factory.mktemp("qm9head")
     with open(src, newline="", encoding="utf-8") as f:
         lines = [next(f) for _ in range(N_ROWS + 1)]  # header + rows (one row per line)
@@ -96,7 +92,7 @@ def test_stereo_and_tautomer_layers_must_match(qm9_head, tmp_path):
     assert rep.found == {0: 15, 1: 14}
 
 
-@pytest.mark.parametrize("level", ["mmff", "mmff-hybrid"] + (["fast-hybrid"] if HAS_TBLITE else []))
+@pytest.mark.parametrize("level", ["mmff", "mmff-hybrid", "fast-hybrid"])
 def test_a_looked_up_smiles_simulates_as_its_qm9_row(qm9_head, tmp_path, level):
     (acetone,), _ = M.lookup_qm9(M.read_smiles_list("CC(C)=O"), tmp_path, qm9_head)
     (row,), _ = M.load_qm9(indices=[18], cache_dir=tmp_path, data_dir=qm9_head)

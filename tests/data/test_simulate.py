@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import ast
-import csv
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,16 +15,16 @@ from spektron.data import simulate as sim
 from spektron.data.molecules import MoleculeInput
 from spektron.data.spectra import lorentzian_broaden, make_grid
 from spektron.errors import ConfigError, MoleculeError, SimulationError
+from tests.helpers import ACTIVE_FRACTION, both_active, qm9_inputs
 
 PHYS = PhysicsConfig()
 GRID = make_grid()
+
+
 # A mode "carries" IR (Raman) when its intensity exceeds this fraction of the molecule's largest.
 # After symmetry adaptation the leakage into forbidden modes is ≤ 1e-12 of the largest (rounding
 # of the finite differences); the unadapted g/u mixture of 2-butyne reaches 1.4e-3. 1e-5 sits
 # between the two by orders of magnitude on both sides.
-ACTIVE_FRACTION = 1e-5
-
-
 def _run(smiles: str, physics: PhysicsConfig = PHYS):
     return sim.simulate_molecule(MoleculeInput(0, smiles), physics, GRID)
 
@@ -70,36 +66,6 @@ def _staggered_2_butyne() -> MoleculeInput:
     rot = np.eye(3) + np.sin(np.pi / 3) * k + (1 - np.cos(np.pi / 3)) * k @ k
     x[h3] = (x[h3] - x[3]) @ rot.T + x[3]
     return MoleculeInput(0, "CC#CC", elements=[a.GetSymbol() for a in mol.GetAtoms()], coords=x)
-
-
-def _qm9_inputs(indices: list[int]) -> list[MoleculeInput]:
-    """QM9 rows (by Index, from qm9pack's part 1) as inputs, via a tiny local reader."""
-    spec = importlib.util.find_spec("qm9pack")  # never import qm9pack (its __init__ is broken)
-    if spec is None:
-        pytest.skip("qm9pack not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "qm9_part1.csv"
-    csv.field_size_limit(1 << 30)
-
-    def nums(text: str) -> np.ndarray:
-        return np.array([float(t.replace("*^", "e")) for t in re.findall(r"[-+.\d*^eE]+", text)])
-
-    found: dict[int, MoleculeInput] = {}
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            idx = int(row["Index"])
-            if idx in indices:
-                found[idx] = MoleculeInput(
-                    idx,
-                    row["SMILES"],
-                    inchi=row["InChi"],
-                    elements=list(ast.literal_eval(row["Elements"])),
-                    coords=nums(row["XYZ_Ang"]).reshape(-1, 3),
-                    charges=nums(row["Mulliken_pop"]),
-                    dft_freqs=nums(row["Harmonic_Freq_cmi"]),
-                )
-                if len(found) == len(indices):
-                    break
-    return [found[i] for i in indices]
 
 
 # ----------------------------------------------------------------------------- errors
@@ -172,7 +138,7 @@ def test_imaginary_frequency_beyond_tolerance_is_rejected():
 def test_saddle_point_is_escaped_along_the_imaginary_mode():
     # QM9 20584: MMFF94 started from the B3LYP geometry stops on a symmetric saddle (−33 cm⁻¹,
     # methyl rotation); one push along that mode reaches the minimum.
-    (inp,) = _qm9_inputs([20584])
+    (inp,) = qm9_inputs([20584])
     with pytest.raises(SimulationError, match="imaginary frequency"):
         sim.simulate_molecule(inp, PhysicsConfig(saddle_escapes=0), GRID)
     rec = sim.simulate_molecule(inp, PHYS, GRID)
@@ -241,17 +207,11 @@ def test_modes_are_orthonormal_and_free_of_rigid_motion():
 # ----------------------------------------------------------------------------- selection rules
 
 
-def _both_active(rec) -> np.ndarray:
-    ir = rec.stick_ir / rec.stick_ir.max()
-    ra = rec.stick_raman / rec.stick_raman.max()
-    return (ir > ACTIVE_FRACTION) & (ra > ACTIVE_FRACTION)
-
-
 @pytest.mark.parametrize("smiles", ["O=C=O", "C=C", "c1ccccc1", "F/C=C/F"])
 def test_mutual_exclusion_for_centrosymmetric_molecules(smiles):
     rec = _run(smiles)
     assert rec.centrosymmetric == 1
-    assert not _both_active(rec).any()
+    assert not both_active(rec).any()
     assert (rec.stick_ir > ACTIVE_FRACTION * rec.stick_ir.max()).sum() >= 1
     assert (rec.stick_raman > ACTIVE_FRACTION * rec.stick_raman.max()).sum() >= 1
 
@@ -259,7 +219,7 @@ def test_mutual_exclusion_for_centrosymmetric_molecules(smiles):
 def test_mutual_exclusion_for_2_butyne_degenerate_g_u_pairs():
     rec = sim.simulate_molecule(_staggered_2_butyne(), PHYS, GRID)
     assert rec.centrosymmetric == 1 and rec.point_group == "D3d"
-    assert not _both_active(rec).any()
+    assert not both_active(rec).any()
 
 
 def test_symmetry_adaptation_unmixes_a_g_u_pair():
@@ -306,7 +266,7 @@ def test_water_modes_are_active_in_both():
 
 
 def test_alkane_ch_stretches_are_ir_active_with_mulliken_charges():
-    methane, ethane = _qm9_inputs([1, 7])
+    methane, ethane = qm9_inputs([1, 7])
     for inp in (methane, ethane):
         dft = sim.simulate_molecule(inp, PHYS, GRID)
         gas = sim.simulate_molecule(inp, PhysicsConfig(charges="gasteiger"), GRID)
@@ -324,7 +284,7 @@ def test_alkane_ch_stretches_are_ir_active_with_mulliken_charges():
 
 
 def test_mulliken_charges_are_checked():
-    (inp,) = _qm9_inputs([3])  # water
+    (inp,) = qm9_inputs([3])  # water
     bad = MoleculeInput(inp.source_index, inp.smiles, inp.inchi, inp.elements, inp.coords)
     bad.charges = inp.charges + 0.01
     with pytest.raises(MoleculeError, match="Mulliken"):
@@ -411,7 +371,7 @@ def test_raman_triple_bond_stretch_strong_next_to_single_bond():
 
 
 def test_qm9_rows_keep_xyz_atom_order():
-    for inp in _qm9_inputs(list(range(1, 8))):
+    for inp in qm9_inputs(list(range(1, 8))):
         mol = sim.build_molecule(inp, PHYS)
         assert [a.GetSymbol() for a in mol.GetAtoms()] == inp.elements
         np.testing.assert_allclose(mol.GetConformer().GetPositions(), inp.coords)
@@ -442,7 +402,7 @@ def test_strained_cage_with_close_contacts_is_matched():
 
 
 def test_record_contents():
-    (inp,) = _qm9_inputs([6])  # formaldehyde
+    (inp,) = qm9_inputs([6])  # formaldehyde
     rec = sim.simulate_molecule(inp, PHYS, GRID)
     assert rec.ir.dtype == rec.raman.dtype == np.float32
     assert rec.ir.shape == rec.raman.shape == GRID.shape
@@ -487,7 +447,7 @@ def _dihedral(mol: Chem.Mol, idx: list[int]) -> float:
 def test_cyclohexane_lands_on_the_d3d_chair_with_mutual_exclusion():
     rec = _run("C1CCCCC1")
     assert rec.point_group == "D3d" and rec.centrosymmetric == 1
-    assert not _both_active(rec).any()
+    assert not both_active(rec).any()
     # One embedding reaches the twist-boat (D2, no inversion centre): the search matters.
     one = sim.simulate_molecule(MoleculeInput(0, "C1CCCCC1"), PhysicsConfig(n_conformers=1), GRID)
     assert one.point_group == "D2" and one.centrosymmetric == 0
@@ -524,7 +484,6 @@ def test_n_conformers_is_validated():
 
 
 def test_molecules_without_fixed_charges_get_a_clear_reason_and_run_at_xtb():
-    pytest.importorskip("tblite")
     with pytest.raises(SimulationError, match="no fixed-charge model.*xtb level"):
         _run("[C-]#[O+]")
     rec = _run("[C-]#[O+]", PhysicsConfig(level="xtb"))

@@ -11,7 +11,7 @@ import pytest
 from spektron.data.spectra import make_grid
 from spektron.data.store import REQUIRED_KEYS, StoreWriter, merge_stores, open_store
 from spektron.errors import StoreError
-from tests.conftest import fake_record
+from tests.helpers import fake_record
 
 
 def write(path, grid, n=50, seed=0, start=0, attrs=None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 
@@ -15,10 +14,9 @@ from spektron.data import validate as val
 from spektron.data.spectra import make_grid
 from spektron.errors import ConfigError, DataError
 from spektron.experiments.validation_report import plot_validation
-from tests.data.test_simulate import _qm9_inputs
+from tests.helpers import qm9_inputs
 
 GRID = make_grid()
-HAS_TBLITE = importlib.util.find_spec("tblite") is not None
 # Reference molecules of the fast subset: CH4, NH3, H2O (QM9 1, 2, 3), HCN (5).
 FAST = [1, 3, 5]
 
@@ -26,7 +24,7 @@ FAST = [1, 3, 5]
 @pytest.fixture
 def fast_qm9(monkeypatch):
     """QM9 rows read directly from qm9pack's first CSV (the full QM9 index takes a minute)."""
-    monkeypatch.setattr(val, "load_qm9_inputs", _qm9_inputs)
+    monkeypatch.setattr(val, "loadqm9_inputs", qm9_inputs)
 
 
 def _ref(index: int) -> val.ReferenceMolecule:
@@ -268,7 +266,7 @@ def test_bad_levels_and_scale():
 
 
 def test_validate_fast_subset_every_level(fast_qm9, tmp_path):
-    levels = ["mmff", "mmff-hybrid"] + (["xtb", "hybrid"] if HAS_TBLITE else [])
+    levels = ["mmff", "mmff-hybrid", "xtb", "hybrid"]
     rep = val.validate(levels=levels, only=FAST)
     assert rep["conventions"]["ref_freq_scale"] == 0.965
     for level in levels:
@@ -288,7 +286,7 @@ def test_validate_fast_subset_every_level(fast_qm9, tmp_path):
         b = rep["levels"]["mmff-hybrid"]["summary"][key]["mean"]
         assert a == pytest.approx(b, abs=1e-12)
     assert "| mmff-hybrid | 3 |" in val.format_report(rep)
-    sticks = rep["levels"]["xtb" if HAS_TBLITE else "mmff"]["molecules"][0]["sticks"]
+    sticks = rep["levels"]["xtb"]["molecules"][0]["sticks"]
     assert len(sticks["freq_cm"]) == len(sticks["ir_km_mol"]) == 9  # CH4
     figs = plot_validation(rep, tmp_path / "fig" / "validation")
     assert [f.suffix for f in figs] == [".png", ".pdf"] and all(f.stat().st_size for f in figs)
@@ -326,10 +324,10 @@ def test_cli_validate_bad_input(tmp_path, capsys):
 
 
 def test_mutual_exclusion_check_on_qm9_molecules(fast_qm9):
-    levels = ["mmff", "mmff-hybrid"] + (["xtb", "hybrid"] if HAS_TBLITE else [])
+    levels = ["mmff", "mmff-hybrid", "xtb", "hybrid"]
     rep = val.check_mutual_exclusion(levels=levels, indices=[4, 7])  # acetylene, ethane
     for level in levels:
         r = rep["levels"][level]
         assert r["holds"] is True and r["n_centrosymmetric"] == 2, level
         assert not r["violations"] and not r["failed"]
-    assert "- hybrid: holds on 2" in val.format_exclusion(rep) or not HAS_TBLITE
+    assert "- hybrid: holds on 2" in val.format_exclusion(rep)

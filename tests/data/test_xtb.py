@@ -7,9 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
-pytest.importorskip("tblite")
-
 from rdkit.Chem import rdForceFieldHelpers  # noqa: E402
 
 from spektron.data import simulate as sim  # noqa: E402

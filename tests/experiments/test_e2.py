@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +14,8 @@ import torch
 
 from spektron.cli import main
 from spektron.config import preset_config
-from spektron.data.generate import default_dataset_path
 from spektron.data.spectra import make_grid
-from spektron.data.store import StoreWriter, open_store
+from spektron.data.store import open_store
 from spektron.errors import CheckpointError, ConfigError, DataError
 from spektron.evaluation.cross_spectral import PRIMARY_METRIC
 from spektron.experiments.e1 import run_e1
@@ -26,7 +24,7 @@ from spektron.experiments.e2_results import read_per_molecule
 from spektron.experiments.runner import load_pretrained
 from spektron.models.spektron import Spektron, SpektronConfig, read_checkpoint
 from spektron.training.tasks import CrossSpectralPrediction
-from tests.conftest import fake_record
+from tests.helpers import bands_store
 
 N_POINTS = 256
 BACKBONES = '["cnn", "dlinoss"]'
@@ -40,29 +38,6 @@ COMMON = [
 ]
 
 
-def _bands(grid: np.ndarray, centres: np.ndarray, heights: np.ndarray) -> np.ndarray:
-    x = (heights[:, None] / (1 + ((grid[None] - centres[:, None]) / 12.0) ** 2)).sum(0)
-    return x / x.max()
-
-
-def _store_for(cfg) -> Path:
-    """Synthetic store at the config's dataset path: IR and Raman share band positions with
-    different heights; every 16th molecule is centrosymmetric."""
-    path = default_dataset_path(cfg.data)
-    grid = make_grid(cfg.data.grid.n_points, cfg.data.grid.lo, cfg.data.grid.hi)
-    rng = np.random.default_rng(0)
-    with StoreWriter(path, grid, fg_names=["a", "b"]) as w:
-        for i in range(160):
-            rec = fake_record(i, grid, rng)
-            c = rng.uniform(600, 3900, 5)
-            rec.ir = _bands(grid, c, rng.uniform(0.2, 1.0, 5))
-            rec.raman = _bands(grid, c, rng.uniform(0.2, 1.0, 5))
-            rec.centrosymmetric = int(i % 16 == 0)
-            rec.stick_freq, rec.stick_ir, rec.stick_raman = c, rng.random(5), rng.random(5)
-            w.append(rec)
-    return path
-
-
 @pytest.fixture(scope="module")
 def e2_run(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
@@ -71,7 +46,7 @@ def e2_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("runs")
     cfg1 = preset_config("smoke", COMMON)
-    store = _store_for(cfg1)
+    store = bands_store(cfg1)
     run_e1(cfg1, root / "e1", progress=False)
     cfg = preset_config("smoke", [*COMMON, f"e2.pretrained_from={json.dumps(str(root / 'e1'))}"])
     plans: list = []

@@ -15,7 +15,7 @@ from spektron.errors import CheckpointError, ConfigError
 from spektron.experiments.e1 import run_e1
 from spektron.experiments.e3 import run_e3, wavenumber_permutation
 from spektron.models.spektron import read_checkpoint
-from tests.experiments.test_e2 import _store_for
+from tests.helpers import bands_store
 
 COMMON = [
     "data.grid.n_points=256",
@@ -35,7 +35,7 @@ def e3_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("runs")
     cfg = preset_config("smoke", COMMON)
-    _store_for(cfg)
+    bands_store(cfg)
     run_e1(cfg, root / "e1", progress=False)
     cfg = preset_config("smoke", [*COMMON, f"e3.trained_from={json.dumps(str(root / 'e1'))}"])
     plans: list = []

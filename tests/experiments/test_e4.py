@@ -29,7 +29,7 @@ from spektron.experiments.e4_deep import (
 )
 from spektron.experiments.runner import size_arms
 from spektron.training.tasks import ScalarRegression
-from tests.test_cli import run_cli
+from tests.helpers import run_cli
 
 PAIR = "corn:m5:mp5"
 

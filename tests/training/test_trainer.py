@@ -225,7 +225,6 @@ def test_parameter_groups_follow_the_model_hints():
 
 
 def test_mamba_no_weight_decay_hint_is_honoured():
-    pytest.importorskip("mambapy")
     model = _small("mamba")
     by_name = {n: g for g in parameter_groups(model, TrainConfig()) for n in g["names"]}
     marked = [n for n, p in model.named_parameters() if getattr(p, "_no_weight_decay", False)]

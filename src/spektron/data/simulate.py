@@ -67,8 +67,14 @@ from spektron.chemistry.symmetry import inversion_permutation, is_linear, point_
 from spektron.config import PhysicsConfig
 from spektron.data.molecules import MoleculeInput
 from spektron.data.spectra import SpectrumRecord, lorentzian_broaden
+from spektron.data.vibrations import (
+    E_ANGSTROM_TO_DEBYE,
+    harmonic_modes,
+    ir_intensity,
+    kabsch_rotation,
+    raman_activity,
+)
 from spektron.data.vibrations import atomic_masses as vib_atomic_masses
-from spektron.data.vibrations import harmonic_modes, ir_intensity, kabsch_rotation, raman_activity
 from spektron.errors import ConfigError, MoleculeError, SimulationError, SpektronError
 
 # ----------------------------------------------------------------------------- constants
@@ -78,7 +84,6 @@ _N_A = 6.02214076e23
 _AMU_KG = 1.66053906660e-27
 _C_CM_S = 2.99792458e10
 HESSIAN_TO_CM = float(np.sqrt(4184.0 / _N_A / (1e-20 * _AMU_KG)) / (2 * np.pi * _C_CM_S))  # 108.59
-E_ANGSTROM_TO_DEBYE = 4.80320
 
 # Lippincott–Stuttman parameters as in ASE's LippincottStuttman model: atomic polarizabilities
 # (Å³) and reduced electronegativities of Lippincott & Stuttman (1964), Table I, for H, C, N, O

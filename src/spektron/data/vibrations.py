@@ -21,6 +21,8 @@ import numpy as np
 
 #: IR intensity, (D/Å)²/amu → km/mol (Gaussian's constant, also used by QM9S/DetaNet).
 IR_TO_KM_MOL = 42.2561
+#: Dipole derivative, e (elementary charge · Å / Å) → D/Å (1 e·Å = 4.80320 D).
+E_ANGSTROM_TO_DEBYE = 4.80320
 
 
 def atomic_masses(atomic_numbers, kind: str = "isotopic") -> np.ndarray:

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from spektron.data.vibrations import ir_intensity, raman_activity
+from spektron.data.vibrations import E_ANGSTROM_TO_DEBYE, ir_intensity, raman_activity
 from spektron.errors import ConfigError, MoleculeError, SimulationError
 
 # ----------------------------------------------------------------------------- constants
@@ -497,8 +497,6 @@ def xtb_ir_raman(vib: XtbVibrations, modes) -> tuple[np.ndarray, np.ndarray]:
     ∂μ/∂Q_k = Σ_i (∂μ/∂x_i) L_ik (e/√amu, × 4.80320 → D/(Å·√amu)) and
     ∂α/∂Q_k = Σ_i (∂α/∂x_i) L_ik (Å²/√amu), as the MMFF path.
     """
-    from spektron.data.simulate import E_ANGSTROM_TO_DEBYE
-
     cart = np.asarray(modes.cart, dtype=np.float64)
     apt = np.asarray(vib.dipole_derivatives, dtype=np.float64)
     dalpha = np.asarray(vib.polarizability_derivatives, dtype=np.float64)

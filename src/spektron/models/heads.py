@@ -10,12 +10,8 @@ output is ``"pred"``.
   from IR and back), optionally non-negative through softplus.
   With embedding stride s > 1, both per-position heads predict s values per position (position
   i covers inputs i·s … i·s + s − 1) and are cut back to L (sub-pixel upsampling).
-- ``vib``: variational information bottleneck (Alemi, Fischer, Dillon & Murphy, "Deep
-  Variational Information Bottleneck", ICLR 2017) on a pooled latent. Masked-aware mean pool
-  p = Σ_i w_i h_i / Σ_i w_i with w = 1 − m'; (μ, log σ²) = Linear(p);
-  z = μ + σ ⊙ ε, ε ~ N(0, I) (reparameterisation; z = μ in eval unless ``sample_in_eval``);
-  KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ_k (μ_k² + σ_k² − log σ_k² − 1), per sample.
-- ``regression``: pooled → MLP → n_targets (fine-tuning), optionally through the bottleneck.
+- ``regression``: masked-aware mean pool p = Σ_i w_i h_i / Σ_i w_i (w = 1 − m') → MLP →
+  n_targets (fine-tuning).
 """
 
 from __future__ import annotations
@@ -55,28 +51,15 @@ class CrossSpectralHeadConfig(ReconstructionHeadConfig):
 
 
 @dataclass
-class VIBHeadConfig:
-    latent_dim: int = 32
-    sample_in_eval: bool = False
-
-    def __post_init__(self) -> None:
-        _check(self.latent_dim >= 1, f"head.latent_dim must be >= 1, got {self.latent_dim}")
-
-
-@dataclass
 class RegressionHeadConfig:
     n_targets: int = 1
     hidden: int = 128  # 0: linear read-out of the pooled features
     dropout: float = 0.0
-    vib: bool = False  # pool → bottleneck z → MLP
-    latent_dim: int = 32
-    sample_in_eval: bool = False
 
     def __post_init__(self) -> None:
         _check(self.n_targets >= 1, f"head.n_targets must be >= 1, got {self.n_targets}")
         _check(self.hidden >= 0, f"head.hidden must be >= 0, got {self.hidden}")
         _check(0.0 <= self.dropout < 1.0, f"head.dropout must be in [0, 1), got {self.dropout}")
-        _check(self.latent_dim >= 1, f"head.latent_dim must be >= 1, got {self.latent_dim}")
 
 
 def masked_mean_pool(h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,78 +118,26 @@ class CrossSpectralHead(ReconstructionHead):
         return {"pred": F.softplus(y) if self.cfg.nonnegative else y}
 
 
-class VariationalBottleneck(nn.Module):
-    """(B, D) → z, μ, log σ² (B, k) with z = μ + σ ⊙ ε (Alemi et al. 2017)."""
-
-    def __init__(self, d_in: int, latent_dim: int, sample_in_eval: bool = False) -> None:
-        super().__init__()
-        self.sample_in_eval = sample_in_eval
-        self.to_stats = nn.Linear(d_in, 2 * latent_dim)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.to_stats(x).chunk(2, dim=-1)  # (B, k), (B, k)
-        if self.training or self.sample_in_eval:
-            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # (B, k)
-        else:
-            z = mu
-        return z, mu, logvar
-
-    @staticmethod
-    def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """Analytic KL(N(μ, σ²) ‖ N(0, I)) per sample: (B, k) → (B,)."""
-        return 0.5 * (mu.square() + logvar.exp() - logvar - 1.0).sum(dim=-1)  # (B,)
-
-
-class VIBHead(nn.Module):
-    """Masked mean pool → bottleneck: returns z (``pred``), μ, log σ² and the KL per sample."""
-
-    def __init__(self, cfg: VIBHeadConfig, d_model: int, stride: int = 1) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.norm = nn.LayerNorm(d_model)
-        self.bottleneck = VariationalBottleneck(d_model, cfg.latent_dim, cfg.sample_in_eval)
-
-    def kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return self.bottleneck.kl(mu, logvar)  # (B,)
-
-    def forward(
-        self, h: torch.Tensor, mask: torch.Tensor | None = None, length: int | None = None
-    ) -> dict[str, torch.Tensor]:
-        pooled = masked_mean_pool(self.norm(h), mask)  # (B, D)
-        z, mu, logvar = self.bottleneck(pooled)  # (B, k) each
-        return {"pred": z, "z": z, "mu": mu, "logvar": logvar, "kl": self.kl(mu, logvar)}
-
-
 class RegressionHead(nn.Module):
-    """Masked mean pool → [bottleneck] → MLP → (B, n_targets)."""
+    """Masked mean pool → MLP → (B, n_targets)."""
 
     def __init__(self, cfg: RegressionHeadConfig, d_model: int, stride: int = 1) -> None:
         super().__init__()
         self.cfg = cfg
         self.norm = nn.LayerNorm(d_model)
-        self.bottleneck = (
-            VariationalBottleneck(d_model, cfg.latent_dim, cfg.sample_in_eval) if cfg.vib else None
-        )
-        d_in = cfg.latent_dim if cfg.vib else d_model
-        self.mlp = _mlp(d_in, cfg.hidden, cfg.n_targets, cfg.dropout)
+        self.mlp = _mlp(d_model, cfg.hidden, cfg.n_targets, cfg.dropout)
 
     def forward(
         self, h: torch.Tensor, mask: torch.Tensor | None = None, length: int | None = None
     ) -> dict[str, torch.Tensor]:
         pooled = masked_mean_pool(self.norm(h), mask)  # (B, D)
-        if self.bottleneck is None:
-            return {"pred": self.mlp(pooled)}  # (B, n_targets)
-        z, mu, logvar = self.bottleneck(pooled)  # (B, k) each
-        out = {"pred": self.mlp(z), "z": z, "mu": mu, "logvar": logvar}
-        out["kl"] = self.bottleneck.kl(mu, logvar)  # (B,)
-        return out
+        return {"pred": self.mlp(pooled)}  # (B, n_targets)
 
 
 # name → (config class, module class).
 HEADS: dict[str, tuple[type, type[nn.Module]]] = {
     "reconstruction": (ReconstructionHeadConfig, ReconstructionHead),
     "cross_spectral": (CrossSpectralHeadConfig, CrossSpectralHead),
-    "vib": (VIBHeadConfig, VIBHead),
     "regression": (RegressionHeadConfig, RegressionHead),
 }
 
