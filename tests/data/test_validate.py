@@ -24,7 +24,7 @@ FAST = [1, 3, 5]
 @pytest.fixture
 def fast_qm9(monkeypatch):
     """QM9 rows read directly from qm9pack's first CSV (the full QM9 index takes a minute)."""
-    monkeypatch.setattr(val, "loadqm9_inputs", qm9_inputs)
+    monkeypatch.setattr(val, "load_qm9_inputs", qm9_inputs)
 
 
 def _ref(index: int) -> val.ReferenceMolecule:

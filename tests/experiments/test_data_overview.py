@@ -11,7 +11,7 @@ from tests.helpers import qm9_inputs
 
 
 def test_data_stage_writes_summary_figure_and_validation(tmp_path, monkeypatch):
-    monkeypatch.setattr(val, "loadqm9_inputs", qm9_inputs)
+    monkeypatch.setattr(val, "load_qm9_inputs", qm9_inputs)
     cfg = preset_config(
         "smoke",
         [
