@@ -18,7 +18,7 @@ def test_every_public_name_is_the_object_of_its_module(package):
     for name in pkg.__all__:
         module = importlib.import_module(f"{package}.{pkg._EXPORTS[name]}")
         assert getattr(pkg, name) is getattr(module, name)
-    assert set(pkg.__all__) <= set(dir(pkg))
+    assert set(pkg.__all__) <= set(dir(pkg)) and "__doc__" in dir(pkg)
     with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
         pkg.not_a_name  # noqa: B018
 

@@ -250,19 +250,23 @@ def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def lazy_exports(package: str, names: dict[str, str]) -> tuple[Any, Any]:
+def lazy_exports(package: str, names: dict[str, str], namespace: dict[str, Any]) -> tuple[Any, Any]:
     """``(__getattr__, __dir__)`` for a package that re-exports ``names`` (public name → the
     module defining it, relative to ``package``) and imports each module only on first use,
-    so ``import spektron.data.store`` does not import the whole of ``spektron.data``."""
+    so ``import spektron.data.store`` does not import the whole of ``spektron.data``.
+    ``namespace`` is the package's ``globals()``: a name once imported is kept there, and
+    ``dir()`` lists it beside the package's own attributes."""
     import importlib
 
     def __getattr__(name: str) -> Any:
         module = names.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{package}.{module}"), name)
+        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        namespace[name] = value
+        return value
 
     def __dir__() -> list[str]:
-        return sorted(names)
+        return sorted(set(namespace) | set(names))
 
     return __getattr__, __dir__

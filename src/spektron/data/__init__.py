@@ -41,7 +41,7 @@ __all__ = [
     "read_spectrum_file",
     "simulate_to_store",
 ]
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from spektron.data.generate import ensure_dataset, generate_dataset, simulate_to_store

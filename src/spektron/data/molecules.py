@@ -586,13 +586,14 @@ def parse_qm9(
         parts = shares[f * n : (f + 1) * n]
         total += parts[0][0]
         rows = sorted((r for _, part in parts for r in part), key=lambda r: r[0])
-        for _line, res in rows:
+        for line, res in rows:
             if isinstance(res, MoleculeInput) and res.source_index in seen:
-                res = ("duplicate_index", res.source_index, "Index seen before")
+                dup = QM9RowError("duplicate_index", "Index seen before", res.source_index)
+                res = (dup.reason, res.source_index, str(dup))
             if not isinstance(res, MoleculeInput):
                 reason, idx, message = res
                 rejected.setdefault(reason, []).append(idx)
-                log.debug("%s:%d rejected: %s", paths[f].name, _line, message)
+                log.debug("%s:%d rejected: %s", paths[f].name, line, message)
                 continue
             seen.add(res.source_index)
             accepted.append(res)

@@ -23,7 +23,7 @@ __all__ = [
     "kennard_stone",
 ]
 _EXPORTS = dict.fromkeys(__all__, "calibration_transfer")
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from spektron.evaluation.calibration_transfer import (

@@ -36,7 +36,7 @@ __all__ = [
     "register_backbone",
     "size_backbone",
 ]
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from spektron.models.registry import (
