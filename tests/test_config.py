@@ -92,6 +92,35 @@ def test_flat_config_lists_every_leaf_once():
     flat = flat_config(RunConfig())
     assert flat["e1.train.lr"] == RunConfig().e1.train.lr
     assert flat["data.physics.level"] == "fast-hybrid"
-    assert not any(isinstance(v, dict) for v in flat.values())
+    # Only an empty free mapping (keys of the user's choosing) is a leaf that is a dict.
+    assert [k for k, v in flat.items() if isinstance(v, dict)] == ["e1.arm_overrides"]
     for key, value in list(flat.items())[:: max(1, len(flat) // 25)]:  # every key is settable
         apply_overrides(RunConfig(), [f"{key}={json.dumps(value)}"])
+
+
+def test_per_arm_settings_are_a_free_mapping_set_key_by_key():
+    cfg = preset_config(
+        "quick",
+        [
+            "e1.arm_overrides.dlinoss.theta_min=0.2",
+            "e1.arm_overrides.dlinoss.r_min=0.8",
+            'e1.arm_overrides.cnn={"kernel_size": 5}',
+            "e1.arm_overrides.dlinoss.theta_min=0.3",  # the later one wins
+        ],
+    )
+    assert cfg.e1.arm_overrides == {
+        "dlinoss": {"theta_min": 0.3, "r_min": 0.8},
+        "cnn": {"kernel_size": 5},
+    }
+    assert config_hash(cfg) != config_hash(preset_config("quick"))
+    assert from_dict(RunConfig, to_dict(cfg)).e1.arm_overrides == cfg.e1.arm_overrides
+    flat = flat_config(cfg)
+    assert flat["e1.arm_overrides.dlinoss.r_min"] == 0.8 and "e1.arm_overrides" not in flat
+    with pytest.raises(ConfigError, match=r"e1\.arm_overrides\.cnn\.d_model: the model width"):
+        preset_config("quick", ["e1.arm_overrides.cnn.d_model=32"])
+    with pytest.raises(ConfigError, match=r"e1\.arm_overrides\.dlinoss: expected a mapping"):
+        preset_config("quick", ["e1.arm_overrides.dlinoss=3"])
+    with pytest.raises(ConfigError, match=r"e1\.arm_overrides\.dlinoss is a value"):
+        preset_config("quick", ["e1.arm_overrides.dlinoss=3", "e1.arm_overrides.dlinoss.r_min=1"])
+    with pytest.raises(ConfigError, match=r"did you mean e1\.arm_overrides\?"):
+        preset_config("quick", ["e1.arm_override={}"])

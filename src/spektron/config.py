@@ -225,6 +225,11 @@ class E1Config:
     n_examples: int = 4
     jobs: int = 0  # parallel training processes (CPU); 0 = one per core; 1 on CUDA
     max_train_spectra: int | None = None  # cap on training spectra (None = the whole split)
+    # Per-arm backbone settings, e.g. {"dlinoss": {"theta_min": 0.2}} (``--set
+    # e1.arm_overrides.dlinoss.theta_min=0.2``): fields of that backbone's config, fixed for
+    # the sizer (a size field given here is not searched). E1 holds the model shape of every
+    # experiment, so E2 and E4 arms (pretrained from E1's checkpoints) get the same settings.
+    arm_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.backbones = tuple(self.backbones)
@@ -260,6 +265,16 @@ class E1Config:
             self.max_train_spectra is None or self.max_train_spectra > 0,
             "e1.max_train_spectra must be > 0 or null",
         )
+        for arm, fields in self.arm_overrides.items():
+            _check(
+                isinstance(fields, dict),
+                f"e1.arm_overrides.{arm} must map config fields to values, got {fields!r}",
+            )
+            _check(
+                "d_model" not in fields,
+                f"e1.arm_overrides.{arm}.d_model: the model width is shared by every arm "
+                "(set e1.d_model)",
+            )
 
 
 E2_DIRECTIONS = ("ir_to_raman", "raman_to_ir")
@@ -708,6 +723,16 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(tp, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, inner = typing.get_args(tp) or (str, Any)
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{where}: keys must be strings, got {k!r}")
+            out[k] = _coerce(inner, v, f"{where}.{k}")
+        return out
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -759,7 +784,7 @@ def flat_config(cfg: Any, prefix: str = "") -> dict[str, Any]:
     def walk(node: dict[str, Any], path: str) -> None:
         for k, v in node.items():
             key = f"{path}.{k}" if path else k
-            if isinstance(v, dict):
+            if isinstance(v, dict) and v:
                 walk(v, key)
             else:
                 out[key] = v
@@ -796,6 +821,22 @@ def _unknown_key(item: str, key: str, prefer: str, why: str) -> ConfigError:
     return ConfigError(f"override {item!r}: {why}{mean} ({_KEYS_HINT})")
 
 
+def _free_mapping_depth(cls: Any, parts: list[str]) -> int | None:
+    """Number of leading ``parts`` that end on a ``dict``-typed field (a mapping whose keys the
+    user chooses, e.g. ``e1.arm_overrides``), or None when the path crosses none."""
+    tp = cls
+    for i, p in enumerate(parts):
+        if not dataclasses.is_dataclass(tp):
+            return None
+        hints = typing.get_type_hints(tp)
+        if p not in hints:
+            return None
+        tp = hints[p]
+        if typing.get_origin(tp) is dict:
+            return i + 1
+    return None
+
+
 def apply_overrides(cfg: T, overrides: list[str], root: str = "", prefer: str = "") -> T:
     """Apply ``a.b.c=value`` overrides (values parsed as JSON when possible), type-checked.
 
@@ -824,11 +865,17 @@ def apply_overrides(cfg: T, overrides: list[str], root: str = "", prefer: str = 
             path = key[len(root) + 1 :]
         node = data
         parts = path.split(".")
-        for p in parts[:-1]:
+        free = _free_mapping_depth(type(cfg), parts)
+        for i, p in enumerate(parts[:-1]):
+            if free is not None and i >= free:  # inside a free mapping: new keys are made
+                node = node.setdefault(p, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is a value")
+                continue
             if not isinstance(node.get(p), dict):
                 raise _unknown_key(item, key, prefer or root, f"no config key {key!r}")
             node = node[p]
-        if parts[-1] not in node:
+        if (free is None or len(parts) <= free) and parts[-1] not in node:
             raise _unknown_key(item, key, prefer or root, f"no config key {key!r}")
         node[parts[-1]] = value
     return from_dict(type(cfg), data)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from spektron.experiments.runner import sweep_then_seeds
+import dataclasses
+
+import pytest
+
+from spektron.config import preset_config
+from spektron.errors import ConfigError
+from spektron.experiments.runner import size_arms, sweep_then_seeds
 
 VAL = {("a", 1e-3): 0.5, ("a", 3e-3): 0.2, ("b", 1e-3): 0.1, ("b", 3e-3): 0.1}
 
@@ -60,3 +66,39 @@ def test_one_seed_is_written_as_one_seed_not_plus_minus_zero():
     assert fmt_mean_std(one) == "0.25 (1 seed)"
     assert fmt_mean_std(three) == "2 ± 1"
     assert fmt_mean_std({"mean": 2.0, "std": 1.0}) == "2 ± 1"  # summaries from before "n"
+
+
+def test_arm_overrides_are_fixed_for_the_sizer_and_checked_against_the_backbone():
+    base = preset_config("quick").e1
+    e1 = dataclasses.replace(
+        base,
+        backbones=("dlinoss", "cnn"),
+        arm_overrides={"dlinoss": {"theta_min": 0.2, "n_layers": 2}},
+    )
+    arms = size_arms(e1)
+    bc = arms["dlinoss"]["backbone_config"]
+    assert bc["theta_min"] == 0.2 and bc["n_layers"] == 2  # the depth is not searched
+    assert arms["dlinoss"]["overrides"] == {"theta_min": 0.2, "n_layers": 2}
+    assert abs(arms["dlinoss"]["n_params"] - e1.budget) <= e1.budget_tol * e1.budget
+    plain = size_arms(dataclasses.replace(base, backbones=("dlinoss", "cnn")))
+    assert plain["cnn"] == arms["cnn"] and "overrides" not in plain["dlinoss"]
+    assert plain["dlinoss"]["backbone_config"]["n_layers"] != 2
+    bad = {
+        "dlinos": r"no backbone 'dlinos'; choose among",
+        "dlinoss.foo": r"foo is not a field of the dlinoss config; its fields: bidirectional",
+        "dlinoss.theta_min": r"dlinoss: dlinoss\.theta_min must be in",
+    }
+    values = {
+        "dlinos": {"r_min": 0.8},
+        "dlinoss.foo": {"foo": 1},
+        "dlinoss.theta_min": {"theta_min": 2.0},
+    }
+    for key, pattern in bad.items():
+        arm = key.split(".")[0]
+        cfg = dataclasses.replace(e1, arm_overrides={arm: values[key]})
+        with pytest.raises(ConfigError, match=pattern):
+            size_arms(cfg)
+    # A fixed shape that misses the budget names the override.
+    tight = dataclasses.replace(e1, arm_overrides={"dlinoss": {"n_layers": 3}})
+    with pytest.raises(ConfigError, match=r"e1\.arm_overrides\.dlinoss .*no configuration within"):
+        size_arms(tight)

@@ -597,6 +597,7 @@ def aggregate(
             "n_params": arms[name]["n_params"],
             "parameters": runs[0]["parameters"],
             "backbone_config": arms[name]["backbone_config"],
+            "overrides": arms[name].get("overrides", {}),
             "flops_matmul": arms[name]["flops"]["matmul"],
             "flops_total": arms[name]["flops"]["total"],
             "lr": best_lr[name],

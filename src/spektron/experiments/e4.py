@@ -371,6 +371,7 @@ def _recipe(cfg: RunConfig, arms: dict[str, Any]) -> dict[str, Any]:
             "stride": cfg.e1.stride,
             "backbone_budget": cfg.e1.budget,
             "backbone_parameters": {b: a["n_params"] for b, a in arms.items()},
+            "arm_overrides": {b: a["overrides"] for b, a in arms.items() if a.get("overrides")},
         },
         "normalization": e4.normalization,
         "probe": "frozen backbone; mean-pooled features, standardised; RidgeCV (leave-one-out) "

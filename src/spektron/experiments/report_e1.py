@@ -190,6 +190,17 @@ def format_e1_table(summary: dict[str, Any]) -> str:
             cells += [fmt_num(dig(t, m, "mean")) for m in ("full_mse", "cosine", "peak_f1")]
             label = name + _params_text(baselines[name].get("params"))
             lines.append(md_row([label, NOT_APPLICABLE, *cells] + [NOT_APPLICABLE] * 5))
+    overrides = {n: b["overrides"] for n, b in backbones.items() if b.get("overrides")}
+    if overrides:
+        lines += [
+            "",
+            "Per-arm settings (`e1.arm_overrides`): "
+            + "; ".join(
+                f"{n}: " + ", ".join(f"{k}={v}" for k, v in sorted(o.items()))
+                for n, o in sorted(overrides.items())
+            )
+            + ".",
+        ]
     kinds = sorted({str(b["memory_kind"]) for b in backbones.values() if b.get("memory_kind")})
     if kinds:
         lines += ["", f"Peak memory: {'; '.join(kinds)}."]

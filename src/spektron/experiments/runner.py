@@ -94,13 +94,47 @@ def device_description(dev: torch.device) -> str:
 
 
 def size_arms(e1: E1Config) -> dict[str, dict[str, Any]]:
-    """Parameter-matched backbone configs (and their counts) for every arm."""
+    """Parameter-matched backbone configs (and their counts) for every arm, each with its
+    ``e1.arm_overrides`` fixed (checked against the backbone's config fields first)."""
+    from spektron.models.registry import (
+        available_backbones,
+        backbone_spec,
+        make_backbone_config,
+    )
     from spektron.models.sizing import size_backbone
 
+    for arm, fields in e1.arm_overrides.items():
+        if arm not in available_backbones():
+            raise ConfigError(
+                f"e1.arm_overrides.{arm}: no backbone {arm!r}; choose among "
+                f"{', '.join(available_backbones())}"
+            )
+        known = {f.name for f in dataclasses.fields(backbone_spec(arm).config_cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ConfigError(
+                f"e1.arm_overrides.{arm}: {', '.join(unknown)} "
+                f"{'is not a field' if len(unknown) == 1 else 'are not fields'} of the {arm} "
+                f"config; its fields: {', '.join(sorted(known - {'d_model'}))}"
+            )
+        try:
+            make_backbone_config(arm, **{**fields, "d_model": e1.d_model})
+        except ConfigError as exc:
+            raise ConfigError(f"e1.arm_overrides.{arm}: {exc}") from None
     arms = {}
     for name in e1.backbones:
-        cfg, n = size_backbone(name, budget=e1.budget, d_model=e1.d_model, tol=e1.budget_tol)
+        base = e1.arm_overrides.get(name) or None
+        try:
+            cfg, n = size_backbone(
+                name, budget=e1.budget, d_model=e1.d_model, tol=e1.budget_tol, base=base
+            )
+        except ConfigError as exc:
+            if base is None:
+                raise
+            raise ConfigError(f"e1.arm_overrides.{name} {base}: {exc}") from None
         arms[name] = {"backbone_config": dataclasses.asdict(cfg), "n_params": n}
+        if base:
+            arms[name]["overrides"] = dict(base)
     return arms
 
 
