@@ -113,6 +113,16 @@ def test_e1_run_folders_hold_provenance_and_loadable_checkpoints(e1_run):
     assert init["extra"]["step"] == 0
     lines = (run / "history.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["step"] == 1
+    # D-LinOSS: oscillators outside the clamp interval at init, best and end, per seed.
+    clamped = m["clamped_oscillators"]
+    n_osc = len(model.backbone.cores()) * model.backbone.cfg.n_oscillators
+    assert set(clamped) == {"init", "best", "end"}
+    assert all(
+        c["total"] == n_osc and c["below_lo"] + c["above_hi"] <= n_osc for c in clamped.values()
+    )
+    assert summary["backbones"]["dlinoss"]["clamped_oscillators"] == [clamped]
+    assert "clamped_oscillators" not in summary["backbones"]["cnn"]
+    assert "outside the clamp interval" in (out / "table.md").read_text()
 
 
 def test_e1_report_files_and_rebuild(e1_run, capsys):

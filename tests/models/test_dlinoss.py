@@ -3,6 +3,7 @@ special cases, transfer functions, and the block/backbone contract."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -15,7 +16,10 @@ from spektron.models.backbones.dlinoss import (
     DLinOSSConfig,
     DLinOSSCore,
     DLinOSSLayer,
+    DLinOSSSigmoidBackbone,
+    DLinOSSSigmoidConfig,
     _DampedChebyshev,
+    clamp_interval,
     dlinoss_kernel,
     resolve_mode,
     ssm_fft,
@@ -29,9 +33,9 @@ LENGTHS = (1, 7, 64, 100, 257)
 H, P = 4, 8
 
 
-def make_core(h: int = H, p: int = P, seed: int = 0, **cfg) -> DLinOSSCore:
+def make_core(h: int = H, p: int = P, seed: int = 0, cls=DLinOSSConfig, **cfg) -> DLinOSSCore:
     torch.manual_seed(seed)
-    return DLinOSSCore(h, DLinOSSConfig(d_model=h, n_oscillators=p, **cfg))
+    return DLinOSSCore(h, cls(d_model=h, n_oscillators=p, **cfg))
 
 
 def set_raw(core: DLinOSSCore, dt_raw, g_raw, a_raw) -> None:
@@ -50,9 +54,9 @@ def ring_raw(core: DLinOSSCore, r: float, theta: float, dt_raw: float = 0.0) -> 
     return dt_raw, g_raw, a
 
 
-def boundary_core(dtype=torch.float64) -> DLinOSSCore:
+def boundary_core(dtype=torch.float64, cls=DLinOSSConfig) -> DLinOSSCore:
     """One oscillator per edge of the parameterisation (P = 8)."""
-    core = make_core()
+    core = make_core(cls=cls)
     big = 1e4
     rows = [
         (60.0, -60.0, big),  # dt = dt_max, g = g_min, a beyond hi → hi(1 − ε): θ near π
@@ -73,8 +77,8 @@ def boundary_core(dtype=torch.float64) -> DLinOSSCore:
     return core
 
 
-def random_core(dtype=torch.float64, seed: int = 1) -> DLinOSSCore:
-    core = make_core(seed=seed)
+def random_core(dtype=torch.float64, seed: int = 1, cls=DLinOSSConfig) -> DLinOSSCore:
+    core = make_core(seed=seed, cls=cls)
     g = torch.Generator().manual_seed(seed)
     set_raw(
         core,
@@ -107,12 +111,19 @@ def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
 # ----------------------------------------------------------------------------- mode agreement
 
 
+CONFIGS = pytest.mark.parametrize(
+    "cls", [DLinOSSConfig, DLinOSSSigmoidConfig], ids=["clamp", "sigmoid"]
+)
+
+
+@CONFIGS
 @pytest.mark.parametrize("make", [boundary_core, random_core], ids=["boundary", "random"])
 @pytest.mark.parametrize("length", LENGTHS)
-def test_modes_agree_outputs_and_gradients(make, length):
+def test_modes_agree_outputs_and_gradients(make, length, cls):
     gen = torch.Generator().manual_seed(length)
     u = torch.randn(2, length, H, generator=gen, dtype=torch.float64)
     w = torch.randn(2, length, H, generator=gen, dtype=torch.float64)
+    make = functools.partial(make, cls=cls)
     # float64: all modes equal the float64 recurrence to near machine precision.
     core64 = make(torch.float64)
     ref = run_with_grads(core64, u, w, "recurrent")
@@ -206,9 +217,10 @@ def _raw_grids() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     return out
 
 
-def test_eigenvalues_strictly_inside_unit_circle_and_complex_for_any_raw_values():
+@CONFIGS
+def test_eigenvalues_strictly_inside_unit_circle_and_complex_for_any_raw_values(cls):
     for dt_raw, g_raw, a_raw in _raw_grids():
-        core = make_core(p=dt_raw.numel())
+        core = make_core(p=dt_raw.numel(), cls=cls)
         set_raw(core, dt_raw, g_raw, a_raw)
         with torch.no_grad():
             dt, g, a = core.dynamics()  # float32, as in training
@@ -292,16 +304,19 @@ def test_relaxed_g_equal_dt_a_is_linoss_im():
         torch.testing.assert_close(core(u, mode), ref, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("combine", ["sum", "concat"])
-@pytest.mark.parametrize("chunk", [0, 1, 2, 3, 16])
+@pytest.mark.parametrize(
+    "combine,chunk,cls",
+    [(c, t, DLinOSSConfig) for c in ("sum", "concat") for t in (0, 1, 2, 3, 16)]
+    + [("sum", 0, DLinOSSSigmoidConfig), ("concat", 3, DLinOSSSigmoidConfig)],
+)
 @pytest.mark.parametrize("length", LENGTHS)
-def test_bidirectional_chunked_layer_equals_recurrent_with_gradients(combine, chunk, length):
+def test_bidirectional_chunked_layer_equals_recurrent_with_gradients(combine, chunk, cls, length):
     """Both directions in one chunked call (reversed operators, end states at the chunk's
     start) equal the two recurrent cores, at every chunk length including T = 1 and T ∤ L."""
-    cfg = DLinOSSConfig(d_model=H, n_oscillators=P, combine=combine, chunk=chunk)
+    cfg = cls(d_model=H, n_oscillators=P, combine=combine, chunk=chunk)
     torch.manual_seed(0)
     layer = DLinOSSLayer(H, cfg).double()
-    src = boundary_core()
+    src = boundary_core(cls=cls)
     for core in (layer.fwd, layer.bwd):  # both directions at the parameterisation's edges
         for name in ("dt_raw", "g_raw", "a_raw"):
             getattr(core, name).data.copy_(getattr(src, name).data)
@@ -505,3 +520,56 @@ def test_config_validation_and_size_knobs():
     with pytest.raises(ConfigError):
         make_backbone_config("dlinoss", n_osc=3)
     assert resolve_mode("auto", torch.device("cpu")) == AUTO_MODE["cpu"]
+
+
+# ----------------------------------------------------------------------------- sigmoid variant
+
+
+def test_sigmoid_variant_keeps_the_ring_init_and_a_inside_the_interval():
+    clamp = make_core(p=256, seed=3)
+    sig = make_core(p=256, seed=3, cls=DLinOSSSigmoidConfig)
+    # Same draws, same eigenvalues (up to float32 rounding of the stored raw values).
+    lam_c, lam_s = clamp.eigenvalues().detach(), sig.eigenvalues().detach()
+    assert (lam_c - lam_s).abs().max() < 1e-4
+    lo, hi = clamp_interval(sig.cfg, sig.dt_raw, sig.g_raw)
+    _, _, a = sig.dynamics()
+    assert ((a >= lo) & (a <= hi)).all()
+    with pytest.raises(ConfigError, match="sigmoid variant has no relaxed form"):
+        DLinOSSSigmoidConfig(relaxed=True)
+
+
+def test_sigmoid_variant_has_gradient_where_the_clamp_has_none():
+    """a_raw outside the clamp interval: no gradient for the official form, a nonzero one for
+    every oscillator of the variant (raw values up to |a_raw| = 12)."""
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(2, 33, H, generator=gen, dtype=torch.float64)
+    grads = {}
+    for cls in (DLinOSSConfig, DLinOSSSigmoidConfig):
+        core = make_core(cls=cls).double()
+        lo, hi = clamp_interval(core.cfg, core.dt_raw, core.g_raw)
+        with torch.no_grad():  # half below lo, half above hi for the clamp; ±12 for the sigmoid
+            outside = torch.where(torch.arange(P) % 2 == 0, lo * 0.5, hi * 2.0)
+            core.a_raw.copy_(outside if cls is DLinOSSConfig else (torch.arange(P) % 2 * 24.0 - 12))
+        core(u, "fft").square().sum().backward()
+        grads[cls.A_PARAM] = core.a_raw.grad
+    assert (grads["clamp"] == 0).all()
+    assert (grads["sigmoid"].abs() > 0).all()
+
+
+def test_clamp_counts_count_oscillators_outside_the_interval():
+    bb = build_backbone("dlinoss", {"d_model": 8, "n_layers": 2, "n_oscillators": 8})
+    cores = bb.cores()
+    with torch.no_grad():
+        for core in cores:  # every a_raw inside first
+            lo, hi = clamp_interval(core.cfg, core.dt_raw, core.g_raw)
+            core.a_raw.copy_(0.5 * (lo + hi))
+        lo, hi = clamp_interval(bb.cfg, cores[0].dt_raw, cores[0].g_raw)
+        cores[0].a_raw[:3] = hi[:3] * 1.5
+        lo, hi = clamp_interval(bb.cfg, cores[3].dt_raw, cores[3].g_raw)
+        cores[3].a_raw[5] = lo[5] * 0.5
+    assert bb.clamp_counts() == {"below_lo": 1, "above_hi": 3, "total": 4 * 8}
+    sig = build_backbone("dlinoss_sigmoid", {"d_model": 8, "n_layers": 2, "n_oscillators": 8})
+    assert isinstance(sig, DLinOSSSigmoidBackbone)
+    assert sig.clamp_counts() == {"below_lo": 0, "above_hi": 0, "total": 4 * 8}
+    # Same shape, same parameter count as the official form.
+    assert count_parameters(sig) == count_parameters(bb)

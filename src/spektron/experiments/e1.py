@@ -243,7 +243,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     """
     from spektron.config import from_dict
     from spektron.models.spektron import Spektron, SpektronConfig
-    from spektron.training.trainer import BEST_NAME, Trainer
+    from spektron.training.trainer import BEST_NAME, INIT_NAME, Trainer
 
     run_dir = Path(spec["run_dir"])
     dist = spec.get("dist") or D.DistInfo(device=torch.device(spec["device"]))
@@ -294,6 +294,14 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     infer_s = time.perf_counter() - t0
     sc = score(pred, splits["test"], truth, mask, wn, e1)
     write_json_atomic(run_dir / "per_molecule.json", per_molecule_json(sc))
+    clamped = None
+    if hasattr(best.backbone, "clamp_counts"):  # D-LinOSS: oscillators without a_raw gradient
+        init = Spektron.from_checkpoint(run_dir / INIT_NAME)
+        clamped = {
+            "init": init.backbone.clamp_counts(),
+            "best": best.backbone.clamp_counts(),
+            "end": model.backbone.clamp_counts(),
+        }
     ex = np.asarray(spec["example_idx"], dtype=np.int64)
     metrics = {
         "schema_version": SCHEMA_VERSION,
@@ -312,6 +320,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "best_val_masked_mse": fit["best_val"],
         "best_step": fit["best_step"],
         "test_inference_s": infer_s,
+        "clamped_oscillators": clamped,
         "metric_directions": {m: METRIC_DIRECTIONS[m] for m in E1_METRICS},
         **summarise_scores(sc, e1),
         "examples": {"index": ex.tolist(), "pred": [pred[i].tolist() for i in ex]},
@@ -612,6 +621,8 @@ def aggregate(
             "peak_memory_mb": mean_std([r["train"]["peak_memory_mb"] for r in runs]),
             "memory_kind": runs[0]["train"]["memory_kind"],
         }
+        if runs[0].get("clamped_oscillators"):  # per seed: init, best and final weights
+            backbones[name]["clamped_oscillators"] = [r["clamped_oscillators"] for r in runs]
     # Paired comparisons on the same test molecules (seed-averaged per-molecule masked MSE):
     # D-LinOSS against every other arm, and every arm against the best baseline; Holm-corrected.
     paired = []

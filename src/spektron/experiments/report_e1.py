@@ -190,6 +190,7 @@ def format_e1_table(summary: dict[str, Any]) -> str:
             cells += [fmt_num(dig(t, m, "mean")) for m in ("full_mse", "cosine", "peak_f1")]
             label = name + _params_text(baselines[name].get("params"))
             lines.append(md_row([label, NOT_APPLICABLE, *cells] + [NOT_APPLICABLE] * 5))
+    lines += _clamp_lines(backbones)
     overrides = {n: b["overrides"] for n, b in backbones.items() if b.get("overrides")}
     if overrides:
         lines += [
@@ -482,3 +483,25 @@ def build_e1_report(e1_dir: Path) -> dict[str, Any]:
     figures += plot_metric_vs_cost(summary, fig_dir / "metric_vs_cost")
     log.info("E1 report: %s and %d figure files in %s", table, len(figures), fig_dir)
     return {"table": str(table), "figures": [str(p) for p in figures]}
+
+
+def _clamp_lines(backbones: dict[str, Any]) -> list[str]:
+    """D-LinOSS arms: oscillators whose a_raw sits outside the clamp interval (no gradient)."""
+    lines = []
+    for name in sorted(backbones):
+        runs = backbones[name].get("clamped_oscillators") or []
+        if not runs:
+            continue
+
+        def text(stage: str) -> str:
+            n = [r[stage]["below_lo"] + r[stage]["above_hi"] for r in runs]
+            hi = [r[stage]["above_hi"] for r in runs]
+            return f"{stage} {'/'.join(map(str, n))} (θ → π end: {'/'.join(map(str, hi))})"
+
+        total = runs[0]["init"]["total"]
+        lines.append(
+            f"{name}: oscillators outside the clamp interval, of {total}, per seed — "
+            + "; ".join(text(s) for s in ("init", "best", "end"))
+            + "."
+        )
+    return ["", *lines] if lines else []

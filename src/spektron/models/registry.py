@@ -22,6 +22,7 @@ from spektron.errors import ConfigError
 # name → module that registers it on import.
 BACKBONE_MODULES: dict[str, str] = {
     "dlinoss": "spektron.models.backbones.dlinoss",
+    "dlinoss_sigmoid": "spektron.models.backbones.dlinoss",
     "s4d": "spektron.models.backbones.s4d",
     "s4d_real": "spektron.models.backbones.s4d",
     "mamba": "spektron.models.backbones.mamba",

@@ -35,6 +35,16 @@ official, unfixed one, for tests):
 so |λ|² = 1/S ≤ 1/(1 + dt_min·g_min) < 1 and the eigenvalues are complex and distinct for
 every raw value. The cap on g keeps |λ| ≥ ε: without it the clamp interval is empty once
 √S ≥ 2/ε. (Inside the clamp's flat parts a_raw gets no gradient, as in the official code.)
+
+The registered variant ``dlinoss_sigmoid`` (:class:`DLinOSSSigmoidConfig`) differs only in a,
+which it places inside the same interval by a sigmoid, so no raw value is without gradient:
+
+    a  = lo·(1 + ε) + (hi·(1 − ε) − lo·(1 + ε))·sigmoid(a_raw)
+
+(a fraction sin²(θ/2) of the way from lo to hi puts the eigenvalue at angle θ when ε → 0; the
+ring initialisation sets a_raw to the logit of the fraction its (r, θ) give). ``dlinoss``
+itself stays the official clamp parameterisation; :meth:`DLinOSSBackbone.clamp_counts` counts
+its oscillators whose a_raw lies outside the interval (no gradient to a_raw there).
 "Ring" initialisation samples r ∈ [r_min, r_max] (uniform in area), θ ∈ [θ_min, π − θ_min]
 and maps back: g = (1 − r²)/(dt·r²), a = (1 − 2r·cosθ + r²)/(dt²·r²).
 
@@ -159,8 +169,17 @@ class DLinOSSConfig(BackboneConfig):
         "n_oscillators": (16, 32, 48, 64, 96, 128, 160, 192, 256, 384, 512),
     }
 
+    # How a is kept in the complex region: "clamp" (official) or "sigmoid" (the variant's
+    # config class sets it; not a field, so ``dlinoss`` is always the official form).
+    A_PARAM: ClassVar[str] = "clamp"
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check(
+            not (self.relaxed and self.A_PARAM != "clamp"),
+            "dlinoss: relaxed=True is the official clamp parameterisation; the sigmoid variant "
+            "has no relaxed form",
+        )
         _check(self.n_layers >= 1, f"dlinoss.n_layers must be >= 1, got {self.n_layers}")
         _check(
             self.n_oscillators >= 1, f"dlinoss.n_oscillators must be >= 1, got {self.n_oscillators}"
@@ -205,6 +224,14 @@ class DLinOSSConfig(BackboneConfig):
         )
         _check(self.dt_init_std >= 0, f"dlinoss.dt_init_std must be >= 0, got {self.dt_init_std}")
         _check(self.ssm_lr_scale > 0, f"dlinoss.ssm_lr_scale must be > 0, got {self.ssm_lr_scale}")
+
+
+@dataclass
+class DLinOSSSigmoidConfig(DLinOSSConfig):
+    """D-LinOSS with a = lo' + (hi' − lo')·sigmoid(a_raw) inside the clamp interval [lo', hi']
+    (see the module docstring): the same model and fields, no zero-gradient region."""
+
+    A_PARAM: ClassVar[str] = "sigmoid"
 
 
 # ----------------------------------------------------------------------------- linear SSM core
@@ -658,8 +685,20 @@ def effective_dynamics(
     hi = ((sq + 1.0) / dt) ** 2  # (√S + 1)²/dt²
     if not cfg.relaxed:
         lo, hi = lo * (1.0 + cfg.clamp_eps), hi * (1.0 - cfg.clamp_eps)
+    if cfg.A_PARAM == "sigmoid":
+        return dt, g, lo + (hi - lo) * torch.sigmoid(a_raw)
     a = torch.minimum(torch.maximum(a_raw, lo), hi)
     return dt, g, a
+
+
+def clamp_interval(cfg: DLinOSSConfig, dt_raw: Tensor, g_raw: Tensor) -> tuple[Tensor, Tensor]:
+    """The interval [lo', hi'] that a is clamped to (or mapped into), from raw dt and g."""
+    dt, g, _ = effective_dynamics(cfg, dt_raw, g_raw, torch.zeros_like(dt_raw))
+    sq = torch.sqrt(1.0 + dt * g)
+    lo, hi = (g / (sq + 1.0)) ** 2, ((sq + 1.0) / dt) ** 2
+    if not cfg.relaxed:
+        lo, hi = lo * (1.0 + cfg.clamp_eps), hi * (1.0 - cfg.clamp_eps)
+    return lo, hi
 
 
 def _softplus_inv(y: Tensor) -> Tensor:
@@ -688,6 +727,10 @@ class DLinOSSCore(nn.Module):
         g = (1 - r**2) / (dt * r**2)
         a = (1 - 2 * r * torch.cos(theta) + r**2) / (dt**2 * r**2)
         g_raw = g if cfg.relaxed else _softplus_inv(g - cfg.g_min)
+        if cfg.A_PARAM == "sigmoid":  # a_raw = logit of a's place in [lo', hi']
+            lo, hi = clamp_interval(cfg, dt_raw, g_raw)
+            frac = ((a - lo) / (hi - lo)).clamp(1e-6, 1.0 - 1e-6)
+            a = torch.logit(frac)
         self.dt_raw = nn.Parameter(dt_raw.float())
         self.g_raw = nn.Parameter(g_raw.float())
         self.a_raw = nn.Parameter(a.float())
@@ -1021,3 +1064,24 @@ class DLinOSSBackbone(nn.Module):
     def cores(self) -> list[DLinOSSCore]:
         """Every SSM core, in depth order (forward before backward)."""
         return [core for layer in self.layers() for core in layer.cores().values()]
+
+    @torch.no_grad()
+    def clamp_counts(self) -> dict[str, int]:
+        """Oscillators whose a_raw lies outside the clamp interval (there a_raw gets no
+        gradient), by the end they sit at: {"below_lo", "above_hi", "total"} (0 and 0 for the
+        sigmoid variant, whose a never leaves the interval's inside)."""
+        below = above = total = 0
+        for core in self.cores():
+            total += core.a_raw.numel()
+            if self.cfg.A_PARAM != "clamp":
+                continue
+            lo, hi = clamp_interval(self.cfg, core.dt_raw, core.g_raw)
+            below += int((core.a_raw < lo).sum())
+            above += int((core.a_raw > hi).sum())
+        return {"below_lo": below, "above_hi": above, "total": total}
+
+
+@register_backbone("dlinoss_sigmoid", DLinOSSSigmoidConfig)
+class DLinOSSSigmoidBackbone(DLinOSSBackbone):
+    """D-LinOSS with the sigmoid placement of a (:class:`DLinOSSSigmoidConfig`); otherwise
+    :class:`DLinOSSBackbone`."""
