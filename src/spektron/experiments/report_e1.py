@@ -493,15 +493,15 @@ def _clamp_lines(backbones: dict[str, Any]) -> list[str]:
         if not runs:
             continue
 
-        def text(stage: str) -> str:
+        parts = []
+        for stage in ("init", "best", "end"):
             n = [r[stage]["below_lo"] + r[stage]["above_hi"] for r in runs]
             hi = [r[stage]["above_hi"] for r in runs]
-            return f"{stage} {'/'.join(map(str, n))} (θ → π end: {'/'.join(map(str, hi))})"
-
+            parts.append(f"{stage} {'/'.join(map(str, n))} (θ → π end: {'/'.join(map(str, hi))})")
         total = runs[0]["init"]["total"]
         lines.append(
             f"{name}: oscillators outside the clamp interval, of {total}, per seed — "
-            + "; ".join(text(s) for s in ("init", "best", "end"))
+            + "; ".join(parts)
             + "."
         )
     return ["", *lines] if lines else []
