@@ -230,6 +230,9 @@ class E1Config:
     # the sizer (a size field given here is not searched). E1 holds the model shape of every
     # experiment, so E2 and E4 arms (pretrained from E1's checkpoints) get the same settings.
     arm_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Gap-length axis: every arm and baseline is also scored on test under span masks of
+    # exactly these lengths (grid points, at the training mask fraction); () = off.
+    eval_spans: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         self.backbones = tuple(self.backbones)
@@ -237,6 +240,12 @@ class E1Config:
         self.kinds = tuple(self.kinds)
         self.baselines = tuple(self.baselines)
         self.pca_candidates = tuple(self.pca_candidates)
+        self.eval_spans = tuple(self.eval_spans)
+        _check(
+            all(n >= 1 for n in self.eval_spans)
+            and len(set(self.eval_spans)) == len(self.eval_spans),
+            f"e1.eval_spans must be distinct span lengths >= 1 (points), got {self.eval_spans}",
+        )
         _check(len(self.backbones) > 0, "e1.backbones is empty")
         _check(len(set(self.backbones)) == len(self.backbones), "e1.backbones has duplicates")
         _check(self.n_seeds >= 1, f"e1.n_seeds must be >= 1, got {self.n_seeds}")

@@ -106,3 +106,27 @@ def test_span_longer_than_spectrum_or_unfittable_raises():
         make_mask(
             MaskConfig(fraction=0.95, min_span=2, max_span=2), torch.zeros(1, 40), g, train=True
         )
+
+
+def test_log_uniform_spans_weigh_every_octave_alike_and_uniform_is_unchanged():
+    cfg = MaskConfig(kind="span", fraction=0.3, min_span=8, max_span=255, span_dist="log_uniform")
+    mask = make_mask(cfg, torch.zeros(400, 2048), torch.Generator().manual_seed(0), train=True)
+    runs = [n for row in mask for n in _runs(row)]
+    assert min(runs) >= 8 and max(runs) <= 255
+    # Octaves [8, 16), [16, 32), [32, 64), [64, 128), [128, 256): equal shares of the spans.
+    shares = torch.histc(torch.tensor(runs, dtype=torch.float64).log2(), bins=5, min=3, max=8)
+    shares = shares / shares.sum()
+    assert (shares - 0.2).abs().max() < 0.03, shares
+    uniform = [
+        n
+        for row in make_mask(
+            MaskConfig(kind="span", fraction=0.3, min_span=8, max_span=255),
+            torch.zeros(400, 2048),
+            torch.Generator().manual_seed(0),
+            train=True,
+        )
+        for n in _runs(row)
+    ]
+    assert sum(n < 16 for n in uniform) / len(uniform) < 0.06  # uniform: 8/248 of the spans
+    with pytest.raises(ConfigError, match="span_dist must be one of"):
+        MaskConfig(span_dist="normal")

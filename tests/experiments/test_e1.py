@@ -204,3 +204,41 @@ def test_pretrain_under_torchrun_two_processes(e1_run, tmp_path):
     m = json.loads((Path(res["run_dir"]) / "metrics.json").read_text())
     assert m["train"]["world_size"] == 2
     Spektron.from_checkpoint(res["checkpoint"])
+
+
+def test_e1_gap_length_axis_scores_every_arm_and_baseline_per_span(e1_run, tmp_path, monkeypatch):
+    """Trained on log-uniform spans, scored at every ℓ of e1.eval_spans; interpolation (a
+    model-free check of the masks) gets worse as the gaps grow."""
+    _, _, _, _, cache = e1_run
+    monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
+    cfg = _cfg(
+        'e1.backbones=["dlinoss_sigmoid","cnn"]',
+        "e1.eval_spans=[2,8,32]",
+        "e1.msrp.mask.span_dist=log_uniform",
+        "e1.msrp.mask.min_span=2",
+        "e1.msrp.mask.max_span=32",
+    )
+    out = tmp_path / "e1"
+    summary = run_e1(cfg, out, progress=False)
+    gap = summary["gap_length"]
+    assert gap["spans"] == [2, 8, 32] and "log-uniform" in gap["train_mask"]
+    assert set(gap["backbones"]) == {"dlinoss_sigmoid", "cnn"}
+    assert set(gap["baselines"]) == {"mean", "interpolation", "pca"}
+    for row in gap["backbones"].values():
+        for n in ("2", "8", "32"):
+            e = row[n]
+            assert e["ci"]["lo"] <= e["ci"]["mean"] <= e["ci"]["hi"] and len(e["per_seed"]) == 1
+    interp = [gap["baselines"]["interpolation"][n]["mean"] for n in ("2", "8", "32")]
+    assert interp[0] < interp[1] < interp[2], interp
+    # Each run's per-molecule values give the summary's mean (one seed).
+    run = out / summary["backbones"]["cnn"]["runs"][0]
+    pm = json.loads((run / "per_molecule.json").read_text())["gap_length"]
+    assert np.mean(pm["8"]) == pytest.approx(gap["backbones"]["cnn"]["8"]["mean"])
+    spans = {r["span"] for r in gap["paired"]}
+    assert spans == {2, 8, 32} and all(0 < r["p_holm"] <= 1 for r in gap["paired"])
+    assert (out / "figures" / "gap_length.png").is_file()
+    table = (out / "table.md").read_text()
+    assert "### Masked MSE by gap length" in table and "32 pts" in table
+    # The variant has no zero-gradient region: nothing outside the interval.
+    clamped = summary["backbones"]["dlinoss_sigmoid"]["clamped_oscillators"][0]
+    assert clamped["end"]["below_lo"] == clamped["end"]["above_hi"] == 0

@@ -5,20 +5,25 @@ loss), the convention of the heads and the embedding's mask-indicator channel. E
 draws from an explicit ``torch.Generator`` so a mask is a pure function of (config, seed).
 
 - ``random``: exactly k = round(f·L) distinct points per row, uniformly at random.
-- ``span``: n non-overlapping contiguous spans with lengths ℓ_j ~ U{min_span, …, max_span},
+Span lengths ℓ are drawn from ``span_dist``: ``uniform`` (ℓ ~ U{min_span, …, max_span}) or
+``log_uniform`` (log ℓ uniform: ℓ = ⌊exp(U(log min_span, log(max_span + 1)))⌋, equal weight per
+octave, so one distribution covers short and long gaps alike).
+
+- ``span``: n non-overlapping contiguous spans with lengths ℓ_j from ``span_dist``,
   drawn until Σ ℓ_j ≥ round(f·L) (so the masked fraction is f to f + max_span/L), placed
   uniformly among all layouts with at least one unmasked point between two spans (so every
   maximal run of masked points is one span).
 - ``peak`` (training only): spans centred preferentially on peaks, as in peak-aware masking
   (PRISM; not new). With x̃ = max(x, 0) / max_i max(x_i, 0), a centre c is drawn with
-  P(c = i) ∝ (x̃_i^power + floor)·[i unmasked], a span of length ℓ ~ U{min_span, …, max_span}
-  around c (shifted to stay inside the row) is masked, until ≥ round(f·L) points are masked.
+  P(c = i) ∝ (x̃_i^power + floor)·[i unmasked], a span of length ℓ (from ``span_dist``) around
+  c (shifted to stay inside the row) is masked, until ≥ round(f·L) points are masked.
   Spans may merge here. Validation/test masks must not use it: a mask placed by the peaks
   reveals where the peaks are, so :func:`make_mask` refuses it unless ``train=True``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +31,7 @@ import torch
 from spektron.errors import ConfigError
 
 MASK_KINDS = ("span", "random", "peak")
+SPAN_DISTS = ("uniform", "log_uniform")
 
 
 @dataclass
@@ -38,8 +44,11 @@ class MaskConfig:
     max_span: int = 32
     peak_power: float = 1.0  # sharpness of the preference for peaks (0 = uniform centres)
     peak_floor: float = 0.05  # keeps baseline centres possible: weight = x̃^power + floor
+    span_dist: str = "uniform"  # uniform | log_uniform (span lengths; module docstring)
 
     def __post_init__(self) -> None:
+        if self.span_dist not in SPAN_DISTS:
+            raise ConfigError(f"mask span_dist must be one of {SPAN_DISTS}, got {self.span_dist!r}")
         if self.kind not in MASK_KINDS:
             raise ConfigError(f"mask kind must be one of {MASK_KINDS}, got {self.kind!r}")
         if not 0.0 < self.fraction < 1.0:
@@ -66,12 +75,19 @@ def random_mask(
     return mask
 
 
-def _span_lengths(
-    target: int, min_span: int, max_span: int, generator: torch.Generator
-) -> list[int]:
+def _span_length(cfg: MaskConfig, generator: torch.Generator) -> int:
+    """One span length from ``cfg.span_dist`` over {min_span, …, max_span}."""
+    if cfg.span_dist == "uniform":
+        return int(torch.randint(cfg.min_span, cfg.max_span + 1, (1,), generator=generator))
+    lo, hi = math.log(cfg.min_span), math.log(cfg.max_span + 1)
+    u = float(torch.rand(1, generator=generator, dtype=torch.float64))
+    return min(int(math.exp(lo + u * (hi - lo))), cfg.max_span)
+
+
+def _span_lengths(target: int, cfg: MaskConfig, generator: torch.Generator) -> list[int]:
     lengths: list[int] = []
     while sum(lengths) < target:
-        lengths.append(int(torch.randint(min_span, max_span + 1, (1,), generator=generator)))
+        lengths.append(_span_length(cfg, generator))
     return lengths
 
 
@@ -80,7 +96,7 @@ def span_mask(batch: int, length: int, cfg: MaskConfig, generator: torch.Generat
     target = round(cfg.fraction * length)
     mask = torch.zeros(batch, length, dtype=torch.bool)
     for b in range(batch):
-        lengths = _span_lengths(target, cfg.min_span, cfg.max_span, generator)
+        lengths = _span_lengths(target, cfg, generator)
         n = len(lengths)
         # Gaps g_0, g_n >= 0 and g_1..g_{n-1} >= 1 summing to the unmasked count: remove the
         # n - 1 compulsory points, then draw a uniform composition of the rest into n + 1 parts
@@ -111,7 +127,7 @@ def peak_mask(spectra: torch.Tensor, cfg: MaskConfig, generator: torch.Generator
     mask = torch.zeros(batch, length, dtype=torch.bool)
     for b in range(batch):
         while int(mask[b].sum()) < target:
-            ell = int(torch.randint(cfg.min_span, cfg.max_span + 1, (1,), generator=generator))
+            ell = _span_length(cfg, generator)
             # Centres only on unmasked points, so every span adds at least one point.
             w = weights[b].masked_fill(mask[b], 0.0)  # (L,)
             centre = int(torch.multinomial(w, 1, generator=generator))

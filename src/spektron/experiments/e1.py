@@ -88,6 +88,32 @@ def eval_batch(task: MaskedReconstruction, data: ArrayData) -> tuple[np.ndarray,
     return data.arrays["x"].astype(np.float64), mask
 
 
+def gap_evals(
+    e1: E1Config, wn: np.ndarray, data: ArrayData
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Truth and fixed masks of ``data`` under spans of exactly ℓ points (at the training mask
+    fraction, seeded like every evaluation mask), for each ℓ of ``e1.eval_spans``."""
+    out = {}
+    for ell in e1.eval_spans:
+        if ell > len(wn):
+            raise ConfigError(f"e1.eval_spans: {ell} points exceed the grid's {len(wn)}")
+        mask = dataclasses.replace(
+            e1.msrp.mask, kind="span", min_span=ell, max_span=ell, span_dist="uniform"
+        )
+        task = MaskedReconstruction(dataclasses.replace(e1.msrp, mask=mask), wn)
+        out[ell] = eval_batch(task, data)
+    return out
+
+
+def masked_mse_by_molecule(
+    pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """Per-molecule mean of the per-spectrum masked MSE (molecules in ``np.unique`` order)."""
+    se = (((pred - truth) ** 2) * mask).sum(1) / np.maximum(mask.sum(1), 1)
+    _, inv = np.unique(rows, return_inverse=True)
+    return np.bincount(inv, se) / np.bincount(inv)
+
+
 def pooled_masked_mse(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     """Σ m (x̂ − x)² / Σ m: the trainer's validation criterion."""
     return float(((pred - truth) ** 2)[mask].sum() / max(mask.sum(), 1))
@@ -174,11 +200,13 @@ def run_baselines(
     evals: dict[str, tuple[np.ndarray, np.ndarray]],
     wn: np.ndarray,
     e1: E1Config,
+    gaps: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """Fit every baseline on train, pick its settings on validation, score on test.
 
-    ``evals`` holds (truth, fixed mask) of "val" and "test" (:func:`eval_batch`). Returns
-    (summary per baseline, test predictions (N, L) per baseline, scores per baseline).
+    ``evals`` holds (truth, fixed mask) of "val" and "test" (:func:`eval_batch`), ``gaps`` the
+    test's per gap length (:func:`gap_evals`). Returns (summary per baseline, test predictions
+    (N, L) per baseline, scores per baseline).
     """
     train = splits["train"].arrays["x"].astype(np.float64)
     val_truth, val_mask = evals["val"]
@@ -206,6 +234,16 @@ def run_baselines(
             **summarise_scores(sc, e1),
             "fit_predict_s": time.perf_counter() - t0,
         }
+        if gaps:
+            rows = splits["test"].arrays["row"]
+            sc["gap_length"] = {
+                ell: masked_mse_by_molecule(model.predict(t, m), t, m, rows)
+                for ell, (t, m) in gaps.items()
+            }
+            summary[name]["gap_length"] = {
+                str(ell): bootstrap_ci(v, n_boot=e1.n_bootstrap)
+                for ell, v in sc["gap_length"].items()
+            }
         log.info("baseline %s: val masked MSE %.4g", name, summary[name]["val_masked_mse"])
     return summary, preds, scores
 
@@ -293,7 +331,16 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     pred = predict_split(best, task, truth, mask, dist.device)
     infer_s = time.perf_counter() - t0
     sc = score(pred, splits["test"], truth, mask, wn, e1)
-    write_json_atomic(run_dir / "per_molecule.json", per_molecule_json(sc))
+    pm = per_molecule_json(sc)
+    gap_mean: dict[str, float] = {}
+    if e1.eval_spans:  # the same model under spans of exactly ℓ points, per ℓ
+        pm["gap_length"] = {}
+        for ell, (g_truth, g_mask) in gap_evals(e1, wn, splits["test"]).items():
+            g_pred = predict_split(best, task, g_truth, g_mask, dist.device)
+            per_mol = masked_mse_by_molecule(g_pred, g_truth, g_mask, splits["test"].arrays["row"])
+            pm["gap_length"][str(ell)] = _jsonable(per_mol)
+            gap_mean[str(ell)] = float(np.mean(per_mol))
+    write_json_atomic(run_dir / "per_molecule.json", pm)
     clamped = None
     if hasattr(best.backbone, "clamp_counts"):  # D-LinOSS: oscillators without a_raw gradient
         init = Spektron.from_checkpoint(run_dir / INIT_NAME)
@@ -321,6 +368,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "best_step": fit["best_step"],
         "test_inference_s": infer_s,
         "clamped_oscillators": clamped,
+        "gap_length_masked_mse": gap_mean,
         "metric_directions": {m: METRIC_DIRECTIONS[m] for m in E1_METRICS},
         **summarise_scores(sc, e1),
         "examples": {"index": ex.tolist(), "pred": [pred[i].tolist() for i in ex]},
@@ -522,7 +570,8 @@ def run_e1(
     base_scores: dict[str, Any] = {}
     if dist.is_main:
         evals = {s: eval_batch(task, splits[s]) for s in ("val", "test")}
-        base_summary, base_preds, base_scores = run_baselines(splits, evals, wn, e1)
+        gaps = gap_evals(e1, wn, splits["test"])
+        base_summary, base_preds, base_scores = run_baselines(splits, evals, wn, e1, gaps)
         write_json_atomic(out / "baselines.json", base_summary)
 
     step_s = est["per_step_s"]
@@ -575,6 +624,8 @@ def aggregate(
     e1 = cfg.e1
     backbones: dict[str, Any] = {}
     per_mol_mean: dict[str, dict[str, np.ndarray]] = {}
+    gap_arms: dict[str, dict[str, Any]] = {}
+    gap_avg: dict[str, dict[str, np.ndarray]] = {}
     mol_rows = None
     for name in e1.backbones:
         runs = [results[spec_for(name, best_lr[name], s)["run_dir"]] for s in seeds]
@@ -621,12 +672,26 @@ def aggregate(
             "peak_memory_mb": mean_std([r["train"]["peak_memory_mb"] for r in runs]),
             "memory_kind": runs[0]["train"]["memory_kind"],
         }
+        if e1.eval_spans:
+            gap_avg[name] = {}
+            for ell in map(str, e1.eval_spans):
+                vals = np.array(
+                    [[np.nan if v is None else v for v in pm["gap_length"][ell]] for pm in pm_runs]
+                )
+                gap_avg[name][ell] = vals.mean(axis=0)
+                per_seed = [float(np.nanmean(v)) for v in vals]
+                gap_arms.setdefault(name, {})[ell] = {
+                    **mean_std(per_seed),
+                    "per_seed": per_seed,
+                    "ci": bootstrap_ci(gap_avg[name][ell], n_boot=e1.n_bootstrap),
+                }
         if runs[0].get("clamped_oscillators"):  # per seed: init, best and final weights
             backbones[name]["clamped_oscillators"] = [r["clamped_oscillators"] for r in runs]
     # Paired comparisons on the same test molecules (seed-averaged per-molecule masked MSE):
     # D-LinOSS against every other arm, and every arm against the best baseline; Holm-corrected.
     paired = []
     ref = "dlinoss" if "dlinoss" in backbones else e1.backbones[0]
+    best_base = None
     for name in e1.backbones:
         if name != ref:
             paired.append((ref, name, per_mol_mean[ref], per_mol_mean[name]))
@@ -653,6 +718,18 @@ def aggregate(
         for name in e1.backbones
     }
     L = cfg.data.grid.n_points
+    gap_length = None
+    if e1.eval_spans:
+        g = cfg.data.grid
+        gap_length = {
+            "spans": list(e1.eval_spans),
+            "cm_per_point": (g.hi - g.lo) / (g.n_points - 1),
+            "mask": f"spans of exactly ℓ points, {e1.msrp.mask.fraction:.0%} of the grid (test)",
+            "train_mask": _mask_text(e1),
+            "backbones": gap_arms,
+            "baselines": {b: s["gap_length"] for b, s in base_summary.items() if "gap_length" in s},
+            "paired": _gap_paired(e1, gap_avg, base_scores, ref, best_base),
+        }
     return {
         "schema_version": SCHEMA_VERSION,
         "experiment": "e1",
@@ -671,10 +748,7 @@ def aggregate(
             "n_val": dataset["n_spectra"]["val"],
             "n_test": dataset["n_spectra"]["test"],
             "n_test_molecules": len(mol_rows or []),
-            "mask": (
-                f"{e1.msrp.mask.kind} {e1.msrp.mask.fraction:.0%} "
-                f"({e1.msrp.mask.min_span}-{e1.msrp.mask.max_span} points)"
-            ),
+            "mask": _mask_text(e1),
             "normalization": e1.normalization,
             "note": (
                 "paper scale (docs/DESIGN.md §4)"
@@ -688,6 +762,7 @@ def aggregate(
         "backbones": backbones,
         "baselines": base_summary,
         "paired": rows,
+        "gap_length": gap_length,
         "quality_gate": {
             "passed": all(g["passed"] for g in gate.values()),
             "references": refs,
@@ -695,6 +770,44 @@ def aggregate(
             "criterion": "best validation masked MSE (mean over seeds) below interpolation and PCA",
         },
     }
+
+
+def _mask_text(e1: E1Config) -> str:
+    m = e1.msrp.mask
+    dist = "" if m.span_dist == "uniform" else f", {m.span_dist.replace('_', '-')}"
+    return f"{m.kind} {m.fraction:.0%} ({m.min_span}-{m.max_span} points{dist})"
+
+
+def _gap_paired(
+    e1: E1Config,
+    gap_avg: dict[str, dict[str, np.ndarray]],
+    base_scores: dict[str, Any],
+    ref: str,
+    best_base: str | None,
+) -> list[dict[str, Any]]:
+    """At every gap length: ``ref`` (D-LinOSS) against every other arm and every arm against
+    ``best_base`` (the baseline chosen on validation for the main comparison), paired over
+    molecules, Holm-corrected within each length."""
+    out = []
+    for ell in map(str, e1.eval_spans):
+        pairs = [(ref, n, gap_avg[ref][ell], gap_avg[n][ell]) for n in gap_avg if n != ref]
+        if best_base is not None:
+            base = base_scores[best_base]["gap_length"][int(ell)]
+            pairs += [(n, best_base, gap_avg[n][ell], base) for n in gap_avg]
+        rows = [
+            {
+                "span": int(ell),
+                "a": a,
+                "b": b,
+                "metric": f"masked_mse, {ell}-point gaps",
+                **paired_bootstrap(va, vb, n_boot=e1.n_bootstrap),
+            }
+            for a, b, va, vb in pairs
+        ]
+        for r, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
+            r["p_holm"] = p
+        out += rows
+    return out
 
 
 def write_examples(

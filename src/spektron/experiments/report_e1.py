@@ -7,7 +7,8 @@ and ``examples.json`` (a few test spectra with every arm's prediction). From the
 
 * ``table.md``: the results table, the quality gate and the paired comparisons;
 * ``figures/reconstructions.{png,pdf}``: truth vs predictions with the masked spans shaded;
-* ``figures/metric_vs_cost.{png,pdf}``: test masked MSE vs forward FLOPs and vs throughput.
+* ``figures/metric_vs_cost.{png,pdf}``: test masked MSE vs forward FLOPs and vs throughput;
+* ``figures/gap_length.{png,pdf}`` (when ``e1.eval_spans`` is set): masked MSE vs gap length.
 
 The data are SIMULATED; the table header and every figure carry the data label from the JSON.
 """
@@ -210,6 +211,7 @@ def format_e1_table(summary: dict[str, Any]) -> str:
     lines += _by_kind_lines(backbones, baselines)
     unit = summary.get("ci_unit") or "test spectra"
     lines += ["", *paired_lines(summary.get("paired", []), unit)]
+    lines += _gap_lines(summary.get("gap_length"), unit)
     lines += ["", *_sweep_lines(backbones)]
     footer = [
         f"wall time {fmt_num(summary['wall_time_s'])} s" if "wall_time_s" in summary else "",
@@ -458,6 +460,90 @@ def plot_metric_vs_cost(summary: dict[str, Any], path_stem: Path) -> list[Path]:
     return save_figure(fig, path_stem)
 
 
+def _gap_lines(gap: Any, unit: str) -> list[str]:
+    """Masked MSE by gap length: mean over seeds with the bootstrap 95% CI, per arm and
+    baseline, then the paired comparisons at each length."""
+    if not isinstance(gap, dict) or not gap.get("spans"):
+        return []
+    spans = [str(n) for n in gap["spans"]]
+    cm = finite(gap.get("cm_per_point"))
+    heads = [f"{n} pts" + (f" (~{round(int(n) * cm)} cm⁻¹)" if cm else "") for n in spans]
+    lines = [
+        "",
+        "### Masked MSE by gap length",
+        "",
+        f"Test masks: {gap.get('mask', NA)}; trained on {gap.get('train_mask', NA)}. "
+        "Arms: mean over seeds, 95% CI over test molecules (seed-averaged); baselines: mean, CI.",
+        "",
+        md_row(["arm", *heads]),
+        md_row(["---"] * (1 + len(spans))),
+    ]
+    for group, rows in (("", gap.get("backbones", {})), (" (baseline)", gap.get("baselines", {}))):
+        for name in sorted(rows):
+            cells = []
+            for n in spans:
+                e = rows[name].get(n, {})
+                mean = dig(e, "mean")
+                ci = dig(e, "ci") if "ci" in e else e
+                cells.append(f"{fmt_num(mean)} {fmt_ci(ci)}".strip())
+            lines.append(md_row([name + group, *cells]))
+    if gap.get("paired"):
+        lines += ["", *paired_lines(gap["paired"], unit)]
+    return lines
+
+
+def plot_gap_length(summary: dict[str, Any], path_stem: Path) -> list[Path]:
+    """Test masked MSE vs gap length: every arm (mean over seeds, bar: bootstrap 95% CI over
+    molecules) and every baseline (dashed), log-log."""
+    plt = pyplot()
+    gap = summary["gap_length"]
+    spans = [int(n) for n in gap["spans"]]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, name in enumerate(sorted(gap.get("backbones", {}))):
+        row = gap["backbones"][name]
+        ys = [finite(dig(row, str(n), "mean")) for n in spans]
+        lo = [finite(dig(row, str(n), "ci", "lo")) for n in spans]
+        hi = [finite(dig(row, str(n), "ci", "hi")) for n in spans]
+        ok = [k for k, y in enumerate(ys) if y is not None and lo[k] is not None]
+        ax.errorbar(
+            [spans[k] for k in ok],
+            [ys[k] for k in ok],
+            yerr=[[ys[k] - lo[k] for k in ok], [hi[k] - ys[k] for k in ok]],
+            fmt="-" + ARM_MARKERS[i % len(ARM_MARKERS)],
+            ms=5,
+            capsize=3,
+            color=f"C{i % 10}",
+            label=name,
+        )
+    for k, name in enumerate(sorted(gap.get("baselines", {}))):
+        row = gap["baselines"][name]
+        ys = [finite(dig(row, str(n), "mean")) for n in spans]
+        ok = [j for j, y in enumerate(ys) if y is not None]
+        ax.plot(
+            [spans[j] for j in ok],
+            [ys[j] for j in ok],
+            ls=BASELINE_STYLES[k % len(BASELINE_STYLES)],
+            color="0.35",
+            lw=1.2,
+            label=f"{name} (baseline)",
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(spans, [str(n) for n in spans])
+    cm = finite(gap.get("cm_per_point"))
+    ax.set_xlabel("gap length (grid points" + (f"; 1 point = {cm:.2f} cm⁻¹)" if cm else ")"))
+    ax.set_ylabel("test masked MSE (bar: 95% CI over molecules)")
+    ax.grid(alpha=0.3, which="major")
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    figure_title(
+        fig,
+        f"E1 masked MSE vs gap length, preset {summary.get('preset', NA)}; trained on "
+        f"{gap.get('train_mask', NA)}\n{summary['data_label']}",
+    )
+    fig.tight_layout()
+    return save_figure(fig, path_stem)
+
+
 # ----------------------------------------------------------------------------- builders
 
 
@@ -481,6 +567,8 @@ def build_e1_report(e1_dir: Path) -> dict[str, Any]:
     fig_dir.mkdir(exist_ok=True)
     figures = plot_reconstructions(summary, examples, fig_dir / "reconstructions")
     figures += plot_metric_vs_cost(summary, fig_dir / "metric_vs_cost")
+    if isinstance(summary.get("gap_length"), dict) and summary["gap_length"].get("spans"):
+        figures += plot_gap_length(summary, fig_dir / "gap_length")
     log.info("E1 report: %s and %d figure files in %s", table, len(figures), fig_dir)
     return {"table": str(table), "figures": [str(p) for p in figures]}
 
