@@ -233,6 +233,11 @@ class E1Config:
     # Gap-length axis: every arm and baseline is also scored on test under span masks of
     # exactly these lengths (grid points, at the training mask fraction); () = off.
     eval_spans: tuple[int, ...] = ()
+    # Convergence rule, the same for every arm (spektron.training.convergence): the best
+    # validation loss improved by less than ``convergence_tol`` (relative) over the last
+    # ``convergence_window`` of the steps. Judged from each run's history, never retrained for.
+    convergence_tol: float = 0.02
+    convergence_window: float = 0.25
 
     def __post_init__(self) -> None:
         self.backbones = tuple(self.backbones)
@@ -245,6 +250,11 @@ class E1Config:
             all(n >= 1 for n in self.eval_spans)
             and len(set(self.eval_spans)) == len(self.eval_spans),
             f"e1.eval_spans must be distinct span lengths >= 1 (points), got {self.eval_spans}",
+        )
+        _check(
+            self.convergence_tol > 0 and 0 < self.convergence_window < 1,
+            "e1.convergence_tol must be > 0 and e1.convergence_window in (0, 1), got "
+            f"{self.convergence_tol}, {self.convergence_window}",
         )
         _check(len(self.backbones) > 0, "e1.backbones is empty")
         _check(len(set(self.backbones)) == len(self.backbones), "e1.backbones has duplicates")

@@ -242,3 +242,10 @@ def test_e1_gap_length_axis_scores_every_arm_and_baseline_per_span(e1_run, tmp_p
     # The variant has no zero-gradient region: nothing outside the interval.
     clamped = summary["backbones"]["dlinoss_sigmoid"]["clamped_oscillators"][0]
     assert clamped["end"]["below_lo"] == clamped["end"]["above_hi"] == 0
+    # Learning curves and the convergence rule, for every arm.
+    assert "improved by < 2%" in summary["convergence"]["rule"]
+    for b in summary["backbones"].values():
+        (curve,) = b["val_curves"]
+        assert curve["step"][-1] == cfg.e1.train.steps and len(curve["val"]) == len(curve["step"])
+        assert b["convergence"]["per_seed"][0]["S"] == cfg.e1.train.steps
+    assert (out / "figures" / "val_curves.png").is_file() and "### Convergence" in table

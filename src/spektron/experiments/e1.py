@@ -63,6 +63,7 @@ from spektron.experiments.runner import (
 )
 from spektron.training import distributed as D
 from spektron.training.config import TrainConfig
+from spektron.training.convergence import run_convergence
 from spektron.training.data import KIND_CODES, ArrayData
 from spektron.training.tasks import MaskedReconstruction
 from spektron.utils import write_json_atomic
@@ -382,10 +383,18 @@ def _public_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in ("dist", "example_idx", "wavenumber")}
 
 
+# E1 settings read only when the results are gathered (from the runs' histories): changing
+# them re-judges finished runs, it does not retrain them.
+NOT_HASHED = ("convergence_tol", "convergence_window")
+
+
 def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
     """What identifies an E1 run (a finished run is reused only when all of it is unchanged)."""
     keys = ("backbone", "lr", "seed", "model", "e1", "dataset")
-    return json.loads(json.dumps({k: spec[k] for k in keys}))
+    out = json.loads(json.dumps({k: spec[k] for k in keys}))
+    for k in NOT_HASHED:
+        out["e1"].pop(k, None)
+    return out
 
 
 def _run_hash(spec: dict[str, Any]) -> str:
@@ -685,6 +694,15 @@ def aggregate(
                     "per_seed": per_seed,
                     "ci": bootstrap_ci(gap_avg[name][ell], n_boot=e1.n_bootstrap),
                 }
+        conv = [
+            run_convergence(Path(d), "recon", e1.convergence_tol, e1.convergence_window)
+            for d in dirs
+        ]
+        backbones[name]["convergence"] = {
+            "converged": all(c["converged"] for c in conv),
+            "per_seed": [{k: v for k, v in c.items() if k != "curve"} for c in conv],
+        }
+        backbones[name]["val_curves"] = [c["curve"] for c in conv]
         if runs[0].get("clamped_oscillators"):  # per seed: init, best and final weights
             backbones[name]["clamped_oscillators"] = [r["clamped_oscillators"] for r in runs]
     # Paired comparisons on the same test molecules (seed-averaged per-molecule masked MSE):
@@ -763,6 +781,15 @@ def aggregate(
         "baselines": base_summary,
         "paired": rows,
         "gap_length": gap_length,
+        "convergence": {
+            "rule": (
+                f"best validation masked MSE improved by < {e1.convergence_tol:.0%} (relative) "
+                f"over the last {e1.convergence_window:.0%} of the steps"
+            ),
+            "tol": e1.convergence_tol,
+            "window": e1.convergence_window,
+            "all_converged": all(b["convergence"]["converged"] for b in backbones.values()),
+        },
         "quality_gate": {
             "passed": all(g["passed"] for g in gate.values()),
             "references": refs,

@@ -8,6 +8,7 @@ and ``examples.json`` (a few test spectra with every arm's prediction). From the
 * ``table.md``: the results table, the quality gate and the paired comparisons;
 * ``figures/reconstructions.{png,pdf}``: truth vs predictions with the masked spans shaded;
 * ``figures/metric_vs_cost.{png,pdf}``: test masked MSE vs forward FLOPs and vs throughput;
+* ``figures/val_curves.{png,pdf}``: validation curves of every arm and seed;
 * ``figures/gap_length.{png,pdf}`` (when ``e1.eval_spans`` is set): masked MSE vs gap length.
 
 The data are SIMULATED; the table header and every figure carry the data label from the JSON.
@@ -212,6 +213,7 @@ def format_e1_table(summary: dict[str, Any]) -> str:
     unit = summary.get("ci_unit") or "test spectra"
     lines += ["", *paired_lines(summary.get("paired", []), unit)]
     lines += _gap_lines(summary.get("gap_length"), unit)
+    lines += _convergence_lines(summary)
     lines += ["", *_sweep_lines(backbones)]
     footer = [
         f"wall time {fmt_num(summary['wall_time_s'])} s" if "wall_time_s" in summary else "",
@@ -492,6 +494,67 @@ def _gap_lines(gap: Any, unit: str) -> list[str]:
     return lines
 
 
+def _convergence_lines(summary: dict[str, Any]) -> list[str]:
+    """Per arm and seed: the relative change of the best validation loss over the last part
+    of the steps, against the stated rule."""
+    rule = summary.get("convergence")
+    if not isinstance(rule, dict):
+        return []
+    lines = ["", "### Convergence", "", f"Rule: {rule.get('rule', NA)}.", ""]
+    lines += [md_row(["arm", "change over the window, per seed", "converged"])]
+    lines += [md_row(["---"] * 3)]
+    for name, b in sorted(summary["backbones"].items()):
+        conv = b.get("convergence")
+        if not isinstance(conv, dict):
+            continue
+        rel = [dig(c, "rel_change") for c in conv.get("per_seed", [])]
+        cells = ", ".join(NA if finite(r) is None else f"{100 * r:.1f} %" for r in rel)
+        lines.append(md_row([name, cells, "yes" if conv.get("converged") else "**no**"]))
+    if not rule.get("all_converged"):
+        lines += ["", "Not every arm meets the rule: its numbers are those of an unfinished run."]
+    return lines
+
+
+def plot_val_curves(summary: dict[str, Any], path_stem: Path) -> list[Path]:
+    """Validation masked MSE vs optimizer step for every arm and seed (log y), with the start
+    of the convergence window marked."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    s0 = None
+    for i, (name, b) in enumerate(sorted(summary["backbones"].items())):
+        for k, curve in enumerate(b.get("val_curves") or []):
+            if not curve.get("step"):
+                continue
+            ax.plot(
+                curve["step"],
+                curve["val"],
+                color=f"C{i % 10}",
+                lw=1.2 if k == 0 else 0.7,
+                alpha=1.0 if k == 0 else 0.6,
+                marker=ARM_MARKERS[i % len(ARM_MARKERS)] if k == 0 else None,
+                ms=3,
+                label=name if k == 0 else None,
+            )
+            per_seed = dig(b, "convergence", "per_seed") or []
+            if per_seed and finite(dig(per_seed[0], "s0")) is not None:
+                s0 = per_seed[0]["s0"]
+    if s0 is not None:
+        ax.axvline(s0, color="0.5", ls=":", lw=1.0, label="convergence window starts")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation masked MSE (every seed; first seed marked)")
+    ax.grid(alpha=0.3, which="major")
+    ax.legend(fontsize=8, frameon=False)
+    rule = dig(summary, "convergence", "rule") or ""
+    figure_title(
+        fig,
+        f"E1 validation curves, preset {summary.get('preset', NA)}; rule: {rule}\n"
+        f"{summary['data_label']}",
+    )
+    fig.tight_layout()
+    return save_figure(fig, path_stem)
+
+
 def plot_gap_length(summary: dict[str, Any], path_stem: Path) -> list[Path]:
     """Test masked MSE vs gap length: every arm (mean over seeds, bar: bootstrap 95% CI over
     molecules) and every baseline (dashed), log-log."""
@@ -567,6 +630,8 @@ def build_e1_report(e1_dir: Path) -> dict[str, Any]:
     fig_dir.mkdir(exist_ok=True)
     figures = plot_reconstructions(summary, examples, fig_dir / "reconstructions")
     figures += plot_metric_vs_cost(summary, fig_dir / "metric_vs_cost")
+    if any(b.get("val_curves") for b in summary["backbones"].values()):
+        figures += plot_val_curves(summary, fig_dir / "val_curves")
     if isinstance(summary.get("gap_length"), dict) and summary["gap_length"].get("spans"):
         figures += plot_gap_length(summary, fig_dir / "gap_length")
     log.info("E1 report: %s and %d figure files in %s", table, len(figures), fig_dir)
