@@ -93,7 +93,10 @@ def test_flat_config_lists_every_leaf_once():
     assert flat["e1.train.lr"] == RunConfig().e1.train.lr
     assert flat["data.physics.level"] == "fast-hybrid"
     # Only an empty free mapping (keys of the user's choosing) is a leaf that is a dict.
-    assert [k for k, v in flat.items() if isinstance(v, dict)] == ["e1.arm_overrides"]
+    assert [k for k, v in flat.items() if isinstance(v, dict)] == [
+        "e1.arm_overrides",
+        "e1.tune.knobs",
+    ]
     for key, value in list(flat.items())[:: max(1, len(flat) // 25)]:  # every key is settable
         apply_overrides(RunConfig(), [f"{key}={json.dumps(value)}"])
 

@@ -202,6 +202,49 @@ def _paper_train() -> TrainConfig:
 
 
 @dataclass
+class TuneConfig:
+    """One tuning protocol for every arm (``spektron.experiments.tuning``): per arm the same
+    number of trials, each a short training run of ``steps`` on the first seed, sampled by
+    Optuna's TPE over the learning rate (log-uniform in [lr_min, lr_max]) and the arm's own
+    knobs (``knobs``, else those its backbone config declares); chosen on validation only.
+    When the best LR lies in the outer ``edge`` of the log range, that end is moved out by
+    ``extend`` and ``extension_trials`` more trials run, at most ``max_extensions`` times."""
+
+    n_trials: int = 0  # per arm; 0 = off (the LR sweep of e1.lr_sweep instead)
+    steps: int = 200  # optimizer steps of every trial (the recipe's warmup and schedule)
+    lr_min: float = 1e-4
+    lr_max: float = 1e-2
+    edge: float = 0.1  # fraction of the log LR range counted as its edge at either end
+    extend: float = 3.0
+    max_extensions: int = 2
+    extension_trials: int = 4
+    startup_trials: int = 4  # TPE's random start (per arm)
+    # Per arm, field → candidate values; an arm listed with {} tunes the LR only; an arm not
+    # listed gets its backbone config's TUNE_KNOBS.
+    knobs: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.n_trials >= 0, f"e1.tune.n_trials must be >= 0, got {self.n_trials}")
+        _check(self.steps >= 1, f"e1.tune.steps must be >= 1, got {self.steps}")
+        _check(
+            0 < self.lr_min < self.lr_max,
+            f"e1.tune needs 0 < lr_min < lr_max, got {self.lr_min}, {self.lr_max}",
+        )
+        _check(0 < self.edge < 0.5, f"e1.tune.edge must lie in (0, 0.5), got {self.edge}")
+        _check(self.extend > 1, f"e1.tune.extend must be > 1, got {self.extend}")
+        _check(
+            self.max_extensions >= 0 and self.extension_trials >= 1 and self.startup_trials >= 1,
+            "e1.tune.max_extensions must be >= 0, extension_trials and startup_trials >= 1",
+        )
+        for arm, space in self.knobs.items():
+            _check(
+                isinstance(space, dict)
+                and all(isinstance(v, list) and len(v) >= 1 for v in space.values()),
+                f"e1.tune.knobs.{arm} must map config fields to lists of values, got {space!r}",
+            )
+
+
+@dataclass
 class E1Config:
     """E1: masked spectral reconstruction benchmark (arms differ only in the backbone)."""
 
@@ -238,6 +281,7 @@ class E1Config:
     # ``convergence_window`` of the steps. Judged from each run's history, never retrained for.
     convergence_tol: float = 0.02
     convergence_window: float = 0.25
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def __post_init__(self) -> None:
         self.backbones = tuple(self.backbones)

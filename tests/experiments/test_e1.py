@@ -249,3 +249,48 @@ def test_e1_gap_length_axis_scores_every_arm_and_baseline_per_span(e1_run, tmp_p
         assert curve["step"][-1] == cfg.e1.train.steps and len(curve["val"]) == len(curve["step"])
         assert b["convergence"]["per_seed"][0]["S"] == cfg.e1.train.steps
     assert (out / "figures" / "val_curves.png").is_file() and "### Convergence" in table
+
+
+def test_e1_tuning_protocol_same_trials_for_every_arm_on_validation(e1_run, tmp_path, monkeypatch):
+    _, _, _, _, cache = e1_run
+    monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
+    extra = [
+        'e1.backbones=["dlinoss","cnn"]',
+        "e1.tune.n_trials=3",
+        "e1.tune.steps=2",
+        "e1.tune.startup_trials=2",
+        "e1.tune.max_extensions=1",
+        "e1.tune.extension_trials=1",
+        'e1.tune.knobs.cnn={"kernel_size": [3, 5]}',
+    ]
+    cfg = _cfg(*extra)
+    out = tmp_path / "e1"
+    plans = []
+    summary = run_e1(cfg, out, progress=False, announce=plans.append)
+    assert plans[0]["tuning"]["n_trials"] == 3 and plans[0]["lr_sweep"] == []
+    tuning = summary["tuning"]
+    assert "test never used" in tuning["protocol"]["criterion"]
+    for name in ("dlinoss", "cnn"):
+        t = tuning["arms"][name]
+        # Every arm: the same trials (3, plus 1 per extension), all recorded, best on validation.
+        assert len(t["trials"]) == 3 + t["extensions"] and t["extensions"] <= 1
+        vals = [x["val"] for x in t["trials"]]
+        assert t["best"]["val"] == min(vals)
+        best = t["trials"][t["best"]["trial"]]
+        b = summary["backbones"][name]
+        assert b["lr"] == best["lr"] and b["tuned"]["shape"] == best["shape"]
+        for k, v in best["shape"].items():  # the final runs use the chosen knobs
+            assert b["backbone_config"][k] == v
+        lo, hi = t["lr_range"]
+        assert lo <= b["lr"] <= hi
+        # Trial folders: validation only (no test scoring), under tune/<arm>/.
+        m = json.loads((out / "tune" / name).glob("trial_*/metrics.json").__next__().read_text())
+        assert m["experiment"] == "e1-tuning-trial" and "test" not in m
+    assert set(tuning["arms"]["cnn"]["space"]) == {"kernel_size"}
+    assert set(tuning["arms"]["dlinoss"]["space"]) == {"r_min", "theta_min"}
+    table = (out / "table.md").read_text()
+    assert "### Tuning" in table
+    # A rerun proposes the same trials and reuses every folder: same choice, same numbers.
+    again = run_e1(cfg, out, progress=False)
+    assert again["tuning"]["arms"] == tuning["arms"]
+    assert again["backbones"]["cnn"]["test"] == summary["backbones"]["cnn"]["test"]

@@ -56,10 +56,18 @@ from spektron.experiments.runner import (
     model_config,
     package_versions,
     reuse_line,
+    run_folder_finished,
     run_specs,
     size_arms,
     sweep_then_seeds,
     threads_for,
+)
+from spektron.experiments.tuning import (
+    feasible_shapes,
+    knob_space,
+    protocol,
+    tune_arms,
+    with_shape,
 )
 from spektron.training import distributed as D
 from spektron.training.config import TrainConfig
@@ -326,6 +334,21 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     if not dist.is_main:
         D.barrier(dist)
         return {}
+    if spec.get("score_test") is False:  # a tuning trial: validation only, test untouched
+        metrics = {
+            "schema_version": SCHEMA_VERSION,
+            "experiment": "e1-tuning-trial",
+            "backbone": spec["backbone"],
+            "lr": spec["lr"],
+            "seed": spec["seed"],
+            "backbone_config": mcfg.backbone_config,
+            "train": fit,
+            "best_val_masked_mse": fit["best_val"],
+            "best_step": fit["best_step"],
+        }
+        write_json_atomic(metrics_path, metrics)
+        D.barrier(dist)
+        return metrics
     best = Spektron.from_checkpoint(run_dir / BEST_NAME, map_location=dist.device)
     truth, mask = eval_batch(task, splits["test"])
     t0 = time.perf_counter()
@@ -392,6 +415,8 @@ def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
     """What identifies an E1 run (a finished run is reused only when all of it is unchanged)."""
     keys = ("backbone", "lr", "seed", "model", "e1", "dataset")
     out = json.loads(json.dumps({k: spec[k] for k in keys}))
+    if spec.get("score_test") is False:
+        out["score_test"] = False
     for k in NOT_HASHED:
         out["e1"].pop(k, None)
     return out
@@ -450,18 +475,36 @@ class E1Context:
         else:
             self.jobs = self.e1.jobs or (os.cpu_count() or 1)
 
-    def add_arms(self, names: tuple[str, ...]) -> None:
+    def add_arms(self, names: tuple[str, ...], e1: E1Config | None = None) -> None:
         """Size each backbone to the budget; build its model config; count its FLOPs."""
-        e1 = dataclasses.replace(self.e1, backbones=tuple(names))
+        e1 = dataclasses.replace(e1 or self.e1, backbones=tuple(names))
         for name, arm in size_arms(e1).items():
-            arm["model"] = model_config(e1, name, arm["backbone_config"])
-            arm["flops"] = arm_flops(arm["model"], len(self.wn))
-            self.arms[name] = arm
+            self.arms[name] = self._complete(name, arm, e1)
+
+    def sized_arm(self, name: str, e1: E1Config) -> dict[str, Any]:
+        """One arm sized under ``e1`` (e.g. with a tuning trial's knobs fixed), not stored."""
+        (arm,) = size_arms(dataclasses.replace(e1, backbones=(name,))).values()
+        return self._complete(name, arm, e1)
+
+    def _complete(self, name: str, arm: dict[str, Any], e1: E1Config) -> dict[str, Any]:
+        arm["model"] = model_config(e1, name, arm["backbone_config"])
+        arm["flops"] = arm_flops(arm["model"], len(self.wn))
+        return arm
 
     def spec(
-        self, name: str, lr: float, seed: int, run_dir: Path, progress: bool = False
+        self,
+        name: str,
+        lr: float,
+        seed: int,
+        run_dir: Path,
+        progress: bool = False,
+        arm: dict[str, Any] | None = None,
+        e1: E1Config | None = None,
+        score_test: bool = True,
     ) -> dict[str, Any]:
-        arm = self.arms[name]
+        """A run's spec; ``arm``/``e1`` replace the stored arm and E1 settings (tuning trials,
+        which are scored on validation only: ``score_test=False``)."""
+        arm = arm or self.arms[name]
         cpu = self.dist.device.type == "cpu"
         spec = {
             **self.common,
@@ -476,6 +519,10 @@ class E1Context:
             "progress": progress and self.jobs == 1,
             "run_dir": str(run_dir),
         }
+        if e1 is not None:
+            spec["e1"] = to_dict(e1)
+        if not score_test:
+            spec["score_test"] = False
         spec["run_hash"] = _run_hash(spec)
         return spec
 
@@ -525,7 +572,8 @@ def describe_plan(
         "backbone_params": {n: a["n_params"] for n, a in ctx.arms.items()},
         "baselines": list(e1.baselines),
         "seeds": [cfg.seed + i for i in range(e1.n_seeds)],
-        "lr_sweep": list(e1.lr_sweep),
+        "lr_sweep": [] if e1.tune.n_trials else list(e1.lr_sweep),
+        "tuning": protocol(e1) if e1.tune.n_trials else None,
         "n_training_runs": runs_per_arm * len(ctx.arms),
         "steps_per_run": e1.train.steps,
         "effective_batch": e1.train.batch_size * e1.train.accumulation,
@@ -559,7 +607,8 @@ def run_e1(
     ctx = E1Context(cfg, dist, progress)
     ctx.add_arms(e1.backbones)
     arms, splits, task, wn, ex_idx = ctx.arms, ctx.splits, ctx.task, ctx.wn, ctx.ex_idx
-    runs_per_arm = len(e1.lr_sweep) + e1.n_seeds - 1
+    tuned = e1.tune.n_trials > 0
+    runs_per_arm = e1.tune.n_trials + e1.n_seeds if tuned else len(e1.lr_sweep) + e1.n_seeds - 1
     seeds = [cfg.seed + i for i in range(e1.n_seeds)]
     jobs = ctx.jobs
     dataset = ctx.dataset
@@ -568,11 +617,22 @@ def run_e1(
         run_dir = out / "runs" / name / f"lr{lr:g}_seed{seed}"
         return ctx.spec(name, lr, seed, run_dir, progress)
 
-    # A folder of runs with other settings is refused here, before anything is written.
-    reuse = check_run_folders(list(e1.backbones), e1.lr_sweep, seeds, spec_for, _hashed)
-    est = ctx.estimate_seconds(runs_per_arm)  # the plan's estimate and the job order
+    # A folder of runs with other settings is refused here, before anything is written (with
+    # tuning, the final runs' settings are known after it: their folders are checked then).
+    if tuned:
+        reuse = {"n_runs": 0, "n_reused": 0}
+        for name in e1.backbones:  # every arm's knobs meet the budget, before any trial
+            feasible_shapes(e1, name, knob_space(name, e1.tune))
+    else:
+        reuse = check_run_folders(list(e1.backbones), e1.lr_sweep, seeds, spec_for, _hashed)
+    # The plan's estimate (trials in units of full runs) and the job order.
+    est = ctx.estimate_seconds(
+        e1.n_seeds + e1.tune.n_trials * e1.tune.steps / e1.train.steps if tuned else runs_per_arm
+    )
     if announce is not None and dist.is_main:
-        announce({**describe_plan(cfg, ctx, runs_per_arm, est), "reuse": reuse_line(reuse, out)})
+        plan = describe_plan(cfg, ctx, runs_per_arm, est)
+        reuse_text = "tuning trials and final runs are reused where finished"
+        announce({**plan, "reuse": reuse_text if tuned else reuse_line(reuse, out)})
 
     base_summary: dict[str, Any] = {}
     base_preds: dict[str, np.ndarray] = {}
@@ -588,17 +648,33 @@ def run_e1(
     def run(specs: list[dict[str, Any]], what: str) -> dict[str, dict[str, Any]]:
         return run_specs(specs, jobs, dist, progress, f"E1 {what}", train_one, step_s=step_s)
 
-    results, best_lr, lr_vals = sweep_then_seeds(
-        list(e1.backbones), e1.lr_sweep, seeds, spec_for, run, "best_val_masked_mse"
-    )
-    for name in e1.backbones:
-        arms[name]["lr_sweep"] = lr_vals[name]
+    tuning = None
+    if tuned:
+        tuning = tune_e1(ctx, out, seeds[0], run)
+        best_lr = {n: tuning[n]["best"]["lr"] for n in e1.backbones}
+        for name in e1.backbones:  # the chosen knobs fixed for the sizer, as in the trial
+            arms[name] = ctx.sized_arm(name, with_shape(e1, name, tuning[name]["best"]["shape"]))
+            arms[name]["lr_sweep"] = {}
+        final = [spec_for(n, best_lr[n], s) for n in e1.backbones for s in seeds]
+        for sp in final:  # refused before training when a folder holds other settings
+            run_folder_finished(Path(sp["run_dir"]), sp["run_hash"], _hashed(sp))
+        results = run(final, "seeds (tuned)")
+    else:
+        results, best_lr, lr_vals = sweep_then_seeds(
+            list(e1.backbones), e1.lr_sweep, seeds, spec_for, run, "best_val_masked_mse"
+        )
+        for name in e1.backbones:
+            arms[name]["lr_sweep"] = lr_vals[name]
     if not dist.is_main:
         return {}
 
     summary = aggregate(
         cfg, out, arms, best_lr, seeds, results, spec_for, base_summary, base_scores, dataset
     )
+    if tuning is not None:
+        summary["tuning"] = {"protocol": protocol(e1), "arms": tuning}
+        for name in e1.backbones:
+            summary["backbones"][name]["tuned"] = tuning[name]["best"]
     summary["device"] = device_description(dist.device)
     summary["measured_step_s"] = step_s
     summary["wall_time_s"] = time.perf_counter() - t_start
@@ -615,6 +691,32 @@ def run_e1(
 
     summary["report"] = build_e1_report(out)
     return summary
+
+
+def tune_e1(ctx: E1Context, out: Path, seed: int, run: Any) -> dict[str, dict[str, Any]]:
+    """The tuning protocol (:mod:`spektron.experiments.tuning`) for every E1 arm: each trial a
+    run of ``e1.tune.steps`` steps on ``seed`` under ``out/tune/<arm>/trial_<hash>``, scored on
+    validation only."""
+    e1 = ctx.e1
+    trial_train = dataclasses.replace(e1, train=dataclasses.replace(e1.train, steps=e1.tune.steps))
+
+    def run_trials(batch: list[tuple[str, dict[str, Any]]]) -> list[float]:
+        specs: dict[str, dict[str, Any]] = {}
+        dirs = []
+        for name, params in batch:
+            arm = ctx.sized_arm(name, with_shape(trial_train, name, params["shape"]))
+            key = config_hash({"lr": params["lr"], "model": arm["model"]}, n=10)
+            run_dir = out / "tune" / name / f"trial_{key}"
+            dirs.append(str(run_dir))
+            specs[str(run_dir)] = ctx.spec(
+                name, params["lr"], seed, run_dir, arm=arm, e1=trial_train, score_test=False
+            )
+        res = run(list(specs.values()), "tuning")  # a repeated trial runs once
+        return [float(res[d]["best_val_masked_mse"]) for d in dirs]
+
+    arms = list(e1.backbones)
+    per_round = max(1, -(-ctx.jobs // len(arms)))
+    return tune_arms(arms, e1, seed, run_trials, per_round=per_round)
 
 
 def aggregate(

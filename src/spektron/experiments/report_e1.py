@@ -214,6 +214,7 @@ def format_e1_table(summary: dict[str, Any]) -> str:
     lines += ["", *paired_lines(summary.get("paired", []), unit)]
     lines += _gap_lines(summary.get("gap_length"), unit)
     lines += _convergence_lines(summary)
+    lines += _tuning_lines(summary.get("tuning"))
     lines += ["", *_sweep_lines(backbones)]
     footer = [
         f"wall time {fmt_num(summary['wall_time_s'])} s" if "wall_time_s" in summary else "",
@@ -491,6 +492,50 @@ def _gap_lines(gap: Any, unit: str) -> list[str]:
             lines.append(md_row([name + group, *cells]))
     if gap.get("paired"):
         lines += ["", *paired_lines(gap["paired"], unit)]
+    return lines
+
+
+def _tuning_lines(tuning: Any) -> list[str]:
+    """Per arm: trials run, the final LR range, the choice (LR, knobs, validation value) and
+    any choice at an edge, flagged. Every trial is in summary.json."""
+    if not isinstance(tuning, dict) or not tuning.get("arms"):
+        return []
+    p = tuning.get("protocol", {})
+    lines = [
+        "",
+        "### Tuning",
+        "",
+        f"Protocol: {p.get('sampler', NA)}; {p.get('n_trials', NA)} trials per arm of "
+        f"{p.get('steps_per_trial', NA)} steps; LR range {p.get('lr_range', NA)}; "
+        f"{p.get('edge_rule', NA)}; {p.get('criterion', NA)}; pruner: {p.get('pruner', NA)}.",
+        "",
+        md_row(
+            ["arm", "trials", "LR range", "chosen LR", "chosen knobs", "val masked MSE", "edge"]
+        ),
+        md_row(["---"] * 7),
+    ]
+    for name, t in sorted(tuning["arms"].items()):
+        best = t.get("best", {})
+        flags = []
+        if t.get("lr_at_edge"):
+            flags.append("LR at the edge after all extensions")
+        if t.get("knobs_at_edge"):
+            flags.append("at the end of its values: " + ", ".join(t["knobs_at_edge"]))
+        lo, hi = (t.get("lr_range") or [None, None])[:2]
+        knobs = ", ".join(f"{k}={v}" for k, v in sorted((best.get("shape") or {}).items()))
+        lines.append(
+            md_row(
+                [
+                    name,
+                    f"{len(t.get('trials', []))} ({t.get('extensions', 0)} extensions)",
+                    f"[{fmt_num(lo, 3)}, {fmt_num(hi, 3)}]",
+                    fmt_num(best.get("lr"), 3),
+                    knobs or "LR only",
+                    fmt_num(best.get("val")),
+                    "; ".join(flags) or "interior",
+                ]
+            )
+        )
     return lines
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -37,6 +37,10 @@ class BackboneConfig:
 
     d_model: int = 128
     dropout: float = 0.0
+
+    # The arm's own knobs for the tuning protocol (field → candidate values, ordered where
+    # numeric): one or two per backbone; the sizer still meets the parameter budget.
+    TUNE_KNOBS: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def __post_init__(self) -> None:
         if self.d_model < 1:

@@ -18,7 +18,7 @@ receptive field by 2·d_i·(k − 1) positions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,11 @@ class CNNConfig(BackboneConfig):
     SIZE_KNOBS: ClassVar[dict[str, tuple[int, ...]]] = {
         "n_layers": (2, 3, 4, 5, 6, 7, 8, 10, 12, 16),
         "hidden": (32, 48, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 320, 384, 448, 512),
+    }
+    # Tuning: kernel width and the dilation pattern (no dilation, or the cycle 1, 2, 4, 8).
+    TUNE_KNOBS: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "kernel_size": (3, 5, 9),
+        "dilation_cycle": ((1,), (1, 2, 4, 8)),
     }
 
     n_layers: int = 8

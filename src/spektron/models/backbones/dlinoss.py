@@ -84,7 +84,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -167,6 +167,11 @@ class DLinOSSConfig(BackboneConfig):
     SIZE_KNOBS: ClassVar[dict[str, tuple[int, ...]]] = {
         "n_layers": (1, 2, 3, 4, 5, 6, 8, 10, 12, 16),
         "n_oscillators": (16, 32, 48, 64, 96, 128, 160, 192, 256, 384, 512),
+    }
+    # Tuning: the ring of initial eigenvalues (inner radius, distance of θ from 0 and π).
+    TUNE_KNOBS: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "r_min": (0.5, 0.8, 0.9, 0.95),
+        "theta_min": (0.0, 0.1, 0.3),
     }
 
     # How a is kept in the complex region: "clamp" (official) or "sigmoid" (the variant's

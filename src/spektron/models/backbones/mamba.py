@@ -45,7 +45,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +89,8 @@ class MambaBackboneConfig(BackboneConfig):
         "expand": (1, 2, 3, 4),
         "d_state": (4, 8, 16, 32),
     }
+    # Tuning: state size and expansion (the sizer then sets the depth).
+    TUNE_KNOBS: ClassVar[dict[str, tuple[Any, ...]]] = {"d_state": (8, 16, 32), "expand": (1, 2, 4)}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,11 @@ class S4DBaseConfig(BackboneConfig):
         "d_state": (16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256),
     }
     REAL: ClassVar[bool] = False
+    # Tuning: the range of the initial step sizes Δ (log-uniform in [dt_min, dt_max]).
+    TUNE_KNOBS: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "dt_min": (1e-4, 1e-3, 1e-2),
+        "dt_max": (3e-2, 1e-1, 1.0),
+    }
 
     n_layers: int = 6
     # N: real state dimensions per channel (complex S4D: N/2 conjugate-pair modes).

@@ -18,7 +18,7 @@ inputs without that encoding, this backbone is permutation-equivariant along L.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,8 @@ class TransformerConfig(BackboneConfig):
         "n_layers": (1, 2, 3, 4, 5, 6, 7, 8, 10, 12),
         "d_ff": tuple(range(128, 1025, 64)),
     }
+    # Tuning: depth and heads (the sizer then sets the FFN width).
+    TUNE_KNOBS: ClassVar[dict[str, tuple[Any, ...]]] = {"n_layers": (2, 4, 6), "n_heads": (2, 4, 8)}
 
     n_layers: int = 4
     n_heads: int = 4
