@@ -13,10 +13,12 @@ from spektron.analysis.e3_stats import (
     POOLED,
     _Resampler,
     bootstrap_models,
+    compare_changes,
     compare_groups,
     group_summary,
     label_assignments,
     model_features,
+    oscillator_changes,
     permutation_test,
 )
 from spektron.errors import ConfigError, DataError
@@ -159,3 +161,49 @@ def test_compare_groups_validates_groups():
         compare_groups({"a": [fake_analysis(rng)], "b": [fake_analysis(rng)]}, "c")
     with pytest.raises(DataError):
         compare_groups({"a": [fake_analysis(rng)], "b": []}, "a")
+
+
+def test_own_init_change_is_per_oscillator_and_six_models_reach_p_below_001():
+    rng = np.random.default_rng(0)
+    start = fake_analysis(rng)
+    end = fake_analysis(rng)
+    for layer in start["layers"]:
+        for d in layer["directions"].values():
+            d["coupling_norm"] = np.abs(d["coupling_norm"]) + 0.5
+    ch = oscillator_changes(end, start)
+    l0 = (end["layers"][0]["directions"]["forward"], start["layers"][0]["directions"]["forward"])
+    np.testing.assert_allclose(ch["abs_dtheta"][:16], np.abs(l0[0]["theta"] - l0[1]["theta"]))
+    np.testing.assert_allclose(
+        ch["rel_dcoupling"][:16],
+        np.abs(l0[0]["coupling_norm"] - l0[1]["coupling_norm"]) / l0[1]["coupling_norm"],
+    )
+    assert len(ch["abs_dr"]) == 2 * 2 * 16
+
+    def moved(scale: float) -> dict:
+        a = fake_analysis(rng)
+        for lay in a["layers"]:
+            for d in lay["directions"].values():
+                d["coupling_norm"] = np.abs(d["coupling_norm"]) + 1.0
+        b = {
+            "layers": [
+                {
+                    "index": lay["index"],
+                    "directions": {
+                        k: {f: v + scale * rng.normal(0, 1, v.shape) for f, v in d.items()}
+                        for k, d in lay["directions"].items()
+                    },
+                }
+                for lay in a["layers"]
+            ]
+        }
+        return oscillator_changes(b, a)
+
+    per = {"trained": [moved(1.0) for _ in range(6)], "shuffled": [moved(0.1) for _ in range(6)]}
+    rows = compare_changes(per, reference="shuffled", n_boot=300)
+    assert {r["feature"] for r in rows} == {"abs_dtheta", "abs_dr", "rel_dcoupling"}
+    for r in rows:
+        assert r["exact"] and r["n_assignments"] == 924  # C(12, 6)
+        assert r["min_attainable_p"] < 0.01 and r["p_value"] < 0.01 and r["significant"]
+        assert r["estimate"] > 0
+    with pytest.raises(DataError, match="numbers of layers"):
+        oscillator_changes(fake_analysis(rng, n_layers=1), start)

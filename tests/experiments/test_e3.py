@@ -56,6 +56,13 @@ def test_e3_groups_statistics_and_honest_notes(e3_run):
     assert all(not r["conclusive"] and not r["significant"] for r in stats)
     assert "cannot support conclusions" in summary["conclusions_note"]
     assert plans and plans[0]["experiment"] == "e3" and plans[0]["shuffled_controls_to_train"] == 2
+    # Per oscillator, each model against its own step-0 weights; trained vs shuffled.
+    ch = summary["own_init_changes"]
+    assert set(ch["model_medians"]) == {"trained", "shuffled"}
+    assert all(len(v) == 2 for v in ch["model_medians"]["trained"].values())
+    assert {r["feature"] for r in ch["tests"]} == {"abs_dtheta", "abs_dr", "rel_dcoupling"}
+    assert all(r["group"] == "trained" and r["reference"] == "shuffled" for r in ch["tests"])
+    assert "own step-0 weights" in (root / "e3" / "table.md").read_text()
     for models in summary["groups"].values():
         for m in models:
             assert (root / "e3" / m["oscillators_csv"]).is_file()

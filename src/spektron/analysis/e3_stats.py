@@ -412,15 +412,99 @@ def _verdict(r: dict[str, Any], m: int) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- own-init change
+
+CHANGE_FEATURES: tuple[str, ...] = ("abs_dtheta", "abs_dr", "rel_dcoupling")
+
+
+def oscillator_changes(end: dict[str, Any], start: dict[str, Any]) -> dict[str, np.ndarray]:
+    """How far each oscillator moved from the same model's step-0 weights: |Δθ| (rad/sample),
+    |Δr| and |Δ‖W_p‖_F| / ‖W_p‖_F(step 0), oscillator by oscillator (layers, directions and
+    indices matched), pooled into 1-D arrays. ``end``/``start``: analyses of one run's final
+    (or best) and step-0 checkpoints."""
+    if len(end["layers"]) != len(start["layers"]):
+        raise DataError("own-init change: the two analyses have different numbers of layers")
+    cols: dict[str, list[np.ndarray]] = {f: [] for f in CHANGE_FEATURES}
+    for le, ls in zip(end["layers"], start["layers"], strict=True):
+        if set(le["directions"]) != set(ls["directions"]):
+            raise DataError("own-init change: the two analyses have different directions")
+        for name, de in le["directions"].items():
+            ds = ls["directions"][name]
+            if len(de["r"]) != len(ds["r"]):
+                raise DataError("own-init change: different numbers of oscillators")
+            cols["abs_dtheta"].append(np.abs(np.asarray(de["theta"]) - ds["theta"]))
+            cols["abs_dr"].append(np.abs(np.asarray(de["r"]) - ds["r"]))
+            w0 = np.asarray(ds["coupling_norm"], float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cols["rel_dcoupling"].append(np.abs(np.asarray(de["coupling_norm"]) - w0) / w0)
+    out = {}
+    for f, parts in cols.items():
+        v = np.concatenate(parts)
+        out[f] = v[np.isfinite(v)]
+    return out
+
+
+def compare_changes(
+    changes: dict[str, list[dict[str, np.ndarray]]],
+    reference: str,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    alpha: float = 0.05,
+    seed: int = 0,
+    max_exact: int = 20_000,
+    n_perm: int = 9_999,
+) -> list[dict[str, Any]]:
+    """Every group's own-init changes (:func:`oscillator_changes`, one dict per model) against
+    ``reference``'s: difference of the mean of per-model medians, bootstrap interval over models,
+    exact permutation test over model labels, Holm over the rows (the same conventions and
+    verdicts as :func:`compare_groups`)."""
+    rows = []
+    ref = changes[reference]
+    for group, models in changes.items():
+        if group == reference:
+            continue
+        for feat in CHANGE_FEATURES:
+            a = [m[feat] for m in models]
+            b = [m[feat] for m in ref]
+            test = permutation_test(a, b, "median_diff", max_exact, n_perm, seed)
+            lo, hi = bootstrap_models(a, b, "median_diff", n_boot, level, seed)
+            rows.append(
+                {
+                    "group": group,
+                    "reference": reference,
+                    "feature": feat,
+                    "scope": POOLED,
+                    "statistic": "median_diff",
+                    "estimate": _median_diff(a, b),
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                    "level": level,
+                    "n_models": {group: len(a), reference: len(b)},
+                    "n_values": [int(sum(len(v) for v in a)), int(sum(len(v) for v in b))],
+                    "alpha": alpha,
+                    "model_medians": {
+                        group: [float(np.median(v)) if len(v) else math.nan for v in a],
+                        reference: [float(np.median(v)) if len(v) else math.nan for v in b],
+                    },
+                    **test,
+                }
+            )
+    _add_holm(rows, alpha)
+    return rows
+
+
 __all__ = [
+    "CHANGE_FEATURES",
     "DEFAULT_FEATURES",
     "FEATURES",
     "POOLED",
     "STATISTICS",
     "bootstrap_models",
+    "compare_changes",
     "compare_groups",
     "group_summary",
     "label_assignments",
     "model_features",
+    "oscillator_changes",
     "permutation_test",
 ]

@@ -57,6 +57,36 @@ def _stat_rows(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _change_lines(changes: Any) -> list[str]:
+    """How far oscillators moved from their own model's step-0 weights: per-model medians and
+    trained against shuffled-order models."""
+    if not isinstance(changes, dict):
+        return []
+    feats = changes.get("features", {})
+    lines = [
+        "## Change from each model's own step-0 weights (per oscillator)",
+        "",
+        "Features: " + "; ".join(f"{k} = {v}" for k, v in feats.items()) + ".",
+        "",
+        md_row(["group", "model", *feats]),
+        md_row(["---"] * (len(feats) + 2)),
+    ]
+    for group, meds in changes.get("model_medians", {}).items():
+        n = max((len(v) for v in meds.values()), default=0)
+        for i in range(n):
+            lines.append(md_row([group, str(i), *(fmt_num(meds.get(f, [])[i], 3) for f in feats)]))
+    lines.append("")
+    if changes.get("tests"):
+        lines += [
+            "Trained vs shuffled-order models (difference of per-model medians; exact "
+            "permutation over model labels; Holm over these rows):",
+            "",
+            *_stat_rows(changes["tests"]),
+            "",
+        ]
+    return lines
+
+
 def format_e3_table(summary: dict[str, Any]) -> str:
     lines = [
         "# E3: transfer functions of trained D-LinOSS",
@@ -102,6 +132,7 @@ def format_e3_table(summary: dict[str, Any]) -> str:
         ]
     else:
         lines += ["No group comparisons (too few models per group).", ""]
+    lines += _change_lines(summary.get("own_init_changes"))
     shuffled = summary.get("shuffled_runs") or []
     if shuffled:
         lines += [
