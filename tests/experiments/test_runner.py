@@ -102,3 +102,33 @@ def test_arm_overrides_are_fixed_for_the_sizer_and_checked_against_the_backbone(
     tight = dataclasses.replace(e1, arm_overrides={"dlinoss": {"n_layers": 3}})
     with pytest.raises(ConfigError, match=r"e1\.arm_overrides\.dlinoss .*no configuration within"):
         size_arms(tight)
+
+
+def test_e2_and_e4_arms_take_the_knobs_a_tuned_e1_chose(tmp_path):
+    import json
+
+    from spektron.experiments.runner import with_e1_tuning
+
+    e1 = dataclasses.replace(
+        preset_config("quick").e1, arm_overrides={"dlinoss": {"theta_min": 0.1}}
+    )
+    summary = {
+        "backbones": {
+            "dlinoss": {"tuned": {"lr": 0.003, "shape": {"r_min": 0.8}}},
+            "cnn": {"tuned": {"lr": 0.001, "shape": {"kernel_size": 9}}},
+            "mamba": {"lr": 0.003},  # an untuned arm
+        }
+    }
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    tuned = with_e1_tuning(e1, tmp_path)
+    assert tuned.arm_overrides == {
+        "dlinoss": {"theta_min": 0.1, "r_min": 0.8},
+        "cnn": {"kernel_size": 9},
+    }
+    arms = size_arms(dataclasses.replace(tuned, backbones=("dlinoss", "cnn")))
+    assert arms["cnn"]["backbone_config"]["kernel_size"] == 9
+    assert arms["dlinoss"]["backbone_config"]["r_min"] == 0.8
+    assert with_e1_tuning(e1, None) is e1 and with_e1_tuning(e1, tmp_path / "none") is e1
+    (tmp_path / "summary.json").write_text("{")
+    with pytest.raises(ConfigError, match="unreadable E1 summary"):
+        with_e1_tuning(e1, tmp_path)

@@ -71,6 +71,7 @@ from spektron.experiments.runner import (
     size_arms,
     sweep_then_seeds,
     threads_for,
+    with_e1_tuning,
 )
 from spektron.experiments.runner import model_config as shared_model_config
 from spektron.plotting import FIGURE_LOCK
@@ -579,7 +580,8 @@ def run_e2(
         jobs = 1
     else:
         jobs = e2.jobs or (os.cpu_count() or 1)
-    arms = size_arms(replace(cfg.e1, backbones=e2.backbones))
+    # E1's tuned knobs, when its folder has them: the arms of the checkpoints E2 starts from.
+    arms = size_arms(replace(with_e1_tuning(cfg.e1, e2.pretrained_from), backbones=e2.backbones))
     for name, arm in arms.items():
         arm["model"] = model_config(cfg, name, arm["backbone_config"])
         arm["flops"] = arm_flops(arm["model"], len(wn))

@@ -53,6 +53,7 @@ from spektron.experiments.runner import (
     settings_diff,
     size_arms,
     threads_for,
+    with_e1_tuning,
 )
 from spektron.plotting import FIGURE_LOCK
 from spektron.training import distributed as D
@@ -190,7 +191,8 @@ def run_e4(
     pretrained: dict[str, list[str]] = {}
     if deep_backbones and "pretrained" in e4.inits:
         pretrained = find_checkpoints(e4.pretrained_from, deep_backbones, "e4")
-    arms = size_arms(replace(cfg.e1, backbones=deep_backbones)) if deep_backbones else {}
+    tuned_e1 = with_e1_tuning(cfg.e1, e4.pretrained_from)  # the shape of E1's checkpoints
+    arms = size_arms(replace(tuned_e1, backbones=deep_backbones)) if deep_backbones else {}
     seeds = [cfg.seed + i for i in range(e4.n_seeds)]
     n_probe = len(pairs) * len(e4.backbones) * len(e4.inits) * len(e4.input_modes) * len(seeds)
     n_ft = (

@@ -138,6 +138,27 @@ def size_arms(e1: E1Config) -> dict[str, dict[str, Any]]:
     return arms
 
 
+def with_e1_tuning(e1: E1Config, e1_dir: str | os.PathLike | None) -> E1Config:
+    """``e1`` with the knobs that a tuned E1 folder chose for each arm (its summary's
+    ``backbones.<arm>.tuned.shape``) added to ``arm_overrides``, so E2/E4 arms have the shape of
+    the E1 checkpoints they start from; unchanged when that E1 was not tuned (or is absent)."""
+    if not e1_dir:
+        return e1
+    path = Path(e1_dir) / "summary.json"
+    try:
+        summ = json.loads(path.read_text())
+    except FileNotFoundError:
+        return e1
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable E1 summary ({exc})") from None
+    over = {k: dict(v) for k, v in e1.arm_overrides.items()}
+    for arm, b in (summ.get("backbones") or {}).items():
+        shape = (b.get("tuned") or {}).get("shape")
+        if shape:
+            over[arm] = {**over.get(arm, {}), **shape}
+    return dataclasses.replace(e1, arm_overrides=over)
+
+
 def model_config(
     e1: E1Config,
     backbone: str,
