@@ -722,6 +722,86 @@ PRESETS: dict[str, dict[str, Any]] = {
             "standards_train": {"steps": 50, "checkpoint_every": 50, "eval_every": 50},
         },
     },
+    # The study: the answer meant to hold at a scale that fits 2 CPU cores in about 3 hours.
+    # Quick's model shape (~150K-parameter backbones, d_model 64, the backbone sees 256 of the
+    # 2048 points), 10,000 molecules at the default level, every E1 arm (the sigmoid D-LinOSS
+    # variant too) tuned by one protocol, 6 seeds, trained on one log-uniform span distribution
+    # from 8 to 256 points and scored at four gap lengths, 6 shuffled-order E3 controls.
+    "study": {
+        "data": {"n_molecules": 10000},
+        "e1": {
+            "backbones": [
+                "dlinoss",
+                "dlinoss_sigmoid",
+                "mamba",
+                "transformer",
+                "cnn",
+                "s4d",
+                "s4d_real",
+            ],
+            "n_seeds": 6,
+            "budget": 150_000,
+            "d_model": 64,
+            "stride": 8,
+            "msrp": {
+                "mask": {
+                    "kind": "span",
+                    "fraction": 0.15,
+                    "min_span": 8,
+                    "max_span": 256,
+                    "span_dist": "log_uniform",
+                }
+            },
+            "eval_spans": [8, 32, 128, 256],
+            "tune": {
+                "n_trials": 8,
+                "steps": 300,
+                "lr_min": 3e-4,
+                "lr_max": 1e-2,
+                "startup_trials": 4,
+                "extension_trials": 2,
+                "max_extensions": 2,
+            },
+            "train": {
+                "steps": 1500,
+                "batch_size": 8,
+                "accumulation": 1,
+                "warmup_steps": 75,
+                "eval_every": 250,
+                "checkpoint_every": 250,
+                "log_every": 50,
+            },
+        },
+        "e2": {
+            "backbones": [
+                "dlinoss",
+                "dlinoss_sigmoid",
+                "mamba",
+                "transformer",
+                "cnn",
+                "s4d",
+                "s4d_real",
+            ],
+            "lr_sweep": [3e-3],
+            "train": {
+                "steps": 400,
+                "batch_size": 8,
+                "accumulation": 1,
+                "warmup_steps": 20,
+                "eval_every": 100,
+                "checkpoint_every": 100,
+                "log_every": 20,
+            },
+        },
+        "e3": {"n_shuffled": 6},
+        "e4": {
+            "n_random_subsets": 3,
+            "finetune_backbones": ["dlinoss", "cnn"],
+            "finetune_input_modes": ["wavenumber"],
+            "train": {"steps": 200, "checkpoint_every": 100, "eval_every": 200},
+            "standards_train": {"steps": 50, "checkpoint_every": 50, "eval_every": 50},
+        },
+    },
     # All of QM9 at the hybrid level (QM9's B3LYP frequencies x 0.965, GFN2-xTB intensities):
     # the level closest to the DFT reference (`spektron data validate`), measured at 1.05 s CPU
     # per molecule (100 random QM9 molecules, 2 % rejected for an imaginary xtb mode), so about

@@ -58,6 +58,7 @@ from spektron.experiments.runner import (
     reuse_line,
     run_folder_finished,
     run_specs,
+    scale_note,
     size_arms,
     sweep_then_seeds,
     threads_for,
@@ -870,11 +871,7 @@ def aggregate(
             "n_test_molecules": len(mol_rows or []),
             "mask": _mask_text(e1),
             "normalization": e1.normalization,
-            "note": (
-                "paper scale (docs/DESIGN.md §4)"
-                if cfg.preset == "paper"
-                else f"reduced scale ({cfg.preset} preset): conclusions need the paper preset"
-            ),
+            "note": scale_note(cfg.preset),
         },
         "metric_directions": {m: METRIC_DIRECTIONS[m] for m in E1_METRICS},
         "peak_settings": {"tolerance_cm": e1.peak_tolerance_cm, "prominence": e1.peak_prominence},

@@ -33,7 +33,7 @@ from spektron.experiments.e2_results import (
     best_seed_checkpoint,
     read_per_molecule,
 )
-from spektron.experiments.runner import mean_std
+from spektron.experiments.runner import mean_std, scale_note
 from spektron.training.trainer import BEST_NAME
 
 SCHEMA_VERSION = 1
@@ -245,11 +245,7 @@ def aggregate(
             "steps": e2.train.steps,
             "effective_batch": e2.train.batch_size * e2.train.accumulation,
             "normalization": e2.normalization,
-            "note": (
-                "paper scale (docs/DESIGN.md §4)"
-                if cfg.preset == "paper"
-                else f"reduced scale ({cfg.preset} preset): conclusions need the paper preset"
-            ),
+            "note": scale_note(cfg.preset),
         },
         "primary_metric": PRIMARY_METRIC,
         "headline_metrics": list(HEADLINE),

@@ -364,7 +364,7 @@ def _conclusions_note(cfg: RunConfig, n: dict[str, int], stats: list[dict[str, A
             "alpha for some comparisons, so those cannot be significant whatever the data; "
             + (
                 "a quick run shows the tables and figures but cannot support conclusions"
-                if cfg.preset != "paper"
+                if cfg.preset not in ("paper", "study")
                 else "more seeds are needed for conclusions"
             )
         )

@@ -161,8 +161,13 @@ def estimate_run_all(
     for b in sorted(e1.backbones, key=lambda b: order.get(b, -1)):
         m = e1_model_config(e1, b, arms[b]["backbone_config"])
         step, fwd = timer(m, e1.train.batch_size, e1.train.eval_batch_size, L, grid)
-        one = _run_seconds(step, fwd, e1.train, n_val, n_test)
-        runs += [one] * (len(e1.lr_sweep) + e1.n_seeds - 1)
+        # Test scoring once more per gap length of the gap-length axis.
+        one = _run_seconds(step, fwd, e1.train, n_val, n_test * (1 + len(e1.eval_spans)))
+        if e1.tune.n_trials:  # the trials (short runs, validation only), then every seed
+            trial = _run_seconds(step, fwd, replace(e1.train, steps=e1.tune.steps), n_val, 0)
+            runs += [trial] * e1.tune.n_trials + [one] * e1.n_seeds
+        else:
+            runs += [one] * (len(e1.lr_sweep) + e1.n_seeds - 1)
     stages["e1"] = _pool_seconds(runs, jobs) + OVERHEAD_S["e1"]
 
     # E2: directions × inits × arms × (LR sweep + other seeds); molecules, not spectra.

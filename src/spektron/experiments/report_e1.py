@@ -536,6 +536,14 @@ def _tuning_lines(tuning: Any) -> list[str]:
                 ]
             )
         )
+    bad = {n: t["infeasible"] for n, t in sorted(tuning["arms"].items()) if t.get("infeasible")}
+    if bad:
+        lines += [
+            "",
+            "Knob combinations left out because no size meets the parameter budget: "
+            + "; ".join(f"{n}: {len(v)} ({', '.join(map(str, v))})" for n, v in bad.items())
+            + ".",
+        ]
     return lines
 
 

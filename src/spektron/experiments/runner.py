@@ -138,6 +138,20 @@ def size_arms(e1: E1Config) -> dict[str, dict[str, Any]]:
     return arms
 
 
+def scale_note(preset: str) -> str:
+    """What a preset's numbers can support, as each summary states it."""
+    if preset == "paper":
+        return "paper scale (docs/DESIGN.md §4)"
+    if preset == "study":
+        return (
+            "study scale: ~150K-parameter backbones on 256 positions, every arm tuned by one "
+            "protocol, 6 seeds, 10,000 simulated molecules; its conclusions hold for this "
+            "scale and these simulated spectra, not for the paper scale (~1M parameters on "
+            "2048 points), which was not run"
+        )
+    return f"reduced scale ({preset} preset): conclusions need the study or paper preset"
+
+
 def with_e1_tuning(e1: E1Config, e1_dir: str | os.PathLike | None) -> E1Config:
     """``e1`` with the knobs that a tuned E1 folder chose for each arm (its summary's
     ``backbones.<arm>.tuned.shape``) added to ``arm_overrides``, so E2/E4 arms have the shape of

@@ -34,8 +34,10 @@ class TransformerConfig(BackboneConfig):
         "n_layers": (1, 2, 3, 4, 5, 6, 7, 8, 10, 12),
         "d_ff": tuple(range(128, 1025, 64)),
     }
-    # Tuning: depth and heads (the sizer then sets the FFN width).
-    TUNE_KNOBS: ClassVar[dict[str, tuple[Any, ...]]] = {"n_layers": (2, 4, 6), "n_heads": (2, 4, 8)}
+    # Tuning: depth and heads (the sizer then sets the FFN width). At ~150K parameters and
+    # d_model 64 at most 3 layers meet the budget on the FFN grid (attention alone is 4·H² per
+    # layer), so the depths tried are 1-3.
+    TUNE_KNOBS: ClassVar[dict[str, tuple[Any, ...]]] = {"n_layers": (1, 2, 3), "n_heads": (2, 4, 8)}
 
     n_layers: int = 4
     n_heads: int = 4
