@@ -715,9 +715,7 @@ def tune_e1(ctx: E1Context, out: Path, seed: int, run: Any) -> dict[str, dict[st
         res = run(list(specs.values()), "tuning")  # a repeated trial runs once
         return [float(res[d]["best_val_masked_mse"]) for d in dirs]
 
-    arms = list(e1.backbones)
-    per_round = max(1, -(-ctx.jobs // len(arms)))
-    return tune_arms(arms, e1, seed, run_trials, per_round=per_round)
+    return tune_arms(list(e1.backbones), e1, seed, run_trials, jobs=ctx.jobs)
 
 
 def aggregate(

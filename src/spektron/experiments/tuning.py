@@ -11,7 +11,9 @@ validation masked MSE — never by a test value. Trials are proposed by Optuna's
   combinations that meet the parameter budget (the sizer sets the remaining size fields).
 
 Edge rule: when the best trial's LR lies in the outer ``edge`` of the log range, that end is moved
-out by a factor ``extend`` and ``extension_trials`` more trials run; at most ``max_extensions``
+out by a factor ``extend`` and ``extension_trials`` more trials run, the first of them fixed at
+√extend past the old end with the best knobs (TPE alone keeps sampling near the old end, where
+its trials crowd); at most ``max_extensions``
 times, after which a best LR still at the edge is flagged. A best knob value at the first or last
 of its ordered values is flagged too (their lists are not extended).
 
@@ -112,12 +114,13 @@ def _edge_values(shape: dict[str, Any], space: dict[str, list[Any]]) -> list[str
 
 
 def tune_arms(
-    arms: list[str], e1: E1Config, seed: int, run_trials: TrialRunner, per_round: int = 1
+    arms: list[str], e1: E1Config, seed: int, run_trials: TrialRunner, jobs: int = 1
 ) -> dict[str, dict[str, Any]]:
     """Run the protocol for every arm; returns per arm {"best": {"lr", "shape", "val",
     "trial"}, "trials": [...], "lr_range", "extensions", "lr_at_edge", "knobs_at_edge",
     "space", "infeasible"}. ``run_trials`` trains a batch of trials (any order inside it);
-    ``per_round``: trials asked per arm and round (≥ 1; more fills a wide pool)."""
+    ``jobs``: the parallel runs it has, so each round asks every arm that still has trials
+    to run for its share of them (the extension trials of one arm fill every worker)."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
@@ -143,10 +146,14 @@ def tune_arms(
         }
     while True:
         batch: list[tuple[str, Any, dict[str, Any]]] = []
-        for arm in arms:
+        active = [a for a in arms if state[a]["target"] > len(state[a]["trials"])]
+        per_round = max(1, -(-jobs // max(1, len(active))))
+        for arm in active:
             st = state[arm]
-            room = st["target"] - len(st["trials"]) - sum(1 for a, _, _ in batch if a == arm)
+            room = st["target"] - len(st["trials"])
             for _ in range(min(per_round, room)):
+                if st.get("probe"):  # the first trial past a moved end: fixed, not sampled
+                    st["study"].enqueue_trial(st.pop("probe"))
                 dists = {
                     "lr": FloatDistribution(st["lo"], st["hi"], log=True),
                     "shape": CategoricalDistribution(st["shapes"]),
@@ -181,12 +188,18 @@ def tune_arms(
             if best is None:
                 continue
             pos = _position(best["lr"], st["lo"], st["hi"])
+            step = math.sqrt(tune.extend)
             if pos > 1 - tune.edge:
+                probe = st["hi"] * step
                 st["hi"] *= tune.extend
             elif pos < tune.edge:
+                probe = st["lo"] / step
                 st["lo"] /= tune.extend
             else:
                 continue
+            # TPE, fitted to trials that crowd the old end, rarely samples past it: the first
+            # extension trial probes the new part (half-way on the log scale, the best knobs).
+            st["probe"] = {"lr": probe, "shape": json.dumps(best["shape"], sort_keys=True)}
             st["extensions"] += 1
             st["target"] += tune.extension_trials
             log.info(
