@@ -186,6 +186,8 @@ class DatasetConfig:
 
 E1_BACKBONES = ("dlinoss", "mamba", "transformer", "cnn", "s4d", "s4d_real")
 E1_BASELINES = ("mean", "interpolation", "pca")
+# The study's arms: E1's and the sigmoid-parameterised D-LinOSS variant.
+STUDY_BACKBONES = ("dlinoss", "dlinoss_sigmoid", *E1_BACKBONES[1:])
 
 
 def _paper_train() -> TrainConfig:
@@ -730,15 +732,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "study": {
         "data": {"n_molecules": 10000},
         "e1": {
-            "backbones": [
-                "dlinoss",
-                "dlinoss_sigmoid",
-                "mamba",
-                "transformer",
-                "cnn",
-                "s4d",
-                "s4d_real",
-            ],
+            "backbones": list(STUDY_BACKBONES),
             "n_seeds": 6,
             "budget": 150_000,
             "d_model": 64,
@@ -773,15 +767,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             },
         },
         "e2": {
-            "backbones": [
-                "dlinoss",
-                "dlinoss_sigmoid",
-                "mamba",
-                "transformer",
-                "cnn",
-                "s4d",
-                "s4d_real",
-            ],
+            "backbones": list(STUDY_BACKBONES),
             "lr_sweep": [3e-3],
             "train": {
                 "steps": 400,
