@@ -1,4 +1,4 @@
-"""Benchmark ``spektron.data.simulate.simulate_molecule`` on seeded-random real QM9 molecules.
+"""Benchmark ``spektron.chemistry.simulate.simulate_molecule`` on seeded-random real QM9 molecules.
 
 Reports the wall time per molecule on one core (one process, BLAS limited to one thread), the
 share of each stage, the failures by reason, and a frequency sanity check: the mean absolute
@@ -30,10 +30,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from spektron.chemistry.molecule import MoleculeInput  # noqa: E402
+from spektron.chemistry.simulate import simulate_molecule  # noqa: E402
+from spektron.chemistry.spectra import make_grid  # noqa: E402
 from spektron.config import PhysicsConfig, to_dict  # noqa: E402
-from spektron.data.molecules import MoleculeInput  # noqa: E402
-from spektron.data.simulate import simulate_molecule  # noqa: E402
-from spektron.data.spectra import make_grid  # noqa: E402
 
 DFT_SCALE = 0.965  # QM9S convention for B3LYP harmonic frequencies
 _NUM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:(?:[eE]|\*\^)[+-]?\d+)?")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spektron.data.spectra import make_grid
+from spektron.chemistry.spectra import make_grid
 
 
 @pytest.fixture(autouse=True)

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from spektron.chemistry.molecule import MoleculeInput
+from spektron.chemistry.spectra import SpectrumRecord, make_grid
 from spektron.cli import main
 from spektron.data.generate import default_dataset_path
-from spektron.data.molecules import QM9_FILES, MoleculeInput, qm9_data_dir
-from spektron.data.spectra import SpectrumRecord, make_grid
+from spektron.data.molecules import QM9_FILES, qm9_data_dir
 from spektron.data.store import StoreWriter
 
 # ----------------------------------------------------------------------------- records, stores

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
+from spektron.chemistry import simulate as S
 from spektron.config import PhysicsConfig
-from spektron.data import simulate as S
 
 ph = PhysicsConfig()
 # (name, smiles, bond atoms (heavy indices in SMILES order), label)

@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 
+from spektron.chemistry import simulate as S
 from spektron.config import PhysicsConfig
-from spektron.data import simulate as S
 
 ph = PhysicsConfig()
 targets = [

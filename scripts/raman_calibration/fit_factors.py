@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from spektron.data import simulate as S
+from spektron.chemistry import simulate as S
 
 modes = {
     d["name"]: d for d in json.load(open("calib_modes.json")) + json.load(open("calib_modes2.json"))

@@ -249,8 +249,28 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="rebuild tables and figures from the JSON results")
     rp.add_argument("--out", type=Path, default=Path("runs"), help="results folder (default runs/)")
 
+    ex = sub.add_parser(
+        "export", help="a finished run's results without checkpoints, small enough to commit"
+    )
+    ex.add_argument("--run", type=Path, required=True, help="the folder run-all wrote")
+    ex.add_argument("--to", type=Path, required=True, help="the export's folder")
+    ex.add_argument("--force", action="store_true", help="replace an existing non-empty --to")
+    ex.add_argument(
+        "--check",
+        action="store_true",
+        help="rebuild every report from the export first; refuse it unless each table comes "
+        "out byte for byte the same",
+    )
+
     ra = sub.add_parser("run-all", help="the main job: every stage of the study that exists")
     _add_experiment_args(ra)
+    ra.add_argument(
+        "--stages",
+        default="data,e1,e2,e3,e4",
+        help="comma-separated stages to run, in their order (default: all, data,e1,e2,e3,e4); "
+        "E2-E4 start from --out's e1 folder, so a long study can be run in parts into the "
+        "same --out (e.g. data,e1,e3,e4 then e2)",
+    )
 
     cf = sub.add_parser("config", help="the resolved config: every --set key and its value")
     csub = cf.add_subparsers(dest="config_cmd", required=True)
@@ -660,27 +680,57 @@ def _cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from spektron.experiments.export import PROVENANCE, export_run
+
+    rec = export_run(a.run, a.to, force=a.force, check=a.check)
+    pt, other = rec["left_out"]["checkpoints"], rec["left_out"]["other"]
+    print(
+        f"exported {', '.join(rec['source']['experiments'])} of {a.run} to {a.to}: "
+        f"{len(rec['files'])} files, {_mb(rec['total_bytes'])}; left out {pt['files']} "
+        f"checkpoints ({_mb(pt['bytes'])}) and {other['files']} other files ({_mb(other['bytes'])})"
+    )
+    if rec["check"]:
+        counts = {
+            kind: f"{len(c['identical'])} of {len(c['identical']) + len(c['different'])}"
+            for kind, c in rec["check"].items()
+        }
+        print(
+            "check (`spektron report` on the export), byte for byte the same: tables "
+            f"{counts['tables']}, figures {counts['figures']}"
+        )
+    print(f"provenance: {a.to / PROVENANCE}; rebuild with: spektron report --out {a.to}")
+    return 0
+
+
 def _cmd_run_all(a: argparse.Namespace) -> int:
     from spektron.config import to_dict
-    from spektron.experiments.run_all import STAGES, run_all
+    from spektron.experiments.run_all import check_stages, run_all
 
     cfg = _experiment_config(a)
-    print(f"spektron run-all: preset {cfg.preset}, stages {', '.join(STAGES)}, out {a.out}")
+    stages = check_stages([s.strip() for s in a.stages.split(",") if s.strip()], a.out)
+    print(f"spektron run-all: preset {cfg.preset}, stages {', '.join(stages)}, out {a.out}")
     print("config: " + json.dumps(to_dict(cfg)))
-    res = run_all(cfg, a.out, progress=not a.quiet, announce=_announce("E1"))
-    d = res["data"]
-    print(
-        f"\ndataset ({d['source']}, SIMULATED): {d['n_records']} molecules, "
-        f"splits {d['splits']}, centrosymmetric {d['centrosymmetric']['yes']}"
-    )
-    if "generation" in d:
+    res = run_all(cfg, a.out, progress=not a.quiet, announce=_announce("E1"), stages=stages)
+    d = res.get("data")
+    if d:
+        print(
+            f"\ndataset ({d['source']}, SIMULATED): {d['n_records']} molecules, "
+            f"splits {d['splits']}, centrosymmetric {d['centrosymmetric']['yes']}"
+        )
+    if d and "generation" in d:
         g = d["generation"]
         print(
             f"generation: {g['n_ok']} ok, {g['n_failed']} failed {g['failures_by_reason']}, "
             f"{g['wall_s']:.0f} s wall, {1000 * g['cpu_s_per_molecule']:.0f} ms CPU/molecule"
         )
-    print("figures: " + ", ".join(d["figures"]))
-    print(f"summary: {a.out / 'data' / 'data_summary.json'}")
+    if d:
+        print("figures: " + ", ".join(d["figures"]))
+        print(f"summary: {a.out / 'data' / 'data_summary.json'}")
     if res.get("e1"):
         _print_e1(res["e1"], a.out / "e1")
     if res.get("e2"):
@@ -765,6 +815,7 @@ COMMANDS = {
     ("e2", None): _cmd_e2,
     ("e3", None): _cmd_e3,
     ("e4", None): _cmd_e4,
+    ("export", None): _cmd_export,
     ("predict", None): cmd_predict,
     ("pretrain", None): _cmd_pretrain,
     ("report", None): _cmd_report,

@@ -91,12 +91,12 @@ class PhysicsConfig:
     # Largest |Σ Mulliken − molecular charge| (e) accepted; QM9 rows sum to within 5e-6.
     mulliken_sum_tol: float = 1e-3
     # Scale α∥ per bond type (element pair and order) in the bond-polarizability Raman model
-    # (spektron.data.simulate.RAMAN_BOND_FACTOR, calibrated); False gives the raw model.
+    # (spektron.chemistry.simulate.RAMAN_BOND_FACTOR, calibrated); False gives the raw model.
     raman_bond_correction: bool = True
     # Levels "hybrid" / "mmff-hybrid": QM9's DFT harmonic frequencies (B3LYP/6-31G(2df,p)) times
     # this factor (QM9S's convention) replace the level's own frequencies, matched in sorted order.
     dft_freq_scale: float = 0.965
-    # Level "xtb" / "hybrid" (GFN2-xTB through tblite; spektron.data.xtb): SCF accuracy (0.01:
+    # Level "xtb" / "hybrid" (GFN2-xTB through tblite; spektron.chemistry.xtb): SCF accuracy (0.01:
     # the field second derivatives of the Raman tensors are noisy at tblite's default 1.0),
     # electric-field step (a.u.) and Hessian displacement (bohr).
     xtb_accuracy: float = 0.01
@@ -364,6 +364,9 @@ class E2Config:
     pretrained_from: str | None = None
     n_seeds: int = 3
     lr_sweep: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+    # An arm whose best LR (first seed, validation) is an end of the sweep gets one more LR
+    # beyond that end, at most this many times; an edge left after them is flagged.
+    lr_extensions: int = 0
     normalization: str = "max"
     nonnegative: bool = False  # softplus on the head's output
     train: TrainConfig = field(default_factory=_paper_train)
@@ -401,6 +404,10 @@ class E2Config:
         _check(
             len(self.lr_sweep) > 0 and all(lr > 0 for lr in self.lr_sweep),
             f"e2.lr_sweep must be a non-empty list of positive learning rates, got {self.lr_sweep}",
+        )
+        _check(
+            self.lr_extensions >= 0,
+            f"e2.lr_extensions must be >= 0, got {self.lr_extensions}",
         )
         _check_normalization(self.normalization, "e2.normalization")
         _check_subset(self.baselines, E2_BASELINES, "e2.baselines")
@@ -767,8 +774,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             },
         },
         "e2": {
+            # Every arm's LR chosen on validation (first seed) from the same grid, extended once
+            # beyond an end that is chosen; the other two seeds at the chosen LR.
             "backbones": list(STUDY_BACKBONES),
-            "lr_sweep": [3e-3],
+            "lr_sweep": [1e-3, 3e-3, 1e-2],
+            "lr_extensions": 1,
             "train": {
                 "steps": 400,
                 "batch_size": 8,

@@ -252,7 +252,8 @@ def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
 
 def lazy_exports(package: str, names: dict[str, str], namespace: dict[str, Any]) -> tuple[Any, Any]:
     """``(__getattr__, __dir__)`` for a package that re-exports ``names`` (public name → the
-    module defining it, relative to ``package``) and imports each module only on first use,
+    module defining it, relative to ``package``, or absolute when it starts with ``spektron.``)
+    and imports each module only on first use,
     so ``import spektron.data.store`` does not import the whole of ``spektron.data``.
     ``namespace`` is the package's ``globals()``: a name once imported is kept there, and
     ``dir()`` lists it beside the package's own attributes."""
@@ -262,7 +263,8 @@ def lazy_exports(package: str, names: dict[str, str], namespace: dict[str, Any])
         module = names.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        path = module if module.startswith("spektron.") else f"{package}.{module}"
+        value = getattr(importlib.import_module(path), name)
         namespace[name] = value
         return value
 

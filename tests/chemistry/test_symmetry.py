@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
+from spektron.chemistry.simulate import mmff_optimise, molecule_from_smiles
 from spektron.chemistry.symmetry import (
     has_inversion_centre,
     inversion_permutation,
@@ -16,7 +17,6 @@ from spektron.chemistry.symmetry import (
     symmetry_elements,
 )
 from spektron.config import PhysicsConfig
-from spektron.data.simulate import mmff_optimise, molecule_from_smiles
 from tests.helpers import qm9_rows
 
 TOL = 0.05

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
+from spektron.chemistry.spectra import make_grid
 from spektron.config import GridConfig, PhysicsConfig
 from spektron.data import centrosymmetric as cs
 from spektron.data.centrosymmetric import (
@@ -20,7 +21,6 @@ from spektron.data.centrosymmetric import (
     subset_store,
 )
 from spektron.data.molecules import inchikey_of
-from spektron.data.spectra import make_grid
 from spektron.data.store import StoreWriter, open_store
 from spektron.errors import MoleculeError, StoreError
 from tests.helpers import fake_record

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spektron.chemistry.molecule import MoleculeInput
 from spektron.data import molecules as M
-from spektron.data.molecules import MoleculeInput
 from spektron.errors import ConfigError, DataError, MoleculeError
 
 HEADER = [

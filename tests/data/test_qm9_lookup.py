@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spektron.chemistry import simulate as sim
+from spektron.chemistry.spectra import make_grid
 from spektron.config import DatasetConfig, GridConfig, PhysicsConfig
 from spektron.data import molecules as M
-from spektron.data import simulate as sim
 from spektron.data.generate import generate_dataset
-from spektron.data.spectra import make_grid
 from spektron.data.store import open_store
 from spektron.errors import ConfigError
 from tests.helpers import qm9_csv_path

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from spektron.chemistry.spectra import make_grid
 from spektron.config import GridConfig
 from spektron.data import qm9s
 from spektron.data.qm9s import (
@@ -17,7 +18,6 @@ from spektron.data.qm9s import (
     parse_molecule_csv,
     sticks_from_hessian,
 )
-from spektron.data.spectra import make_grid
 from spektron.data.store import open_store
 from spektron.errors import ConfigError, DataError
 from tests.data import qm9s_fixtures as fx

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spektron.data.spectra import (
+from spektron.chemistry.spectra import (
     lorentzian_broaden,
     make_grid,
     normalize_spectra,

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from spektron.data.spectra import make_grid
+from spektron.chemistry.spectra import make_grid
 from spektron.data.store import REQUIRED_KEYS, StoreWriter, merge_stores, open_store
 from spektron.errors import StoreError
 from tests.helpers import fake_record

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from spektron.chemistry.spectra import make_grid
 from spektron.cli import main
 from spektron.data import validate as val
-from spektron.data.spectra import make_grid
 from spektron.errors import ConfigError, DataError
 from spektron.experiments.validation_report import plot_validation
 from tests.helpers import qm9_inputs

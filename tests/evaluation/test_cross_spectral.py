@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
 
-from spektron.data.spectra import lorentzian_broaden, make_grid, normalize_spectra
+from spektron.chemistry.spectra import lorentzian_broaden, make_grid, normalize_spectra
 from spektron.errors import ConfigError, DataError
 from spektron.evaluation.cross_spectral import (
     CROSS_SPECTRAL_DIRECTIONS,

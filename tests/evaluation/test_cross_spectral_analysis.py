@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from spektron.data.spectra import lorentzian_broaden, make_grid
+from spektron.chemistry.spectra import lorentzian_broaden, make_grid
 from spektron.errors import ConfigError, DataError
 from spektron.evaluation.cross_spectral_analysis import (
     SYMMETRY_CLASSES,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from spektron.chemistry.spectra import make_grid
 from spektron.cli import main
 from spektron.config import preset_config
 from spektron.data.generate import default_dataset_path
-from spektron.data.spectra import make_grid
 from spektron.data.store import StoreWriter
 from spektron.errors import ConfigError
 from spektron.experiments.e1 import run_e1

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from spektron.chemistry.spectra import make_grid
 from spektron.cli import main
 from spektron.config import preset_config
-from spektron.data.spectra import make_grid
 from spektron.data.store import open_store
 from spektron.errors import CheckpointError, ConfigError, DataError
 from spektron.evaluation.cross_spectral import PRIMARY_METRIC
 from spektron.experiments.e1 import run_e1
 from spektron.experiments.e2 import run_e2
 from spektron.experiments.e2_results import read_per_molecule
-from spektron.experiments.runner import load_pretrained
+from spektron.experiments.runner import load_pretrained, lr_edge
 from spektron.models.spektron import Spektron, SpektronConfig, read_checkpoint
 from spektron.training.tasks import CrossSpectralPrediction
 from tests.helpers import bands_store
@@ -268,7 +268,7 @@ def test_e2_errors_name_the_problem(e2_run, tmp_path, monkeypatch):
         load_pretrained(other, str(root / "e1" / ckpt / "best.pt"))
 
 
-def test_cli_e2_scratch_only(e2_run, tmp_path, capsys, monkeypatch):
+def test_cli_e2_scratch_only_with_an_extended_lr_sweep(e2_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SPEKTRON_CACHE", str(e2_run[5]))
     args = ["-q", "e2", "--preset", "smoke", "--out", str(tmp_path / "e2")]
     for s in [
@@ -276,11 +276,22 @@ def test_cli_e2_scratch_only(e2_run, tmp_path, capsys, monkeypatch):
         'e2.inits=["scratch"]',
         'e2.backbones=["cnn"]',
         'e2.directions=["ir_to_raman"]',
+        "e2.lr_sweep=[1e-3, 3e-3]",
+        "e2.lr_extensions=1",
     ]:
         args += ["--set", s]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "beats retrieval" in out or "does not beat retrieval" in out
+    # Two LRs: the chosen one is an end, so one more LR beyond it was tried on the first seed.
+    summary = json.loads((tmp_path / "e2" / "summary.json").read_text())
+    (m,) = summary["models"].values()
+    assert len(m["lr_sweep"]) == 3
+    assert m["lr_edge"] == lr_edge(m["lr"], m["lr_sweep"])
+    table = (tmp_path / "e2" / "table.md").read_text()
+    assert "LR sweep (validation MSE, first seed per learning rate" in table
+    seed_dirs = sorted(p.name for p in (tmp_path / "e2" / "runs/ir_to_raman/scratch/cnn").iterdir())
+    assert len(seed_dirs) == 3 + len(m["seeds"]) - 1  # the sweep, then the other seeds
 
 
 def test_loaded_molecules_are_kept_read_only_and_reloaded_when_the_store_changes(e2_run):

@@ -68,3 +68,27 @@ def test_estimate_counts_every_run_once_per_stage(monkeypatch):
     table = plan.format_comparison(side, measured, 2 * side["total_s"])
     assert "ran side by side" in table and "e2+e3+e4" in table
     assert table.splitlines()[-1].split()[-1] == "2.00"
+
+
+def test_the_estimate_covers_the_stages_asked_for_and_e2_lr_extensions(monkeypatch):
+    monkeypatch.setattr(plan, "_time_model", lambda *a, **k: (1.0, 0.5))
+    monkeypatch.setattr(plan.os, "cpu_count", lambda: 1)
+    over = ["e2.jobs=1", "e3.jobs=1", "e4.jobs=1", 'e4.finetune_backbones=["cnn"]']
+    cfg = preset_config("smoke", over)
+    full = plan.estimate_run_all(cfg, data_cached=True)["stages_s"]
+    part = plan.estimate_run_all(cfg, data_cached=True, side_by_side=True, include=("e2", "e4"))
+    assert set(part["stages_s"]) == {"e2", "e4"}
+    assert part["stages_s"]["e2"] == pytest.approx(full["e2"])
+    assert part["side_by_side_s"] == pytest.approx(
+        max(full["e2"], full["e4"], plan.SIDE_BY_SIDE_FACTOR * (full["e2"] + full["e4"]))
+    )
+    assert "e2, e4 side by side" in plan.format_plan(part)
+    # Each LR extension adds a run for half of the (direction, init, arm) combinations.
+    grid = ["e2.lr_sweep=[1e-3, 3e-3]"]
+    two = preset_config("smoke", [*over, *grid])
+    ext = preset_config("smoke", [*over, *grid, "e2.lr_extensions=2"])
+    e2_two = plan.estimate_run_all(two, data_cached=True, include=("e2",))["stages_s"]["e2"]
+    e2_ext = plan.estimate_run_all(ext, data_cached=True, include=("e2",))["stages_s"]["e2"]
+    combos = len(two.e2.directions) * len(two.e2.inits) * len(two.e2.backbones)
+    one_run = (e2_two - plan.OVERHEAD_S["e2"]) / (combos * (2 + two.e2.n_seeds - 1))
+    assert e2_ext - e2_two == pytest.approx(combos * one_run)

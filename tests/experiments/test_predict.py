@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from spektron.data.spectra import make_grid, normalize_spectra
+from spektron.chemistry.spectra import make_grid, normalize_spectra
 from spektron.data.spectrum_files import UserSpectrum
 from spektron.errors import CheckpointError, ConfigError, DataError
 from spektron.experiments.predict import (

@@ -8,7 +8,7 @@ import pytest
 
 from spektron.config import preset_config
 from spektron.errors import ConfigError
-from spektron.experiments.runner import size_arms, sweep_then_seeds
+from spektron.experiments.runner import lr_edge, size_arms, sweep_then_seeds
 
 VAL = {("a", 1e-3): 0.5, ("a", 3e-3): 0.2, ("b", 1e-3): 0.1, ("b", 3e-3): 0.1}
 
@@ -40,6 +40,49 @@ def test_sweep_on_the_first_seed_then_other_seeds_at_the_chosen_lr():
     )
     assert vals["a"] == {"0.001": 0.5, "0.003": 0.2}
     assert len(results) == 8
+
+
+def test_an_lr_chosen_at_an_end_is_extended_beyond_it_then_flagged_when_still_there():
+    # a: validation keeps falling with the LR (upper end every time); b: best at the lower end,
+    # which is interior once the LR below it is tried (and is worse); c: interior from the start.
+    def val(name, lr):
+        return {"a": -lr, "b": abs(lr - 7e-4), "c": abs(lr - 3e-3)}[name]
+
+    calls: list = []
+
+    def run(specs, what):
+        calls.append((what, sorted(s["run_dir"] for s in specs)))
+        return {s["run_dir"]: {"val": val(s["name"], s["lr"])} for s in specs}
+
+    results, best, vals = sweep_then_seeds(
+        ["a", "b", "c"], (1e-3, 3e-3, 1e-2), [0, 1], _spec, run, "val", extensions=2
+    )
+    assert [c[0] for c in calls] == [
+        "LR sweep",
+        "LR sweep extension 1",
+        "LR sweep extension 2",
+        "seeds",
+    ]
+    # One more LR beyond the chosen end, the grid's ratio at that end (1e-2²/3e-3, 1e-3²/3e-3).
+    assert calls[1][1] == ["a/lr0.0333333_seed0", "b/lr0.000333333_seed0"]
+    assert calls[2][1] == ["a/lr0.111111_seed0"]  # b is interior now: not extended again
+    assert best["a"] == pytest.approx(1e-2**3 / 3e-3**2)
+    assert best["b"] == 1e-3 and best["c"] == 3e-3
+    assert list(vals["b"]) == ["0.000333333", "0.001", "0.003", "0.01"]  # ascending
+    assert lr_edge(best["a"], vals["a"]) == "upper"
+    assert lr_edge(best["b"], vals["b"]) is None and lr_edge(best["c"], vals["c"]) is None
+    assert lr_edge(1e-3, {"0.001": 1.0, "0.003": 2.0}) == "lower"
+    assert lr_edge(3e-3, {"0.003": 1.0}) is None  # one LR: nothing was chosen
+    assert len(results) == 9 + 3 + 3
+
+
+def test_no_extension_without_a_grid_or_when_none_is_asked_for():
+    calls: list = []
+    sweep_then_seeds(["a"], (1e-3, 3e-3), [0, 1], _spec, _runner(calls), "val")
+    assert [c[0] for c in calls] == ["LR sweep", "seeds"]  # a chose the upper end; default 0
+    calls.clear()
+    sweep_then_seeds(["a"], (3e-3,), [0, 1], _spec, _runner(calls), "val", extensions=3)
+    assert [c[0] for c in calls] == ["runs"]
 
 
 def test_one_lr_is_one_call_with_every_seed_and_tuple_arms():

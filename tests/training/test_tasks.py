@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spektron.data.spectra import make_grid
+from spektron.chemistry.spectra import make_grid
 from spektron.models.registry import available_backbones
 from spektron.models.spektron import Spektron, SpektronConfig
 from spektron.training.config import MSRPConfig

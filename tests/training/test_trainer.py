@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from spektron.data.spectra import make_grid
+from spektron.chemistry.spectra import make_grid
 from spektron.errors import CheckpointError, TrainingError
 from spektron.models.spektron import Spektron, SpektronConfig
 from spektron.training.checkpoint import load_train_checkpoint

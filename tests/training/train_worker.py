@@ -9,7 +9,7 @@ import json
 import numpy as np
 import torch
 
-from spektron.data.spectra import make_grid
+from spektron.chemistry.spectra import make_grid
 from spektron.models.spektron import Spektron, SpektronConfig
 from spektron.training import distributed as D
 from spektron.training.config import MSRPConfig, TrainConfig

@@ -23,8 +23,9 @@ _EXPORTS = {
     "read_spectrum_file": "spectrum_files",
     "load_corn": "nir",
     "load_tablet": "nir",
-    "SpectrumRecord": "spectra",
-    "make_grid": "spectra",
+    # The spectrum primitives live below the data layer, with the simulation physics.
+    "SpectrumRecord": "spektron.chemistry.spectra",
+    "make_grid": "spektron.chemistry.spectra",
 }
 __all__ = [
     "SpectralStore",
@@ -44,9 +45,9 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
+    from spektron.chemistry.spectra import SpectrumRecord, make_grid
     from spektron.data.generate import ensure_dataset, generate_dataset, simulate_to_store
     from spektron.data.molecules import load_qm9
     from spektron.data.nir import load_corn, load_tablet
-    from spektron.data.spectra import SpectrumRecord, make_grid
     from spektron.data.spectrum_files import read_spectrum_file
     from spektron.data.store import SpectralStore, StoreWriter, merge_stores, open_store

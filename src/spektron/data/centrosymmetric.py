@@ -12,7 +12,7 @@ that level needs QM9's DFT frequencies, at the closest level without them
 
 **The list** (:data:`CENTROSYMMETRIC_MOLECULES`): 58 molecules of H, C, N, O, F only, each with
 at least 10 heavy atoms. Only those elements: the bond-polarizability Raman model has
-parameters for H, C, N, O and F alone (``spektron.data.simulate.LS_ATOMIC_POLARIZABILITY``;
+parameters for H, C, N, O and F alone (``spektron.chemistry.simulate.LS_ATOMIC_POLARIZABILITY``;
 Cl, Br and S raise ``SimulationError``). At least 10 heavy atoms: QM9 holds molecules of up to 9
 heavy atoms of C, N, O, F (Ramakrishnan et al., Sci. Data 1, 140022, 2014), so none of these
 can be a QM9 molecule. Bond types without a calibrated Raman factor (aromatic C–N, C–O, N–O of
@@ -81,6 +81,7 @@ from typing import Any
 import numpy as np
 
 from spektron import __version__
+from spektron.chemistry.spectra import make_grid
 from spektron.config import GridConfig, PhysicsConfig, config_hash, to_dict
 from spektron.data.generate import GENERATOR_VERSION, simulate_to_store
 from spektron.data.molecules import (
@@ -89,7 +90,6 @@ from spektron.data.molecules import (
     heavy_atoms_in_qm9_scope,
     inchikey_of,
 )
-from spektron.data.spectra import make_grid
 from spektron.data.store import StoreWriter, open_store
 from spektron.errors import ConfigError, DataError, MoleculeError, StoreError
 from spektron.utils import cache_dir, write_json_atomic

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from spektron.data.spectra import NORMALIZATIONS, normalize_spectra
+from spektron.chemistry.spectra import NORMALIZATIONS, normalize_spectra
 from spektron.data.store import SpectralStore, open_store
 from spektron.errors import ConfigError, DataError
 

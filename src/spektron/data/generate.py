@@ -27,9 +27,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from spektron import __version__
+from spektron.chemistry.molecule import MoleculeInput
+from spektron.chemistry.spectra import make_grid
 from spektron.config import DatasetConfig, PhysicsConfig, config_hash, to_dict
-from spektron.data.molecules import MoleculeInput
-from spektron.data.spectra import make_grid
 from spektron.data.store import StoreWriter, merge_stores, open_store
 from spektron.errors import ConfigError, SpektronError, StoreError
 from spektron.utils import cache_dir, single_threaded_blas, write_json_atomic
@@ -128,7 +128,7 @@ def _simulate_chunk(args: tuple) -> tuple[int, int, list[dict], float]:
     """Worker: simulate one chunk, write its store and log. Returns (k, n_ok, failures, cpu_s)."""
     k, inputs, physics, grid_cfg, parts, attrs = args
     from spektron.chemistry.functional_groups import FUNCTIONAL_GROUP_NAMES
-    from spektron.data.simulate import ion_note, simulate_molecule
+    from spektron.chemistry.simulate import ion_note, simulate_molecule
 
     t0 = time.process_time()
     grid = make_grid(grid_cfg["n_points"], grid_cfg["lo"], grid_cfg["hi"])
@@ -379,7 +379,7 @@ def generate_dataset(
 ) -> GenerationReport:
     """Select molecules per ``cfg`` and simulate them into ``out`` (``scheduler``: see
     :func:`simulate_to_store`)."""
-    from spektron.data.simulate import HYBRID_LEVELS
+    from spektron.chemistry.simulate import HYBRID_LEVELS
 
     inputs, rejects, lookup = dataset_inputs(cfg)
     if cfg.physics.level in HYBRID_LEVELS and not any(i.dft_freqs is not None for i in inputs):

@@ -44,8 +44,9 @@ Physics of the recomputed sticks (zip and pt routes), Wilson et al. / Gaussian c
     γ′² = ½[(α′xx−α′yy)² + (α′yy−α′zz)² + (α′zz−α′xx)²] + 3(α′xy² + α′xz² + α′yz²)
 
 with α′ = Σ_i (∂α/∂R_i) L_ik. Spectra: height-normalised Lorentzians (FWHM 15 cm⁻¹ IR, 10 cm⁻¹
-Raman, as the QM9S paper) on the model grid via :func:`spektron.data.spectra.lorentzian_broaden`;
-imaginary modes (ν < 0) are kept as negative sticks but not broadened.
+Raman, as the QM9S paper) on the model grid via
+:func:`spektron.chemistry.spectra.lorentzian_broaden`; imaginary modes (ν < 0) are kept as
+negative sticks but not broadened.
 
 Without ``qm9s.pt`` the wide CSVs carry no molecular identity. What still works: everything
 that only needs spectra — E1 (masked reconstruction and backbone benchmarks), cross-spectral
@@ -76,17 +77,17 @@ from rdkit.Chem import rdDetermineBonds
 from tqdm.auto import tqdm
 
 from spektron.chemistry.functional_groups import FUNCTIONAL_GROUP_NAMES, functional_group_flags
+from spektron.chemistry.spectra import SpectrumRecord, lorentzian_broaden, make_grid
 from spektron.chemistry.symmetry import has_inversion_centre, point_group
-from spektron.config import GridConfig
-from spektron.data.spectra import SpectrumRecord, lorentzian_broaden, make_grid
-from spektron.data.store import StoreWriter
-from spektron.data.vibrations import (
+from spektron.chemistry.vibrations import (
     IR_TO_KM_MOL,
     atomic_masses,
     harmonic_modes,
     ir_intensity,
     raman_activity,
 )
+from spektron.config import GridConfig
+from spektron.data.store import StoreWriter
 from spektron.errors import ConfigError, DataError
 from spektron.utils import single_threaded_blas
 

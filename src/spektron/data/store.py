@@ -41,8 +41,8 @@ import h5py
 import numpy as np
 
 from spektron import __version__
+from spektron.chemistry.spectra import SpectrumRecord
 from spektron.config import config_hash
-from spektron.data.spectra import SpectrumRecord
 from spektron.data.splits import DEFAULT_FRACTIONS, SPLIT_NAMES, hash_splits, scaffold_splits
 from spektron.errors import StoreError
 

@@ -54,9 +54,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from spektron.chemistry.spectra import lorentzian_broaden, make_grid
+from spektron.chemistry.vibrations import kabsch_rotation
 from spektron.config import PHYSICS_LEVELS, GridConfig, PhysicsConfig
-from spektron.data.spectra import lorentzian_broaden, make_grid
-from spektron.data.vibrations import kabsch_rotation
 from spektron.errors import ConfigError, DataError, SpektronError
 
 log = logging.getLogger(__name__)
@@ -432,7 +432,7 @@ def _stats(values: list[float]) -> dict[str, float] | None:
 
 def simulate_level(inp: Any, physics: PhysicsConfig, grid: np.ndarray) -> tuple[LevelResult, dict]:
     """Simulate one QM9 molecule at ``physics.level``; the result and its wall/CPU seconds."""
-    from spektron.data.simulate import simulate_molecule
+    from spektron.chemistry.simulate import simulate_molecule
 
     details: dict[str, Any] = {}
     t0, c0 = time.perf_counter(), time.process_time()

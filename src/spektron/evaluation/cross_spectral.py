@@ -5,7 +5,7 @@ those of E1 (:mod:`spektron.evaluation.metrics`); this module adds the normalisa
 distribution metrics, the spectral regions and the skill score.
 
 **Normalisation.** :func:`cross_spectral_metrics` applies one named rule
-(:func:`spektron.data.spectra.normalize_spectra`: ``max``, ``area``, ``l2`` or ``none``) to the
+(:func:`spektron.chemistry.spectra.normalize_spectra`: ``max``, ``area``, ``l2`` or ``none``) to the
 prediction *and* to the truth itself, over the whole grid, before any metric; a baseline goes
 through the same function, hence the same rule. Predictions are not clipped. Cosine, SID (up to
 ε), Wasserstein and every peak metric are invariant to a positive scale of either spectrum; MSE
@@ -76,7 +76,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from spektron.data.spectra import NORMALIZATIONS, normalize_spectra
+from spektron.chemistry.spectra import NORMALIZATIONS, normalize_spectra
 from spektron.errors import ConfigError
 from spektron.evaluation.metrics import (
     _bootstrap_means,
@@ -246,8 +246,8 @@ def cross_spectral_metrics(
     wavenumber : np.ndarray
         (L,) strictly monotonic grid in cm⁻¹.
     normalization : str
-        Rule of :func:`spektron.data.spectra.normalize_spectra` applied to every row of ``pred``
-        and of ``true`` over the whole grid: ``max``, ``area``, ``l2`` or ``none``.
+        Rule of :func:`spektron.chemistry.spectra.normalize_spectra` applied to every row of
+        ``pred`` and of ``true`` over the whole grid: ``max``, ``area``, ``l2`` or ``none``.
     tolerances : Sequence[float]
         Peak-matching tolerances τ in cm⁻¹, distinct, each giving its own ``@τ`` keys.
     prominence : float

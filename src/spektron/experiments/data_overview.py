@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from spektron.chemistry.spectra import make_grid, normalize_spectra
 from spektron.config import RunConfig, to_dict
 from spektron.data.generate import data_label, ensure_dataset
-from spektron.data.spectra import make_grid, normalize_spectra
 from spektron.data.store import SpectralStore, open_store
 from spektron.plotting import figure_title, pyplot, save_figure
 from spektron.utils import write_json_atomic

@@ -434,7 +434,7 @@ class E1Context:
     """What every E1/pretrain run shares: data, grid, task, sized arms, provenance."""
 
     def __init__(self, cfg: RunConfig, dist: D.DistInfo, progress: bool = True) -> None:
-        from spektron.data.spectra import make_grid
+        from spektron.chemistry.spectra import make_grid
 
         self.cfg, self.e1, self.dist = cfg, cfg.e1, dist
         # One process simulates the data; the others wait and then read the cached store.

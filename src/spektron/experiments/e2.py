@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from spektron.chemistry.spectra import make_grid, normalize_spectra
 from spektron.config import E2Config, RunConfig, config_hash, to_dict
 from spektron.data.generate import data_label, ensure_dataset
-from spektron.data.spectra import make_grid, normalize_spectra
 from spektron.data.store import open_store
 from spektron.errors import ConfigError, DataError
 from spektron.evaluation.baselines import build_baseline, fit_pls_by_validation
@@ -647,6 +647,11 @@ def run_e2(
                 "seeds": seeds,
                 "lr_sweep": list(e2.lr_sweep),
                 "n_training_runs": len(combos) * (len(e2.lr_sweep) + e2.n_seeds - 1),
+                **(
+                    {"lr_extension_runs": f"up to {len(combos) * e2.lr_extensions}"}
+                    if e2.lr_extensions and len(e2.lr_sweep) > 1
+                    else {}
+                ),
                 "reuse": reuse_line(reuse, out),
                 "steps_per_run": e2.train.steps,
                 "effective_batch": e2.train.batch_size * e2.train.accumulation,
@@ -672,7 +677,7 @@ def run_e2(
         return run_specs(specs, jobs, dist, progress, f"E2 {what}", fn=train_one, step_s=step_s)
 
     results, best_lr, lr_vals = sweep_then_seeds(
-        combos, e2.lr_sweep, seeds, spec_for, run, "best_val_mse"
+        combos, e2.lr_sweep, seeds, spec_for, run, "best_val_mse", e2.lr_extensions
     )
     if not dist.is_main:
         return {}

@@ -33,7 +33,7 @@ from spektron.experiments.e2_results import (
     best_seed_checkpoint,
     read_per_molecule,
 )
-from spektron.experiments.runner import mean_std, scale_note
+from spektron.experiments.runner import lr_edge, mean_std, scale_note
 from spektron.training.trainer import BEST_NAME
 
 SCHEMA_VERSION = 1
@@ -134,6 +134,7 @@ def aggregate(
             "flops_total": arms[bb]["flops"]["total"],
             "lr": best_lr[c],
             "lr_sweep": lr_vals[c],
+            "lr_edge": lr_edge(best_lr[c], lr_vals[c]),
             "seeds": seeds,
             "runs": [str(d.relative_to(out)) for d in dirs],
             "checkpoints": [str((d / BEST_NAME).relative_to(out)) for d in dirs],

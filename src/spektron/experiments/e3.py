@@ -36,13 +36,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from spektron.chemistry.spectra import make_grid
 from spektron.config import RunConfig, config_hash, to_dict
 from spektron.data.generate import data_label, ensure_dataset
-from spektron.data.spectra import make_grid
 from spektron.errors import CheckpointError, ConfigError
 from spektron.experiments.runner import (
     device_description,
+    git_commit,
     load_splits,
+    package_versions,
     reuse_line,
     run_folder_finished,
     run_specs,
@@ -292,6 +294,8 @@ def run_e3(
         "not vibrational frequencies.",
         "conclusions_note": _conclusions_note(cfg, n_per_group, stats),
         "device": device_description(dist.device),
+        "git_commit": git_commit(),
+        "package_versions": package_versions(),
     }
     summary["wall_time_s"] = time.perf_counter() - t0
     write_json_atomic(out / "summary.json", summary)

@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from spektron.chemistry.spectra import make_grid
 from spektron.config import GridConfig, RunConfig, config_hash, from_dict, to_dict
 from spektron.data.nir import NIRTransferDataset, load_nir
-from spektron.data.spectra import make_grid
 from spektron.errors import DataError
 from spektron.evaluation.calibration_transfer import (
     DirectStandardization,

@@ -125,11 +125,15 @@ def _run_seconds(step_s, fwd_s, tc, n_eval: int, n_test: int) -> float:
 
 
 def estimate_run_all(
-    cfg: RunConfig, data_cached: bool, side_by_side: bool = False
+    cfg: RunConfig,
+    data_cached: bool,
+    side_by_side: bool = False,
+    include: tuple[str, ...] = ("data", "e1", "e2", "e3", "e4"),
 ) -> dict[str, Any]:
-    """Estimated seconds of each run-all stage and in all (see the module docstring); with
-    ``side_by_side``, E2-E4 as run-all runs them on the CPU (``SIDE_BY_SIDE_FACTOR``)."""
-    from spektron.data.spectra import make_grid
+    """Estimated seconds of each run-all stage of ``include`` and in all (see the module
+    docstring); with ``side_by_side``, those of E2-E4 as run-all runs them on the CPU
+    (``SIDE_BY_SIDE_FACTOR``)."""
+    from spektron.chemistry.spectra import make_grid
     from spektron.experiments.e2 import model_config as e2_model_config
     from spektron.experiments.e4 import _model_config as e4_model_config
     from spektron.experiments.e4_deep import load_pair
@@ -178,8 +182,10 @@ def estimate_run_all(
         m = e2_model_config(cfg, b, arms[b]["backbone_config"])
         step, fwd = timer(m, e2.train.batch_size, e2.train.eval_batch_size, L, grid)
         one = _run_seconds(step, fwd, e2.train, n_val // 2, n_test // 2)
-        n_runs = len(e2.directions) * len(e2.inits) * (len(e2.lr_sweep) + e2.n_seeds - 1)
-        runs += [one] * n_runs
+        per_arm = len(e2.lr_sweep) + e2.n_seeds - 1
+        if len(e2.lr_sweep) > 1:  # LR extensions: expected for half of the arms
+            per_arm += 0.5 * e2.lr_extensions
+        runs += [one] * round(len(e2.directions) * len(e2.inits) * per_arm)
     stages["e2"] = _pool_seconds(runs, jobs) + OVERHEAD_S["e2"]
 
     # E3: the shuffled-order D-LinOSS controls, E1's recipe.
@@ -219,10 +225,11 @@ def estimate_run_all(
                 standards += [std] * k
     stages["e4"] = _pool_seconds(masters, jobs) + _pool_seconds(standards, jobs)
     stages["e4"] += OVERHEAD_S["e4"]
+    stages = {k: v for k, v in stages.items() if k in include}
     total = sum(stages.values())
     est: dict[str, Any] = {"stages_s": stages, "total_s": total}
     if side_by_side:
-        parts = [stages[k] for k in SIDE_BY_SIDE if stages.get(k)]
+        parts = [stages[k] for k in SIDE_BY_SIDE if stages.get(k)] or [0.0]
         block = max(max(parts), SIDE_BY_SIDE_FACTOR * sum(parts))
         est["side_by_side_s"] = block
         est["total_s"] = total - sum(parts) + block
@@ -233,7 +240,8 @@ def format_plan(est: dict[str, Any]) -> str:
     parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in est["stages_s"].items())
     side = ""
     if "side_by_side_s" in est:
-        side = f"; e2, e3, e4 side by side: {est['side_by_side_s'] / 60:.1f} min"
+        names = ", ".join(k for k in SIDE_BY_SIDE if k in est["stages_s"])
+        side = f"; {names} side by side: {est['side_by_side_s'] / 60:.1f} min"
     return f"estimated wall time: {est['total_s'] / 60:.1f} min ({parts} min{side})"
 
 
@@ -250,7 +258,7 @@ def format_comparison(
             m = measured[k]
             note = "  (estimated alone, ran side by side)" if side and k in SIDE_BY_SIDE else ""
             rows.append(f"{k:<9} {v / 60:8.1f}m {m / 60:8.1f}m  {m / max(v, 1e-9):8.2f}{note}")
-    block = "+".join(SIDE_BY_SIDE)
+    block = "+".join(k for k in SIDE_BY_SIDE if k in est["stages_s"])
     if side and block in measured:
         v, m = est["side_by_side_s"], measured[block]
         rows.append(f"{block:<9} {v / 60:8.1f}m {m / 60:8.1f}m  {m / max(v, 1e-9):8.2f}")

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from spektron.data.spectra import (
+from spektron.chemistry.spectra import (
     NORMALIZATIONS,
     make_grid,
     normalize_spectra,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from spektron.errors import DataError
+from spektron.experiments import report_e1, report_e2, report_e3, report_e4
 from spektron.experiments.report_e1 import build_e1_report
 from spektron.experiments.report_e2 import build_e2_report
 from spektron.experiments.report_e3 import build_e3_report
@@ -19,6 +20,19 @@ REPORT_BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "e2": build_e2_report,
     "e3": build_e3_report,
     "e4": build_e4_report,
+}
+# The files of each experiment's folder that its report reads. The E2 and E3 figures also read
+# per-run files (per-molecule CSVs, per-model analyses); FIGURE_DATA names the small file that
+# stands in for them where they are left out (`spektron export`) and the function building it.
+REPORT_FILES: dict[str, tuple[str, ...]] = {
+    "e1": report_e1.REPORT_FILES,
+    "e2": report_e2.REPORT_FILES,
+    "e3": report_e3.REPORT_FILES,
+    "e4": report_e4.REPORT_FILES,
+}
+FIGURE_DATA: dict[str, tuple[str, Callable[[Path], dict[str, Any]]]] = {
+    "e2": (report_e2.FIGURE_DATA, report_e2.figure_data),
+    "e3": (report_e3.FIGURE_DATA, report_e3.figure_data),
 }
 
 

@@ -17,7 +17,6 @@ The data are SIMULATED; the table header and every figure carry the data label f
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from spektron.experiments.reporting import (
     fmt_num,
     fmt_si,
     load_json,
+    lr_sweep_lines,
     md_row,
     paired_lines,
     require_key,
@@ -45,6 +45,8 @@ from spektron.plotting import figure_title, pyplot, save_figure
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# The files of an E1 folder the report reads.
+REPORT_FILES = ("summary.json", "examples.json")
 MAX_EXAMPLES = 4
 ARROWS = {"lower": "↓", "higher": "↑"}
 DEFAULT_DIRECTIONS = {
@@ -215,7 +217,7 @@ def format_e1_table(summary: dict[str, Any]) -> str:
     lines += _gap_lines(summary.get("gap_length"), unit)
     lines += _convergence_lines(summary)
     lines += _tuning_lines(summary.get("tuning"))
-    lines += ["", *_sweep_lines(backbones)]
+    lines += ["", *lr_sweep_lines(backbones, "validation masked MSE")]
     footer = [
         f"wall time {fmt_num(summary['wall_time_s'])} s" if "wall_time_s" in summary else "",
         f"device {summary['device']}" if summary.get("device") else "",
@@ -263,27 +265,6 @@ def _by_kind_lines(backbones: dict[str, Any], baselines: dict[str, Any]) -> list
         entries = [dig(bk, k, "masked_mse") for k in kinds]
         lines.append(md_row([name, *(fmt_mean_std(e) for e in entries)]))
     return lines
-
-
-def _sweep_lines(backbones: dict[str, Any]) -> list[str]:
-    parts = []
-    for name, b in backbones.items():
-        sweep = b.get("lr_sweep")
-        if not isinstance(sweep, dict) or not sweep:
-            continue
-        chosen = finite(b.get("lr"))
-        items = []
-        for lr, score in sweep.items():
-            text = f"{lr}: {fmt_num(score)}"
-            try:
-                is_chosen = chosen is not None and math.isclose(float(lr), chosen)
-            except ValueError:
-                is_chosen = False
-            items.append(f"**{text}**" if is_chosen else text)
-        parts.append(f"- {name}: " + ", ".join(items))
-    if not parts:
-        return []
-    return ["LR sweep (validation masked MSE per learning rate; chosen in bold):", "", *parts]
 
 
 # ----------------------------------------------------------------------------- figures

@@ -1,5 +1,6 @@
 """E2 report: ``table.md`` and ``figures/`` from ``summary.json``, ``examples.json`` and the
-per-molecule CSVs of the runs (all under the E2 folder), so ``spektron report`` can rebuild it.
+per-molecule CSVs of the runs (all under the E2 folder), so ``spektron report`` can rebuild it;
+where the CSVs were left out (``spektron export``), ``figure_data.json`` stands in for them.
 
 Figures: example predictions (best, median and worst test molecule of the error-analysis arm,
 truth and prediction with their matched peaks marked, baselines for comparison), per-molecule
@@ -26,6 +27,7 @@ from spektron.experiments.reporting import (
     fmt_mean_std,
     fmt_num,
     load_json,
+    lr_sweep_lines,
     md_row,
     paired_lines,
     scale_text,
@@ -35,6 +37,10 @@ from spektron.plotting import figure_title, pyplot, save_figure
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# The files of an E2 folder the report reads besides the per-molecule CSVs of the runs and
+# baselines, which FIGURE_DATA can stand in for (see distributions()).
+REPORT_FILES = ("summary.json", "examples.json")
+FIGURE_DATA = "figure_data.json"
 TABLE_METRICS = (
     ("full/cosine", "cosine ↑"),
     ("full/mse", "MSE ↓"),
@@ -105,7 +111,8 @@ def format_e2_table(summary: dict[str, Any]) -> str:
         arms = [(k, m) for k, m in models.items() if m["direction"] == dname]
         arms.sort(key=lambda km: -(dig(km[1], "test", "full/cosine", "mean") or -1e9))
         for _key, m in arms:
-            cells = [m["backbone"], m["init"], fmt_num(m.get("lr"), 2)]
+            edge = f" ({m['lr_edge']} end)" if m.get("lr_edge") else ""
+            cells = [m["backbone"], m["init"], fmt_num(m.get("lr"), 2) + edge]
             cells += [fmt_mean_std(dig(m, "test", k)) for k, _ in TABLE_METRICS]
             cells += [
                 _skill(dig(m, "skill", "identity")),
@@ -132,6 +139,11 @@ def format_e2_table(summary: dict[str, Any]) -> str:
             "similar molecules; one that does not beat PLS2, more than a linear map.",
             "",
         ]
+        swept = {
+            f"{m['backbone']} ({m['init']})": m for _, m in arms if len(m.get("lr_sweep") or {}) > 1
+        }
+        if swept:
+            lines += [*lr_sweep_lines(swept, "validation MSE, first seed"), ""]
         lines += _checkpoint_lines(dname, models, summary.get("checkpoints", {}).get(dname))
         lines += _symmetric_lines(dname, arms, base)
         lines += _analysis_lines(summary["error_analysis"].get(dname))
@@ -356,33 +368,86 @@ def plot_examples(examples: dict[str, Any], summary: dict[str, Any], fig_dir: Pa
     return files
 
 
-def _per_molecule(out: Path, entry: dict[str, Any], key: str) -> np.ndarray:
+def _per_molecule_files(out: Path, summary: dict[str, Any]) -> list[Path]:
+    """The per-molecule CSVs the distribution figures read: every run of every arm, every
+    baseline."""
+    runs = [out / r / "per_molecule.csv" for m in summary["models"].values() for r in m["runs"]]
+    return runs + [
+        out / "baselines" / dname / f"{bname}_per_molecule.csv"
+        for dname, base in summary["baselines"].items()
+        for bname in base
+    ]
+
+
+def distributions(out: Path, summary: dict[str, Any]) -> dict[str, dict[str, list]]:
+    """Per direction, what the distribution figure draws: ``labels`` and ``values`` (the finite
+    per-molecule primary metric of every arm, mean over its seeds, then every baseline).
+
+    Read from the per-molecule CSVs, or, where they were left out (``spektron export``), from
+    :data:`FIGURE_DATA`.
+    """
     from spektron.experiments.e2_analysis import seed_mean
     from spektron.experiments.e2_results import read_per_molecule
 
-    return seed_mean(
-        [read_per_molecule(out / r / "per_molecule.csv")[1] for r in entry["runs"]], key
-    )
+    key = summary["primary_metric"]
+    missing = [p for p in _per_molecule_files(out, summary) if not p.is_file()]
+    if missing:
+        data_path = out / FIGURE_DATA
+        if not data_path.is_file():
+            raise DataError(f"{missing[0]}: file not found (and no {FIGURE_DATA} in {out})")
+        data = load_json(data_path)
+        if data.get("primary_metric") != key or set(data.get("distributions", ())) != set(
+            summary["baselines"]
+        ):
+            raise DataError(f"{data_path}: does not match {out / 'summary.json'}")
+        return {
+            dname: {"labels": d["labels"], "values": [np.asarray(v, float) for v in d["values"]]}
+            for dname, d in data["distributions"].items()
+        }
+    result = {}
+    for dname in summary["baselines"]:
+        labels, values = [], []
+        for _k, m in sorted(summary["models"].items()):
+            if m["direction"] == dname:
+                labels.append(f"{m['backbone']}\n{m['init']}")
+                per = [read_per_molecule(out / r / "per_molecule.csv")[1] for r in m["runs"]]
+                values.append(seed_mean(per, key))
+        for bname in summary["baselines"][dname]:
+            path = out / "baselines" / dname / f"{bname}_per_molecule.csv"
+            labels.append(BASELINE_NAMES.get(bname, bname).replace(" ", "\n", 1))
+            values.append(read_per_molecule(path)[1][key])
+        result[dname] = {"labels": labels, "values": [v[np.isfinite(v)] for v in values]}
+    return result
+
+
+def figure_data(e2_dir: Path) -> dict[str, Any]:
+    """The content of :data:`FIGURE_DATA`: :func:`distributions` as JSON-able lists (a few
+    values per test molecule and arm, in place of every run's per-molecule CSV)."""
+    e2_dir = Path(e2_dir)
+    summary_path = e2_dir / "summary.json"
+    summary = load_json(summary_path)
+    _check(summary, summary_path)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "experiment": "e2",
+        "note": "per test molecule, the primary metric of every arm (mean over its seeds) and "
+        "baseline, finite values only: what the distribution figures draw; every metric is in "
+        "the runs' per_molecule.csv",
+        "primary_metric": summary["primary_metric"],
+        "distributions": {
+            dname: {"labels": d["labels"], "values": [v.tolist() for v in d["values"]]}
+            for dname, d in distributions(e2_dir, summary).items()
+        },
+    }
 
 
 def plot_distributions(out: Path, summary: dict[str, Any], fig_dir: Path) -> list[Path]:
     """Per direction: box plots of the per-molecule primary metric of every arm and baseline."""
-    from spektron.experiments.e2_results import read_per_molecule
-
     plt = pyplot()
     key = summary["primary_metric"]
     files: list[Path] = []
-    for dname in summary["baselines"]:
-        labels, data = [], []
-        for _k, m in sorted(summary["models"].items()):
-            if m["direction"] == dname:
-                labels.append(f"{m['backbone']}\n{m['init']}")
-                data.append(_per_molecule(out, m, key))
-        for bname in summary["baselines"][dname]:
-            path = out / "baselines" / dname / f"{bname}_per_molecule.csv"
-            labels.append(BASELINE_NAMES.get(bname, bname).replace(" ", "\n", 1))
-            data.append(read_per_molecule(path)[1][key])
-        data = [v[np.isfinite(v)] for v in data]
+    for dname, d in distributions(out, summary).items():
+        labels, data = d["labels"], d["values"]
         fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(labels)), 4))
         ax.boxplot(data, showfliers=False)
         ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=6, rotation=90)

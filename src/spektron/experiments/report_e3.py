@@ -1,5 +1,12 @@
-"""E3 report: ``table.md`` and ``figures/`` from ``summary.json`` (and the checkpoints it
-names, re-analysed when the analyses are not passed in, so ``spektron report`` can rebuild it).
+"""E3 report: ``table.md`` from ``summary.json``; ``figures/`` from the transfer-function
+analyses, read (when they are not passed in) from the files the run wrote, so ``spektron
+report`` rebuilds both without re-analysing a checkpoint:
+
+* ``models/<group>_<i>.json``: each model's whole analysis (without the responses, which the
+  figures rebuild from the coefficients);
+* or, where those were left out (``spektron export``), ``figure_data.json``: the part of every
+  analysis the figures draw (:func:`figure_data`);
+* or, for a run older than both, the checkpoints ``summary.json`` names, analysed again.
 """
 
 from __future__ import annotations
@@ -14,6 +21,15 @@ from spektron.experiments.reporting import NA, fmt_num, load_json, md_row
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# The files of an E3 folder the report reads besides the analyses (see the module docstring).
+REPORT_FILES = ("summary.json",)
+FIGURE_DATA = "figure_data.json"
+# What the figures (spektron.analysis.e3_figures) read of each analysis: these per-oscillator
+# fields of every model; the frequency axis and the H(z) coefficients only of each group's first
+# model, the one whose filter bank and pole-zero plot are drawn.
+FIGURE_FIELDS = ("f_res", "period_res", "r", "theta", "zeta", "coupling_norm")
+FIRST_MODEL_FIELDS = ("numerator", "denominator")
+FIRST_MODEL_AXES = ("omega", "frequency", "nyquist")
 
 
 def _check(summary: dict[str, Any], where: Path) -> None:
@@ -147,8 +163,8 @@ def format_e3_table(summary: dict[str, Any]) -> str:
 
 
 def build_e3_report(e3_dir: Path, analyses: dict[str, list[dict[str, Any]]] | None = None) -> dict:
-    """Write ``table.md`` and ``figures/``; re-analyses the checkpoints when ``analyses`` is
-    None. Returns the paths (as strings)."""
+    """Write ``table.md`` and ``figures/``; when ``analyses`` is None they are read as the
+    module docstring says (:func:`load_analyses`). Returns the paths (as strings)."""
     from spektron.analysis.e3_figures import (
         plot_filter_banks,
         plot_layer_summary,
@@ -161,7 +177,7 @@ def build_e3_report(e3_dir: Path, analyses: dict[str, list[dict[str, Any]]] | No
     if analyses is None:
         summary = load_json(summary_path)
         _check(summary, summary_path)
-        analyses = _reanalyse(summary)
+        analyses = load_analyses(e3_dir, summary)
     else:
         summary = load_json(summary_path) if summary_path.is_file() else None
     table = e3_dir / "table.md"
@@ -183,6 +199,77 @@ def build_e3_report(e3_dir: Path, analyses: dict[str, list[dict[str, Any]]] | No
     return {"table": str(table), "figures": [str(p) for p in files]}
 
 
+def _analysis_file(e3_dir: Path, group: str, i: int, model: dict[str, Any]) -> Path:
+    """``models/<group>_<i>.json``: the run names its CSV sibling in ``oscillators_csv``."""
+    csv_path = model.get("oscillators_csv") or f"models/{group}_{i}.csv"
+    return e3_dir / Path(csv_path).with_suffix(".json")
+
+
+def load_analyses(e3_dir: Path, summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Every model's analysis, by group: from ``models/*.json`` when all are there, else from
+    :data:`FIGURE_DATA`, else by analysing the checkpoints that ``summary`` names again."""
+    from spektron.analysis.transfer_function import from_json
+
+    e3_dir = Path(e3_dir)
+    files = {
+        group: [_analysis_file(e3_dir, group, i, m) for i, m in enumerate(models)]
+        for group, models in summary["groups"].items()
+    }
+    if all(p.is_file() for paths in files.values() for p in paths):
+        return {g: [from_json(load_json(p)) for p in paths] for g, paths in files.items()}
+    data_path = e3_dir / FIGURE_DATA
+    if data_path.is_file():
+        data = load_json(data_path)
+        groups = data.get("analyses")
+        if not isinstance(groups, dict) or set(groups) != set(files):
+            raise DataError(f"{data_path}: its groups do not match {e3_dir / 'summary.json'}")
+        return {g: [from_json(a) for a in groups[g]] for g in files}
+    return _reanalyse(summary)
+
+
+def _figure_part(analysis: dict[str, Any], first: bool) -> dict[str, Any]:
+    """The part of one analysis (as :func:`~spektron.analysis.transfer_function.to_json` writes
+    it) that the figures draw; ``first``: the group's first model (see :data:`FIGURE_FIELDS`)."""
+    fields = FIGURE_FIELDS + (FIRST_MODEL_FIELDS if first else ())
+    part = {"spacing_cm": analysis["spacing_cm"]}
+    if first:
+        part.update({k: analysis[k] for k in FIRST_MODEL_AXES})
+    part["layers"] = [
+        {
+            "index": lay["index"],
+            "directions": {
+                name: {f: d[f] for f in fields} for name, d in lay["directions"].items()
+            },
+        }
+        for lay in analysis["layers"]
+    ]
+    return part
+
+
+def figure_data(e3_dir: Path) -> dict[str, Any]:
+    """What the E3 figures draw of every model's analysis (a small fraction of
+    ``models/*.json``), as JSON-able lists: the content of :data:`FIGURE_DATA`."""
+    from spektron.analysis.transfer_function import to_json
+
+    e3_dir = Path(e3_dir)
+    summary_path = e3_dir / "summary.json"
+    summary = load_json(summary_path)
+    _check(summary, summary_path)
+    analyses = load_analyses(e3_dir, summary)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "experiment": "e3",
+        "note": "the part of each model's transfer-function analysis that the E3 figures draw "
+        f"(per oscillator: {', '.join(FIGURE_FIELDS)}; the frequency axis and "
+        f"{', '.join(FIRST_MODEL_FIELDS)} of each group's first model); the whole analyses are "
+        "models/<group>_<i>.json of the run",
+        "analyses": {
+            g: [_figure_part(to_json(a), first=i == 0) for i, a in enumerate(ans)]
+            for g, ans in analyses.items()
+        },
+    }
+
+
 def _reanalyse(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     from spektron.analysis.transfer_function import analyse_model
     from spektron.models.spektron import Spektron
@@ -193,7 +280,10 @@ def _reanalyse(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         for m in models:
             path = Path(m["checkpoint"])
             if not path.is_file():
-                raise DataError(f"E3 report: checkpoint {path} ({group}) no longer exists")
+                raise DataError(
+                    f"E3 report: no analyses (models/*.json or {FIGURE_DATA}) and checkpoint "
+                    f"{path} ({group}) no longer exists"
+                )
             model = Spektron.from_checkpoint(path)
             out[group].append(analyse_model(model, m["spacing_cm"], summary.get("n_freq", 512)))
     return out

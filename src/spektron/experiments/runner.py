@@ -430,9 +430,16 @@ def sweep_then_seeds(
     spec_for: Callable[..., dict[str, Any]],
     run: Callable[[list[dict[str, Any]], str], dict[str, dict[str, Any]]],
     val_key: str,
+    extensions: int = 0,
 ) -> tuple[dict[str, dict[str, Any]], dict[Any, float], dict[Any, dict[str, float]]]:
     """Every arm at every LR of ``lr_sweep`` on ``seeds[0]``, then the other seeds at the LR
     with the lowest ``result[val_key]`` (validation; ties to the smaller LR).
+
+    With ``extensions`` > 0 and at least two LRs, an arm whose best LR is the smallest or the
+    largest it was tried at gets one more run on ``seeds[0]`` beyond that end (the end times the
+    grid's ratio there, e.g. 1e-2 -> 3e-2 after 3e-3, 1e-2), repeated at most ``extensions``
+    times, so that the chosen value is interior where the budget allows; an arm still at an edge
+    afterwards is visible in its returned sweep (see :func:`lr_edge`).
 
     ``spec_for(*arm, lr, seed)`` builds a run's spec (``arm`` a tuple, or one value), ``run(specs,
     what)`` trains a list of them. With one LR there is nothing to choose: every run goes in
@@ -447,16 +454,48 @@ def sweep_then_seeds(
     if single:
         first += [spec(a, lr_sweep[0], s) for a in arms for s in seeds[1:]]
     results = run(first, "runs" if single else "LR sweep")
-    best_lr: dict[Any, float] = {}
-    lr_vals: dict[Any, dict[str, float]] = {}
-    for a in arms:
-        vals = {lr: results[spec(a, lr, seeds[0])["run_dir"]][val_key] for lr in lr_sweep}
-        best_lr[a] = min(vals, key=lambda lr: (vals[lr], lr))
-        lr_vals[a] = {f"{lr:g}": v for lr, v in vals.items()}
+    vals: dict[Any, dict[float, float]] = {
+        a: {lr: results[spec(a, lr, seeds[0])["run_dir"]][val_key] for lr in lr_sweep} for a in arms
+    }
+
+    def best(a: Any) -> float:
+        return min(vals[a], key=lambda lr: (vals[a][lr], lr))
+
+    for round_ in range(extensions if not single else 0):
+        beyond: dict[Any, float] = {}
+        for a in arms:
+            grid = sorted(vals[a])
+            b = best(a)
+            if b == grid[-1]:
+                beyond[a] = grid[-1] * grid[-1] / grid[-2]
+            elif b == grid[0]:
+                beyond[a] = grid[0] * grid[0] / grid[1]
+        if not beyond:
+            break
+        ext = [spec(a, lr, seeds[0]) for a, lr in beyond.items()]
+        results.update(run(ext, f"LR sweep extension {round_ + 1}"))
+        for a, lr in beyond.items():
+            vals[a][lr] = results[spec(a, lr, seeds[0])["run_dir"]][val_key]
+    best_lr = {a: best(a) for a in arms}
+    lr_vals = {a: {f"{lr:g}": vals[a][lr] for lr in sorted(vals[a])} for a in arms}
     if not single:
         rest = [spec(a, best_lr[a], s) for a in arms for s in seeds[1:]]
         results.update(run(rest, "seeds"))
     return results, best_lr, lr_vals
+
+
+def lr_edge(lr: float, sweep: dict[str, float]) -> str | None:
+    """``"upper"`` / ``"lower"`` when ``lr`` is the largest / smallest of the LRs an arm was
+    tried at (``sweep``: validation value by ``f"{lr:g}"``), None when it is interior or the
+    sweep had one LR (nothing was chosen)."""
+    grid = sorted(float(k) for k in sweep)
+    if len(grid) < 2:
+        return None
+    if math.isclose(lr, grid[-1], rel_tol=1e-5):  # keys are f"{lr:g}", 6 digits
+        return "upper"
+    if math.isclose(lr, grid[0], rel_tol=1e-5):
+        return "lower"
+    return None
 
 
 def init_worker(debug: bool = False) -> None:

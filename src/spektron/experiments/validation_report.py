@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from spektron.data.spectra import make_grid
+from spektron.chemistry.spectra import make_grid
 from spektron.data.validate import REFERENCE_DIR, broaden_sticks, format_report, load_reference
 from spektron.plotting import pyplot, save_figure
 from spektron.utils import write_json_atomic, write_text_atomic

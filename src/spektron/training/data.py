@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from spektron.data.spectra import normalize_spectra
+from spektron.chemistry.spectra import normalize_spectra
 from spektron.data.store import SpectralStore
 from spektron.errors import DataError
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from spektron.chemistry import simulate as sim
+from spektron.chemistry.molecule import MoleculeInput
+from spektron.chemistry.spectra import make_grid
 from spektron.config import DatasetConfig, PhysicsConfig
-from spektron.data import simulate as sim
 from spektron.data.generate import LEVEL_LABELS, dataset_attrs
-from spektron.data.molecules import MoleculeInput
-from spektron.data.spectra import make_grid
 from spektron.errors import ConfigError, SimulationError
 from tests.helpers import ACTIVE_FRACTION, both_active, qm9_inputs
 
@@ -182,7 +182,7 @@ def test_symmetrize_inversion_leaves_physical_tensors_of_a_symmetric_geometry_un
 
 
 def test_fast_hybrid_is_mmff_modes_with_xtb_apt_ir_and_bond_raman():
-    from spektron.data import xtb
+    from spektron.chemistry import xtb
     from spektron.data.validate import kabsch_rotation
 
     inputs = qm9_inputs([8, *CENTRO])
@@ -212,7 +212,7 @@ def test_fast_hybrid_is_mmff_modes_with_xtb_apt_ir_and_bond_raman():
 
 
 def test_dipole_derivatives_equal_the_first_field_derivatives():
-    from spektron.data import xtb
+    from spektron.chemistry import xtb
 
     inp = qm9_inputs([8])[0]
     z = [sim.Chem.GetPeriodicTable().GetAtomicNumber(e) for e in inp.elements]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
+from spektron.chemistry import simulate as sim
 from spektron.chemistry.functional_groups import FUNCTIONAL_GROUP_NAMES
+from spektron.chemistry.molecule import MoleculeInput
+from spektron.chemistry.spectra import lorentzian_broaden, make_grid
 from spektron.chemistry.symmetry import point_group
 from spektron.config import PhysicsConfig
-from spektron.data import simulate as sim
-from spektron.data.molecules import MoleculeInput
-from spektron.data.spectra import lorentzian_broaden, make_grid
 from spektron.errors import ConfigError, MoleculeError, SimulationError
 from tests.helpers import ACTIVE_FRACTION, both_active, qm9_inputs
 

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from spektron.data.vibrations import E_ANGSTROM_TO_DEBYE, ir_intensity, raman_activity
+from spektron.chemistry.vibrations import E_ANGSTROM_TO_DEBYE, ir_intensity, raman_activity
 from spektron.errors import ConfigError, MoleculeError, SimulationError
 
 # ----------------------------------------------------------------------------- constants

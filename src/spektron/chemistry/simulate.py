@@ -46,7 +46,7 @@ Pipeline (docs/DESIGN.md §2.1), each step a public function below:
    The derivative ∂α_mol/∂x_i is analytic (∂α∥/∂L = 4α∥/L; α⊥ does not depend on L),
    α'_k = Σ_i ∂α/∂x_i L_ik, and the activity is S_k = 45 a'_k² + 7 γ'_k² (Å⁴/amu) with
    a' = tr(α')/3 and γ'² = ½[(α'xx−α'yy)² + (α'yy−α'zz)² + (α'zz−α'xx)²] + 3(α'xy² + α'yz² + α'zx²).
-8. Spectra: height-normalised Lorentzians (``spektron.data.spectra.lorentzian_broaden``) of the
+8. Spectra: height-normalised Lorentzians (``spektron.chemistry.spectra.lorentzian_broaden``) of the
    positive-frequency sticks, FWHM ``physics.ir_fwhm`` / ``physics.raman_fwhm``, on the grid.
 """
 
@@ -63,18 +63,18 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import rdDistGeom, rdForceFieldHelpers, rdPartialCharges
 
 from spektron.chemistry.functional_groups import functional_group_flags
+from spektron.chemistry.molecule import MoleculeInput
+from spektron.chemistry.spectra import SpectrumRecord, lorentzian_broaden
 from spektron.chemistry.symmetry import inversion_permutation, is_linear, point_group
-from spektron.config import PhysicsConfig
-from spektron.data.molecules import MoleculeInput
-from spektron.data.spectra import SpectrumRecord, lorentzian_broaden
-from spektron.data.vibrations import (
+from spektron.chemistry.vibrations import (
     E_ANGSTROM_TO_DEBYE,
     harmonic_modes,
     ir_intensity,
     kabsch_rotation,
     raman_activity,
 )
-from spektron.data.vibrations import atomic_masses as vib_atomic_masses
+from spektron.chemistry.vibrations import atomic_masses as vib_atomic_masses
+from spektron.config import PhysicsConfig
 from spektron.errors import ConfigError, MoleculeError, SimulationError, SpektronError
 
 # ----------------------------------------------------------------------------- constants
@@ -833,7 +833,7 @@ def _xtb_level(
     polarizability derivatives (both by electric-field derivatives of the gradient).
 
     The start geometry is QM9's DFT geometry, or for user SMILES the MMFF94 minimum."""
-    from spektron.data.xtb import XtbSettings, xtb_ir_raman, xtb_vibrations
+    from spektron.chemistry.xtb import XtbSettings, xtb_ir_raman, xtb_vibrations
 
     x0 = mol.GetConformer().GetPositions()  # (N, 3) Å
     if inp.coords is None and rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
@@ -903,7 +903,7 @@ def _fast_hybrid_level(
     MMFF94 minimum (mass-weighted Kabsch alignment of the DFT geometry onto it) before they
     meet its modes.
     """
-    from spektron.data.xtb import XtbSettings, xtb_dipole_derivatives
+    from spektron.chemistry.xtb import XtbSettings, xtb_dipole_derivatives
 
     x, hess, modes, mmff_intensities, _ = _mmff_level(mol, inp, physics, timings)
     numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]

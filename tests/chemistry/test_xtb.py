@@ -1,4 +1,4 @@
-"""GFN2-xTB level (spektron.data.xtb): optimisation, Hessian, field derivatives, IR/Raman."""
+"""GFN2-xTB level (spektron.chemistry.xtb): optimisation, Hessian, field derivatives, IR/Raman."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from rdkit.Chem import rdForceFieldHelpers  # noqa: E402
 
-from spektron.data import simulate as sim  # noqa: E402
-from spektron.data import xtb  # noqa: E402
-from spektron.data.vibrations import atomic_masses, ir_intensity  # noqa: E402
+from spektron.chemistry import simulate as sim  # noqa: E402
+from spektron.chemistry import xtb  # noqa: E402
+from spektron.chemistry.vibrations import atomic_masses, ir_intensity  # noqa: E402
 from spektron.errors import ConfigError, MoleculeError, SimulationError  # noqa: E402
 
 SET = xtb.XtbSettings()
@@ -305,6 +305,6 @@ def test_missing_tblite_is_a_config_error(monkeypatch):
 
 
 def test_import_is_lazy():
-    code = "import sys, spektron.data.xtb; print('tblite' in sys.modules)"
+    code = "import sys, spektron.chemistry.xtb; print('tblite' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
