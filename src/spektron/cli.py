@@ -515,7 +515,7 @@ def _print_e1(res: dict, out: Path) -> None:
 
 
 def _cmd_e1(a: argparse.Namespace) -> int:
-    from spektron.experiments.e1 import run_e1
+    from spektron.experiments.e1.run import run_e1
 
     extra = [] if a.jobs is None else [f"e1.jobs={a.jobs}"]
     cfg = _experiment_config(a, extra)
@@ -561,7 +561,7 @@ def _pretrained_overrides(a: argparse.Namespace, section: str) -> tuple[Path | N
 
 
 def _cmd_e2(a: argparse.Namespace) -> int:
-    from spektron.experiments.e2 import run_e2
+    from spektron.experiments.e2.run import run_e2
 
     pretrained, extra = _pretrained_overrides(a, "e2")
     cfg = _experiment_config(a, extra)
@@ -588,7 +588,7 @@ def _print_e3(res: dict) -> None:
 
 
 def _cmd_e3(a: argparse.Namespace) -> int:
-    from spektron.experiments.e3 import run_e3
+    from spektron.experiments.e3.run import run_e3
 
     extra = [] if a.jobs is None else [f"e3.jobs={a.jobs}"]
     trained = a.trained_from
@@ -630,7 +630,7 @@ def _print_e4(res: dict) -> None:
 
 
 def _cmd_e4(a: argparse.Namespace) -> int:
-    from spektron.experiments.e4 import run_e4
+    from spektron.experiments.e4.run import run_e4
 
     pretrained, extra = _pretrained_overrides(a, "e4")
     cfg = _experiment_config(a, extra)

@@ -205,7 +205,7 @@ def _paper_train() -> TrainConfig:
 
 @dataclass
 class TuneConfig:
-    """One tuning protocol for every arm (``spektron.experiments.tuning``): per arm the same
+    """One tuning protocol for every arm (``spektron.experiments.e1.tuning``): per arm the same
     number of trials, each a short training run of ``steps`` on the first seed, sampled by
     Optuna's TPE over the learning rate (log-uniform in [lr_min, lr_max]) and the arm's own
     knobs (``knobs``, else those its backbone config declares); chosen on validation only.
@@ -504,7 +504,7 @@ def _e4_standards_train() -> TrainConfig:
 class E4Config:
     """E4: calibration transfer on the real NIR data (corn, tablets).
 
-    Classical part: :mod:`spektron.experiments.e4_classical` on every pair of ``pairs``
+    Classical part: :mod:`spektron.experiments.e4.classical` on every pair of ``pairs``
     ("dataset:master:slave"), learning curve over ``n_standards`` (Kennard–Stone and
     ``n_random_subsets`` random subsets per size).
 

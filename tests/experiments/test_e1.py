@@ -16,7 +16,7 @@ from spektron.config import preset_config
 from spektron.data.generate import default_dataset_path
 from spektron.data.store import StoreWriter
 from spektron.errors import ConfigError
-from spektron.experiments.e1 import run_e1
+from spektron.experiments.e1.run import run_e1
 from spektron.experiments.pretrain import run_pretrain
 from spektron.models.spektron import Spektron
 from tests.helpers import fake_record

@@ -18,9 +18,9 @@ from spektron.config import preset_config
 from spektron.data.store import open_store
 from spektron.errors import CheckpointError, ConfigError, DataError
 from spektron.evaluation.cross_spectral import PRIMARY_METRIC
-from spektron.experiments.e1 import run_e1
-from spektron.experiments.e2 import run_e2
-from spektron.experiments.e2_results import read_per_molecule
+from spektron.experiments.e1.run import run_e1
+from spektron.experiments.e2.results import read_per_molecule
+from spektron.experiments.e2.run import run_e2
 from spektron.experiments.runner import load_pretrained, lr_edge
 from spektron.models.spektron import Spektron, SpektronConfig, read_checkpoint
 from spektron.training.tasks import CrossSpectralPrediction
@@ -295,7 +295,7 @@ def test_cli_e2_scratch_only_with_an_extended_lr_sweep(e2_run, tmp_path, capsys,
 
 
 def test_loaded_molecules_are_kept_read_only_and_reloaded_when_the_store_changes(e2_run):
-    from spektron.experiments.e2 import load_molecules, load_molecules_cached
+    from spektron.experiments.e2.run import load_molecules, load_molecules_cached
 
     store = e2_run[4]
     rows = np.array([5, 1, 3])

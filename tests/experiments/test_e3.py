@@ -12,8 +12,8 @@ import torch
 from spektron.cli import main
 from spektron.config import preset_config
 from spektron.errors import CheckpointError, ConfigError
-from spektron.experiments.e1 import run_e1
-from spektron.experiments.e3 import run_e3, wavenumber_permutation
+from spektron.experiments.e1.run import run_e1
+from spektron.experiments.e3.run import run_e3, wavenumber_permutation
 from spektron.models.spektron import read_checkpoint
 from tests.helpers import bands_store
 

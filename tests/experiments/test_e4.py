@@ -12,8 +12,7 @@ import torch
 
 from spektron.config import GridConfig, preset_config, to_dict
 from spektron.errors import ConfigError, DataError
-from spektron.experiments.e4 import _model_config, run_e4
-from spektron.experiments.e4_deep import (
+from spektron.experiments.e4.deep import (
     VARIANTS,
     NIRInputs,
     aggregate_arms,
@@ -27,6 +26,7 @@ from spektron.experiments.e4_deep import (
     run_probe,
     transfer_inputs,
 )
+from spektron.experiments.e4.run import _model_config, run_e4
 from spektron.experiments.runner import size_arms
 from spektron.training.tasks import ScalarRegression
 from tests.helpers import run_cli

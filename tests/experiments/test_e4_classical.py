@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spektron.errors import ConfigError
-from spektron.experiments.e4_classical import (
+from spektron.experiments.e4.classical import (
     METHODS,
     TRANSFER_METHODS,
     ClassicalTransferConfig,
@@ -112,7 +112,7 @@ def test_bad_requests_are_refused(corn):
 
 
 def test_settings_on_grid_edges_are_flagged():
-    from spektron.experiments.e4_classical import (
+    from spektron.experiments.e4.classical import (
         ClassicalTransferConfig,
         FittedMethod,
         settings_at_grid_edge,

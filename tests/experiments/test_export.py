@@ -15,10 +15,10 @@ from spektron.config import config_hash, preset_config
 from spektron.errors import DataError
 from spektron.experiments import export as export_mod
 from spektron.experiments.data_overview import run_data_overview
-from spektron.experiments.e1 import run_e1
-from spektron.experiments.e2 import run_e2
-from spektron.experiments.e3 import run_e3
-from spektron.experiments.e4 import run_e4
+from spektron.experiments.e1.run import run_e1
+from spektron.experiments.e2.run import run_e2
+from spektron.experiments.e3.run import run_e3
+from spektron.experiments.e4.run import run_e4
 from spektron.experiments.export import PROVENANCE, export_run
 from spektron.utils import write_json_atomic
 from tests.helpers import bands_store, run_cli

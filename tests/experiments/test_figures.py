@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from spektron.data.store import StoreWriter, open_store
-from spektron.experiments import data_overview, report_e1, report_e2
-from spektron.experiments.report_e4 import _learning_curve_lines, _mean_sd_n
+from spektron.experiments import data_overview
+from spektron.experiments.e1 import report as report_e1
+from spektron.experiments.e2 import report as report_e2
+from spektron.experiments.e4.report import _learning_curve_lines, _mean_sd_n
 from tests.helpers import BACKBONE_MSE, BASELINE_MSE, fake_record, fake_summary
 
 

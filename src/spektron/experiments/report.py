@@ -1,5 +1,5 @@
 """Rebuild every experiment's tables and figures from its JSON results alone (no training, no
-torch): one dispatcher over the reports each experiment owns (``report_e1`` … ``report_e4``)."""
+torch): one dispatcher over the reports each experiment owns (``e1.report`` … ``e4.report``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from spektron.errors import DataError
-from spektron.experiments import report_e1, report_e2, report_e3, report_e4
-from spektron.experiments.report_e1 import build_e1_report
-from spektron.experiments.report_e2 import build_e2_report
-from spektron.experiments.report_e3 import build_e3_report
-from spektron.experiments.report_e4 import build_e4_report
+from spektron.experiments.e1 import report as report_e1
+from spektron.experiments.e1.report import build_e1_report
+from spektron.experiments.e2 import report as report_e2
+from spektron.experiments.e2.report import build_e2_report
+from spektron.experiments.e3 import report as report_e3
+from spektron.experiments.e3.report import build_e3_report
+from spektron.experiments.e4 import report as report_e4
+from spektron.experiments.e4.report import build_e4_report
 from spektron.experiments.reporting import load_json
 
 REPORT_BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {

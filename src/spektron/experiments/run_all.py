@@ -78,10 +78,10 @@ def run_all(
     ``timing.json`` records this call's estimate and measurement, and keeps the records of
     earlier calls into the same ``out`` under ``earlier_calls``."""
     from spektron.data.generate import default_dataset_path
-    from spektron.experiments.e1 import run_e1
-    from spektron.experiments.e2 import run_e2
-    from spektron.experiments.e3 import run_e3
-    from spektron.experiments.e4 import run_e4
+    from spektron.experiments.e1.run import run_e1
+    from spektron.experiments.e2.run import run_e2
+    from spektron.experiments.e3.run import run_e3
+    from spektron.experiments.e4.run import run_e4
     from spektron.experiments.plan import estimate_run_all, format_comparison, format_plan
     from spektron.training.distributed import resolve_device
 

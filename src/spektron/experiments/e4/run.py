@@ -2,10 +2,10 @@
 
 For every pair of ``e4.pairs`` (corn m5 → mp5, m5 → mp6, y = oil; tablets 1 → 2, y = assay):
 
-1. the classical methods (:mod:`spektron.experiments.e4_classical`: PLS, SNV / SG, DS, PDS,
+1. the classical methods (:mod:`spektron.experiments.e4.classical`: PLS, SNV / SG, DS, PDS,
    CCA, SBC, di-PLS, model updating; learning curve over the number of standards), written as
    ``<pair>/classical.json`` and reused while its settings are unchanged;
-2. the deep arms (:mod:`spektron.experiments.e4_deep`): frozen-backbone probes and fine-tuned
+2. the deep arms (:mod:`spektron.experiments.e4.deep`): frozen-backbone probes and fine-tuned
    backbones, from scratch and pretrained on simulated mid-IR spectra (E1 / ``pretrain``
    checkpoints), in the ``wavenumber`` and ``index`` input modes; DS / PDS variants reuse the
    transforms the classical part chose.
@@ -26,7 +26,7 @@ from typing import Any
 
 from spektron.config import RunConfig, config_hash, to_dict
 from spektron.errors import ConfigError
-from spektron.experiments.e4_deep import (
+from spektron.experiments.e4.deep import (
     VARIANT_NOTES,
     VARIANTS,
     aggregate_arms,
@@ -110,7 +110,7 @@ def _classical_finished(spec: dict[str, Any]) -> bool:
 
 def run_classical_pair(spec: dict[str, Any]) -> dict[str, Any]:
     """The classical methods on one pair, reused from ``classical.json`` when unchanged."""
-    from spektron.experiments.e4_classical import (
+    from spektron.experiments.e4.classical import (
         ClassicalTransferConfig,
         run_classical_transfer,
     )
@@ -358,7 +358,7 @@ def run_e4(
         "probes_and_standards": t_deep,
     }
     write_json_atomic(out / "summary.json", summary)
-    from spektron.experiments.report_e4 import write_e4_report
+    from spektron.experiments.e4.report import write_e4_report
 
     with FIGURE_LOCK:
         summary["report"] = write_e4_report(out, summary)

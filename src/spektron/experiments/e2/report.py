@@ -18,7 +18,7 @@ import numpy as np
 
 from spektron.errors import DataError
 from spektron.evaluation.metrics import match_peaks, pick_peaks
-from spektron.experiments.e2_results import arm_ranking
+from spektron.experiments.e2.results import arm_ranking
 from spektron.experiments.reporting import (
     NA,
     NOT_APPLICABLE,
@@ -386,8 +386,8 @@ def distributions(out: Path, summary: dict[str, Any]) -> dict[str, dict[str, lis
     Read from the per-molecule CSVs, or, where they were left out (``spektron export``), from
     :data:`FIGURE_DATA`.
     """
-    from spektron.experiments.e2_analysis import seed_mean
-    from spektron.experiments.e2_results import read_per_molecule
+    from spektron.experiments.e2.analysis import seed_mean
+    from spektron.experiments.e2.results import read_per_molecule
 
     key = summary["primary_metric"]
     missing = [p for p in _per_molecule_files(out, summary) if not p.is_file()]

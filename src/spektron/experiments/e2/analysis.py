@@ -1,7 +1,7 @@
 """E2 aggregation: mean ± std over seeds, skill scores, paired comparisons and the error
 analysis (best / worst molecules, error by functional group, symmetry class and size, and the
 mutual-exclusion leak on the held-out centrosymmetric set). Writes nothing itself; returns the
-``summary.json`` dict of :func:`spektron.experiments.e2.run_e2`.
+``summary.json`` dict of :func:`spektron.experiments.e2.run.run_e2`.
 
 Per-molecule values of a model are averaged over its seeds before any bootstrap, so intervals
 and paired tests resample test molecules (the independent unit) and compare models on the same
@@ -25,7 +25,7 @@ from spektron.evaluation.cross_spectral_analysis import (
     symmetry_classes,
 )
 from spektron.evaluation.metrics import bootstrap_ci, holm, paired_bootstrap
-from spektron.experiments.e2_results import (
+from spektron.experiments.e2.results import (
     HEADLINE,
     SEED_SELECTED_BY,
     SELECTED_BY,

@@ -54,7 +54,7 @@ from spektron.evaluation.cross_spectral import (
     cross_spectral_metrics,
 )
 from spektron.evaluation.metrics import bootstrap_ci
-from spektron.experiments.e2_results import HEADLINE, write_per_molecule
+from spektron.experiments.e2.results import HEADLINE, write_per_molecule
 from spektron.experiments.runner import (
     arm_flops,
     check_run_folders,
@@ -681,7 +681,7 @@ def run_e2(
     )
     if not dist.is_main:
         return {}
-    from spektron.experiments.e2_analysis import aggregate
+    from spektron.experiments.e2.analysis import aggregate
 
     summary = aggregate(
         cfg,
@@ -702,7 +702,7 @@ def run_e2(
     summary["device"] = device_description(dist.device)
     summary["wall_time_s"] = time.perf_counter() - t_start
     write_json_atomic(out / "summary.json", summary)
-    from spektron.experiments.report_e2 import build_e2_report
+    from spektron.experiments.e2.report import build_e2_report
 
     with FIGURE_LOCK:
         write_examples(out, summary, data["test"], base_preds, wn)

@@ -44,6 +44,13 @@ from spektron.evaluation.metrics import (
     paired_bootstrap,
     reconstruction_metrics,
 )
+from spektron.experiments.e1.tuning import (
+    feasible_shapes,
+    knob_space,
+    protocol,
+    tune_arms,
+    with_shape,
+)
 from spektron.experiments.runner import (
     arm_flops,
     check_run_folders,
@@ -62,13 +69,6 @@ from spektron.experiments.runner import (
     size_arms,
     sweep_then_seeds,
     threads_for,
-)
-from spektron.experiments.tuning import (
-    feasible_shapes,
-    knob_space,
-    protocol,
-    tune_arms,
-    with_shape,
 )
 from spektron.training import distributed as D
 from spektron.training.config import TrainConfig
@@ -688,14 +688,14 @@ def run_e1(
     write_examples(
         out, splits["test"], ex_idx, test_mask, wn, model_preds, base_preds, data_label(cfg.data)
     )
-    from spektron.experiments.report_e1 import build_e1_report
+    from spektron.experiments.e1.report import build_e1_report
 
     summary["report"] = build_e1_report(out)
     return summary
 
 
 def tune_e1(ctx: E1Context, out: Path, seed: int, run: Any) -> dict[str, dict[str, Any]]:
-    """The tuning protocol (:mod:`spektron.experiments.tuning`) for every E1 arm: each trial a
+    """The tuning protocol (:mod:`spektron.experiments.e1.tuning`) for every E1 arm: each trial a
     run of ``e1.tune.steps`` steps on ``seed`` under ``out/tune/<arm>/trial_<hash>``, scored on
     validation only."""
     e1 = ctx.e1

@@ -2,7 +2,7 @@
 
 E4 (docs/DESIGN.md §2.4) transfers a PLS calibration between NIR instruments (corn m5 → mp5 and
 m5 → mp6, y = oil; tablets 1 → 2, y = assay) with classical methods
-(:mod:`spektron.experiments.e4_classical`) and, optionally, deep backbones pretrained on
+(:mod:`spektron.experiments.e4.classical`) and, optionally, deep backbones pretrained on
 SIMULATED mid-IR spectra. The run writes ``summary.json``::
 
     {"schema_version": 1, "experiment": "e4", "data_label": str, "preset": str,
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from spektron.errors import DataError
-from spektron.experiments.e4_classical import METHODS, TRANSFER_METHODS
+from spektron.experiments.e4.classical import METHODS, TRANSFER_METHODS
 from spektron.experiments.reporting import (
     NA,
     NOT_APPLICABLE,
@@ -489,7 +489,7 @@ def format_e4_table(summary: dict[str, Any]) -> str:
     -------
     str
         Header (data label, preset, runtime), then per pair: the classical table in the order
-        of :data:`~spektron.experiments.e4_classical.METHODS`, the deep table (one column per
+        of :data:`~spektron.experiments.e4.classical.METHODS`, the deep table (one column per
         variant, RMSEP mean ± sd (n seeds)) with the best deep arm per variant against the best
         classical transfer method, and the learning-curve table. Missing or non-finite numbers
         read ``n/a``.

@@ -299,7 +299,7 @@ def run_e3(
     }
     summary["wall_time_s"] = time.perf_counter() - t0
     write_json_atomic(out / "summary.json", summary)
-    from spektron.experiments.report_e3 import build_e3_report
+    from spektron.experiments.e3.report import build_e3_report
 
     with FIGURE_LOCK:
         summary["report"] = build_e3_report(out, analyses)
