@@ -29,7 +29,6 @@ place only when complete, so a folder under the destination's name is never a pa
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -115,14 +114,6 @@ def select_files(run: Path) -> dict[str, Path]:
 
 
 # ----------------------------------------------------------------------------- provenance
-
-
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _values(obj: Any, key: str) -> Iterator[Any]:
@@ -237,7 +228,7 @@ def provenance(
     itself, export path → what they hold)."""
     from spektron import __version__
     from spektron.config import config_hash
-    from spektron.experiments.runner import git_commit
+    from spektron.experiments.runner import file_sha256, git_commit
 
     run = Path(run)
     names = experiments_in(run)
@@ -268,7 +259,7 @@ def provenance(
             "run_records": n_runs,
         }
     manifest = {
-        rel: {"bytes": (export_dir / rel).stat().st_size, "sha256": _sha256(export_dir / rel)}
+        rel: {"bytes": (export_dir / rel).stat().st_size, "sha256": file_sha256(export_dir / rel)}
         for rel in sorted([*files, *derived])
     }
     data_summary = (

@@ -129,11 +129,8 @@ def lr_sweep_lines(entries: dict[str, Any], metric: str) -> list[str]:
         items = []
         for lr, score in sweep.items():
             text = f"{lr}: {fmt_num(score)}"
-            try:
-                is_chosen = chosen is not None and math.isclose(float(lr), chosen, rel_tol=1e-5)
-            except ValueError:
-                is_chosen = False
-            items.append(f"**{text}**" if is_chosen else text)
+            # Sweeps are keyed f"{lr:g}" (runner.sweep_then_seeds): the chosen LR by its key.
+            items.append(f"**{text}**" if chosen is not None and lr == f"{chosen:g}" else text)
         edge = b.get("lr_edge")
         note = f" (chosen at the {edge} end of the LRs tried)" if edge else ""
         parts.append(f"- {name}: " + ", ".join(items) + note)

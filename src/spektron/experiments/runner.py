@@ -486,16 +486,12 @@ def sweep_then_seeds(
 
 def lr_edge(lr: float, sweep: dict[str, float]) -> str | None:
     """``"upper"`` / ``"lower"`` when ``lr`` is the largest / smallest of the LRs an arm was
-    tried at (``sweep``: validation value by ``f"{lr:g}"``), None when it is interior or the
-    sweep had one LR (nothing was chosen)."""
-    grid = sorted(float(k) for k in sweep)
+    tried at (``sweep``: validation value by ``f"{lr:g}"``, as :func:`sweep_then_seeds` keys
+    it), None when it is interior or the sweep had one LR (nothing was chosen)."""
+    grid = sorted(sweep, key=float)
     if len(grid) < 2:
         return None
-    if math.isclose(lr, grid[-1], rel_tol=1e-5):  # keys are f"{lr:g}", 6 digits
-        return "upper"
-    if math.isclose(lr, grid[0], rel_tol=1e-5):
-        return "lower"
-    return None
+    return {grid[-1]: "upper", grid[0]: "lower"}.get(f"{lr:g}")
 
 
 def init_worker(debug: bool = False) -> None:
