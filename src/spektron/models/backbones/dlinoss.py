@@ -566,6 +566,10 @@ class _ChunkedConv(torch.autograd.Function):
     """x = chunked causal convolution of v (see :func:`chunked_conv`), with a hand-written
     backward: the end states' gradient lands in two columns of one copy of x's gradient, where
     autograd would build a full-size zero tensor for the column slice and add it to x's.
+
+    The entering states' coefficients are kept as (N, 4, R·C) ([A1 A2 B1 B2] by (row, chunk)):
+    their permutation from the carry product then moves runs of C numbers, not of 2 (a
+    permuted copy with an innermost size of 2 ran at ~4 ns a number here).
     """
 
     @staticmethod
@@ -579,8 +583,8 @@ class _ChunkedConv(torch.autograd.Function):
         if c > 1:
             s = _end_states(x, ends).view(n, rows, c, 2).transpose(2, 3).reshape(n, rows * 2, c)
             ab = torch.bmm(s, carry).view(n, rows, 2, 2, c)  # (N, R, X1|X2, A|Bm, C)
-            ab = ab.permute(0, 1, 4, 3, 2).reshape(n, rows * c, 4)  # (N, R·C, [A1 A2 B1 B2])
-            x.baddbmm_(ab, emit)  # (N, R·C, T): plus the entering states' response
+            ab = ab.permute(0, 3, 2, 1, 4).reshape(n, 4, rows * c)  # (N, [A1 A2 B1 B2], R·C)
+            x.baddbmm_(ab.mT, emit)  # (N, R·C, T): plus the entering states' response
         ctx.save_for_backward(vc, intra, carry, emit, ends, s, ab)
         ctx.shape = (n, rows, c)
         return x.view(n, rows, length)  # (N, R, C·T)
@@ -595,12 +599,14 @@ class _ChunkedConv(torch.autograd.Function):
         gx = grad.contiguous().view(n, rows * c, t)  # (N, R·C, T)
         g_carry = g_emit = None
         if c > 1:
-            g_emit = torch.bmm(ab.mT, gx)  # (N, 4, T)
+            g_emit = torch.bmm(ab, gx)  # (N, 4, T)
             g_ab = torch.bmm(gx, emit.mT).view(n, rows, c, 2, 2)  # (N, R, C, A|Bm, X1|X2)
             g_ab = g_ab.permute(0, 1, 4, 3, 2).reshape(n, rows * 2, 2 * c)  # (N, R·2, 2C)
             g_carry = torch.bmm(s.mT, g_ab)  # (N, C, 2C)
             g_s = torch.bmm(g_ab, carry.mT).view(n, rows, 2, c).transpose(2, 3)  # (N, R, C, 2)
             g_s = g_s.reshape(n, rows * c, 2)  # (N, R·C, X1|X2)
+            # One copy with the end states' gradient added: a full-size pass, as each of the
+            # rank-2 corrections of the two products below would be.
             gx = gx.clone()  # the incoming gradient is not ours to change
             if t == 1:
                 gx += g_s[..., :1]
@@ -827,7 +833,7 @@ class DLinOSSCore(nn.Module):
                 (plan,) = chunk_plans([[(self, False)]], u.shape[1], dtype)
                 x = chunk_forward(u, plan)  # (2P, B·L)
                 y = (plan.w_out[0] @ x).T.view(u.shape)  # (B, L, H)
-                return y + self.D.to(dtype) * u  # (B, L, H)
+                return self.D.to(dtype) * u + y  # (B, L, H), contiguous (see _forward_chunk)
             dt, g, a = (t.to(dtype) for t in self.dynamics())  # (P,)
             p = dt.shape[0]
             w_in = self.B.to(dtype).permute(2, 0, 1).reshape(2 * p, -1)  # (2P, H): [Re B; Im B]
@@ -899,6 +905,25 @@ def chunk_plans(
     return plans
 
 
+class _InputMap(torch.autograd.Function):
+    """v = W·uᵀ: W (R, H), u (B·L, H) → v (R, B·L), with u's gradient returned contiguous as
+    (B·L, H) (= vgᵀ·W). Autograd's matmul backward returns it as a transposed view, and
+    the LayerNorm before the layer copied it back (~6 % of a step at the quick size)."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, u: Tensor) -> Tensor:
+        ctx.save_for_backward(w, u)
+        return w @ u.T  # (R, B·L)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        w, u = ctx.saved_tensors
+        g_w = grad @ u if ctx.needs_input_grad[0] else None  # (R, H)
+        g_u = grad.T @ w if ctx.needs_input_grad[1] else None  # (B·L, H)
+        return g_w, g_u
+
+
 def chunk_forward(u: Tensor, plan: ChunkPlan) -> Tensor:
     """The chunked mode of a group of cores on one input: u (B, L, H) → x (R, B·L).
 
@@ -907,7 +932,7 @@ def chunk_forward(u: Tensor, plan: ChunkPlan) -> Tensor:
     bsz, length, h = u.shape
     t = plan.chunk
     n_chunks = -(-length // t)
-    v = plan.w_in @ u.reshape(bsz * length, h).T  # (R, B·L)
+    v = _InputMap.apply(plan.w_in, u.reshape(bsz * length, h))  # (R, B·L)
     n_osc = v.shape[0] // 2
     v = v.view(n_osc, 2 * bsz, length)  # (N, 2B, L): rows (Re/Im, batch) per oscillator
     pad = n_chunks * t - length
@@ -963,10 +988,13 @@ class DLinOSSLayer(nn.Module):
             # y = (W x)ᵀ: a transposed view, so that x's gradient comes back contiguous.
             if self.proj is None:  # one direction, or the sum of both
                 y = (torch.cat(plan.w_out, dim=1) @ x).T.view(u.shape)  # (B, L, H)
-                return y + sum(d) * u  # (B, L, H)
+                # u·D first: the sum takes its contiguous layout, and so do GELU, the GLU
+                # and their backwards (after y + u·D they all ran on the transposed layout,
+                # and the block's LayerNorm copied its gradient back).
+                return sum(d) * u + y  # (B, L, H)
             x_f, x_b = x.chunk(2, dim=0)  # (2P, B·L) each
-            y_f = (plan.w_out[0] @ x_f).T.view(u.shape) + d[0] * u  # (B, L, H)
-            y_b = (plan.w_out[1] @ x_b).T.view(u.shape) + d[1] * u  # (B, L, H)
+            y_f = d[0] * u + (plan.w_out[0] @ x_f).T.view(u.shape)  # (B, L, H)
+            y_b = d[1] * u + (plan.w_out[1] @ x_b).T.view(u.shape)  # (B, L, H)
         return self.proj(torch.cat((y_f, y_b), dim=-1))  # (B, L, H)
 
     def effective_parameters(self) -> dict[str, dict[str, Tensor]]:

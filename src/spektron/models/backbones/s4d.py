@@ -31,9 +31,9 @@ Block (pre-norm residual): x ← x + Dropout(Out(Dropout(GELU(SSM(LayerNorm(x)))
 (Linear H → 2H, GLU) or Linear H → H; a final LayerNorm after the stack.
 
 The SSM core runs in float32 (or the parameters' dtype, e.g. float64 in tests) with autocast
-disabled: ``torch.fft`` rejects bf16 and bf16 is too coarse for long kernels. The kernel is a
-complex64 Vandermonde product as in the reference implementation, evaluated in √L blocks
-(:meth:`S4DKernel.forward`); the slow sequential recurrence
+disabled: ``torch.fft`` rejects bf16 and bf16 is too coarse for long kernels. The kernel is the
+Vandermonde product of the reference implementation, evaluated in √L blocks and, for complex
+poles, in real arithmetic (:meth:`S4DKernel.forward`); the slow sequential recurrence
 :meth:`S4DKernel.forward_recurrent` is kept to test the FFT path against.
 """
 
@@ -118,15 +118,6 @@ class S4DRealConfig(S4DBaseConfig):
     REAL: ClassVar[bool] = True
 
 
-def _exp(z: torch.Tensor) -> torch.Tensor:
-    """exp(z); for complex z as e^{Re z}(cos Im z + i sin Im z) from real ops, which PyTorch
-    vectorises on the CPU (its complex exp measured ~5× slower, forward + backward ~2×)."""
-    if not z.is_complex():
-        return torch.exp(z)
-    mag = torch.exp(z.real)
-    return torch.complex(mag * torch.cos(z.imag), mag * torch.sin(z.imag))
-
-
 def _ssm_param(value: torch.Tensor, lr_scale: float) -> nn.Parameter:
     p = nn.Parameter(value)
     p._optim = {"lr_scale": lr_scale, "weight_decay": 0.0}  # read by the optimizer groups
@@ -192,17 +183,36 @@ class S4DKernel(nn.Module):
         K_{qT+r} = Σ_n [C_n B̄_n exp(Δ A_n r)] · exp(Δ A_n qT), one batched matmul of a
         (T × N) by an (N × L/T) matrix per channel. Every power is still a direct exponential
         (no error build-up from repeated products), but only ~2√L of them per mode instead of L
-        (complex exp dominates the cost: ~10× faster on CPU at L = 2048, N = 128).
+        (the exponentials dominate the cost: ~10× faster on CPU at L = 2048, N = 128).
+
+        Complex poles in real arithmetic: only Re K is needed, and with W = C·B̄,
+        P_nr = W_n·e^{ΔA_n r}, Q_nq = e^{ΔA_n qT}, Re(P Q) = Re P·Re Q − Im P·Im Q, i.e. one
+        real matmul of [Re P | −Im P] (T × 2N) by [Re Q; Im Q] (2N × L/T); the powers are
+        e^{Re(ΔA)·l}·(cos, sin)(Im(ΔA)·l) of contiguous real tensors, with a hand-written
+        backward (:class:`_ComplexVandermonde`). (Complex tensors and autograd through the
+        powers made the kernel ~40 % of an S4D training step at the quick size.)
         """
-        dtA, _, Bbar, C, c = self._discrete()
         T = math.isqrt(L - 1) + 1 if L > 1 else 1  # ⌈√L⌉
         Q = -(-L // T)  # ⌈L / T⌉
-        pos = torch.arange(max(T, Q), device=dtA.device, dtype=self.log_dt.dtype)
+        pos = torch.arange(max(T, Q), device=self.log_dt.device, dtype=self.log_dt.dtype)
         r, qT = pos[:T], pos[:Q] * T  # (T,), (Q,)
-        inner = (C * Bbar).unsqueeze(-2) * _exp(dtA.unsqueeze(-2) * r[:, None])  # (d,H,T,N)
-        outer = _exp(dtA.unsqueeze(-1) * qT)  # (n_dir, H, N, Q)
-        K = (inner @ outer).transpose(-1, -2).flatten(-2)[..., :L]  # (n_dir, H, L): l = qT + r
-        return K if self.real else c * K.real
+        if self.real:
+            dtA, _, Bbar, C, _ = self._discrete()
+            inner = (C * Bbar).unsqueeze(-2) * torch.exp(dtA.unsqueeze(-2) * r[:, None])
+            outer = torch.exp(dtA.unsqueeze(-1) * qT)  # (n_dir, H, N, Q)
+            return (inner @ outer).transpose(-1, -2).flatten(-2)[..., :L]  # (n_dir, H, L)
+        dt = torch.exp(self.log_dt).unsqueeze(-1)  # (n_dir, H, 1)
+        a_re = -torch.exp(self.log_A_real)  # (n_dir, H, M)
+        a_im = self.A_imag  # (n_dir, H, M)
+        w = self._weights(dt, a_re, a_im)  # (n_dir, H, M, 2): Re, Im of C·B̄
+        return _ComplexVandermonde.apply(w[..., 0], w[..., 1], a_re * dt, a_im * dt, L)
+
+    def _weights(self, dt: torch.Tensor, a_re: torch.Tensor, a_im: torch.Tensor) -> torch.Tensor:
+        """C·B̄ with B̄ = (exp(ΔA) − 1)/A for the complex poles, as (n_dir, H, M, 2) real
+        (small: one number per mode; complex arithmetic here costs nothing)."""
+        A = torch.complex(a_re, a_im)  # (n_dir, H, M)
+        Bbar = torch.expm1(A * dt) / A  # (n_dir, H, M)
+        return torch.view_as_real(torch.view_as_complex(self.C) * Bbar)  # (n_dir, H, M, 2)
 
     def forward_recurrent(self, u: torch.Tensor) -> torch.Tensor:
         """Slow reference: x_k = Ā x_{k−1} + B̄ u_k, y_k = c·Re(C x_k), per direction, summed.
@@ -223,6 +233,62 @@ class S4DKernel(nn.Module):
             y = torch.stack(ys, dim=1)  # (B, L, H)
             out = out + (y if d == 0 else y.flip(1))
         return out
+
+
+class _ComplexVandermonde(torch.autograd.Function):
+    """K_l = 2·Re(Σ_n W_n·e^{d_n·l}), l = 0..L−1, for complex W, d given as real and imaginary
+    parts (..., M) each: → (..., L). Blocked by l = qT + r (see :meth:`S4DKernel.forward`).
+
+    Backward without autograd through the powers (no trigonometric functions again): with
+    E_nl = e^{d_n l}, S_n = Σ_l g_l E_nl and S′_n = Σ_l g_l·l·E_nl,
+
+        ∂/∂Re W = 2 Re S,   ∂/∂Im W = −2 Im S,   ∂/∂Re d = 2 Re(W S′),   ∂/∂Im d = −2 Im(W S′),
+
+    and S, S′ by the same blocking: X_rn = Σ_q g_{qT+r} E_n,qT and Y_rn = Σ_q g_{qT+r}·qT·E_n,qT
+    in one real matmul, then S_n = Σ_r E_nr X_rn, S′_n = Σ_r E_nr (r·X_rn + Y_rn).
+    """
+
+    @staticmethod
+    def forward(ctx, w_re, w_im, d_re, d_im, length):
+        T = math.isqrt(length - 1) + 1 if length > 1 else 1  # ⌈√L⌉
+        Q = -(-length // T)  # ⌈L / T⌉
+        pos = torch.arange(max(T, Q), device=w_re.device, dtype=w_re.dtype)
+        r, qT = pos[:T, None], pos[:Q, None] * T  # (T, 1), (Q, 1)
+        d_re, d_im = d_re.unsqueeze(-2), d_im.unsqueeze(-2)  # (..., 1, M)
+        mag, ang = torch.exp(d_re * r), d_im * r  # (..., T, M)
+        in_re, in_im = mag * torch.cos(ang), mag * torch.sin(ang)  # E_nr
+        mag, ang = torch.exp(d_re * qT), d_im * qT  # (..., Q, M)
+        out = torch.cat((mag * torch.cos(ang), mag * torch.sin(ang)), -1)  # (..., Q, 2M)
+        wr, wi = w_re.unsqueeze(-2), w_im.unsqueeze(-2)  # (..., 1, M)
+        p = torch.cat((wr * in_re - wi * in_im, -(wr * in_im + wi * in_re)), -1)  # (..., T, 2M)
+        k = out @ p.mT  # (..., Q, T): [q, r] = Re Σ_n P_nr E_n,qT
+        ctx.save_for_backward(w_re, w_im, in_re, in_im, out)
+        ctx.shape = (T, Q, length)
+        return 2.0 * k.flatten(-2)[..., :length]  # (..., L): l = qT + r
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        w_re, w_im, in_re, in_im, out = ctx.saved_tensors
+        T, Q, length = ctx.shape
+        m = w_re.shape[-1]
+        g = F.pad(grad, (0, Q * T - length)).unflatten(-1, (Q, T))  # (..., Q, T)
+        q_t = torch.arange(Q, device=grad.device, dtype=grad.dtype)[:, None] * T  # (Q, 1)
+        xy = g.mT @ torch.cat((out, q_t * out), -1)  # (..., T, 4M): X (Re, Im), Y (Re, Im)
+        x_re, x_im, y_re, y_im = xy.split(m, -1)  # (..., T, M) each
+        r = torch.arange(T, device=grad.device, dtype=grad.dtype)[:, None]  # (T, 1)
+        s_re = (in_re * x_re - in_im * x_im).sum(-2)  # (..., M)
+        s_im = (in_re * x_im + in_im * x_re).sum(-2)
+        z_re, z_im = r * x_re + y_re, r * x_im + y_im  # (..., T, M)
+        t_re = (in_re * z_re - in_im * z_im).sum(-2)  # S′, (..., M)
+        t_im = (in_re * z_im + in_im * z_re).sum(-2)
+        return (
+            2.0 * s_re,
+            -2.0 * s_im,
+            2.0 * (w_re * t_re - w_im * t_im),
+            -2.0 * (w_re * t_im + w_im * t_re),
+            None,
+        )
 
 
 class _FFTConv(torch.autograd.Function):
