@@ -113,7 +113,7 @@ def test_block_equals_mambapys_block(L, scan):
 
 
 def test_block_helpers_pass_gradcheck():
-    from spektron.models.backbones.mamba import _CausalDepthwiseConv, _SiLUGate
+    from spektron.models.backbones.mamba import _CausalDepthwiseConv, _SiLUGate, _Softplus
 
     torch.manual_seed(0)
     for L in (1, 2, 3, 4, 9):
@@ -124,6 +124,9 @@ def test_block_helpers_pass_gradcheck():
         assert torch.autograd.gradcheck(_CausalDepthwiseConv.apply, (x, w, None))
     y, z = (torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True) for _ in range(2))
     assert torch.autograd.gradcheck(_SiLUGate.apply, (y, z))
+    # softplus from its output, across F.softplus's threshold (20) and far below 0
+    x = torch.tensor([-30.0, -3.0, 0.0, 0.5, 19.0, 21.0, 40.0], dtype=torch.float64)
+    assert torch.autograd.gradcheck(_Softplus.apply, (x.requires_grad_(),))
 
 
 def test_compiled_scan_refuses_other_devices_and_dtypes():

@@ -18,8 +18,9 @@ Backends. The block is ``mambapy``'s (its parameters, initialisation and operati
 ``mambapy.mamba`` only: ``mambapy.lm`` imports ``mamba_ssm`` unconditionally). Without the
 fused kernel our subclass computes the same operations in the (B, L, E) layout (mambapy
 transposes the conv output and Δ, which sent the element-wise ops and their backwards down
-PyTorch's strided path), the causal depthwise conv as shifted products and the gate y ⊙ SiLU(z)
-with hand-written backwards (tested equal to mambapy's block). The scan itself: on the CPU,
+PyTorch's strided path), the causal depthwise conv as shifted products, the gate y ⊙ SiLU(z),
+and the softplus of Δ (differentiated from its output, so its input is not kept) with
+hand-written backwards (tested equal to mambapy's block). The scan itself: on the CPU,
 compiled forward/backward kernels (``scan="compiled"``, :mod:`.selective_scan`; the same
 recurrence, equal to mambapy's loop to float32 rounding); mambapy's Blelloch parallel scan
 (``scan="parallel"``) or its plain loop (``scan="sequential"``, the slow reference). ``auto``
@@ -207,6 +208,23 @@ class _SiLUGate(torch.autograd.Function):
         return dy, dz
 
 
+class _Softplus(torch.autograd.Function):
+    """Δ = softplus(x) saving Δ only (F.softplus keeps its input: one more (B, L, E) tensor
+    per layer): ∂Δ/∂x = σ(x) = 1 − e^{−Δ} (Δ = x above F.softplus's threshold 20, where
+    1 − e^{−Δ} rounds to 1 as its derivative does)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = F.softplus(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * -torch.expm1(-out)
+
+
 @functools.lru_cache(maxsize=1)
 def _mambapy():
     """``mambapy.mamba`` (imported on first use; never ``mambapy.lm``, which imports mamba_ssm)
@@ -253,7 +271,7 @@ def _mambapy():
             sizes = [self.config.dt_rank, self.config.d_state, self.config.d_state]
             delta, B, C = self._apply_layernorms(*torch.split(deltaBC, sizes, dim=-1))
             # softplus(W_Δ δ + b_Δ), as mambapy, computed in (B, L, ED) directly
-            delta = F.softplus(F.linear(delta, self.dt_proj.weight, self.dt_proj.bias))
+            delta = _Softplus.apply(F.linear(delta, self.dt_proj.weight, self.dt_proj.bias))
             if self.config.pscan:
                 return self.selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
             return self.selective_scan_seq(x, delta, A, B, C, D)  # (B, L, ED)
