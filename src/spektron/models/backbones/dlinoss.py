@@ -108,6 +108,10 @@ NORMS = ("layer", "rms")
 # Since then (subnormals flushed, glibc keeping freed memory, end states read from the Toeplitz
 # product; `spektron bench backbones`, same machine): quick size chunk 0.59-0.61 of the CNN,
 # ~1M 0.50-0.61 (T=64 and T=32 equal there, T=16 0.50, T=8 at the quick size 0.48).
+# Then (2026-12-07) the layer's output kept u's contiguous layout (u·D + y) and the input map
+# returned u's gradient contiguous, so GELU, the GLU and the LayerNorm backward stopped running
+# on (or copying back from) transposed tensors: one run of `spektron bench backbones` per
+# scale, side by side with the CNN, quick size chunk 0.65 (separately 0.78), ~1M 0.61 (0.64).
 # At ~1M the chunked mode is bound by memory passes over the (4P, B·L) activations (a 32 MiB
 # pass costs ~5-9 ms here), about 20 per layer and step; at the quick size by the in/out
 # projections' FLOPs (D-LinOSS does 1.3x the CNN's matmul FLOPs at equal parameters). Accuracy
