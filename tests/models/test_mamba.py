@@ -129,6 +129,32 @@ def test_block_helpers_pass_gradcheck():
     assert torch.autograd.gradcheck(_Softplus.apply, (x.requires_grad_(),))
 
 
+def test_checkpointing_gives_the_same_model_and_keeps_only_layer_inputs():
+    # Arrange: the same weights with and without per-layer activation checkpointing
+    torch.manual_seed(0)
+    cfg = MambaBackboneConfig(d_model=D, n_layers=2, d_state=4)
+    plain = MambaBackbone(cfg).double()
+    ckpt = MambaBackbone(MambaBackboneConfig(**{**cfg.__dict__, "checkpoint": True})).double()
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 37, D, dtype=torch.float64, requires_grad=True)
+    gy = torch.randn(2, 37, D, dtype=torch.float64)
+    saved = {}
+    results = []
+    for name, m in (("plain", plain), ("ckpt", ckpt)):
+        sizes = []
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t, sizes=sizes: sizes.append(t.numel()) or t, lambda t: t
+        ):
+            y = m(x)
+        saved[name] = sum(sizes)
+        results.append((y, torch.autograd.grad(y, [x, *m.parameters()], gy)))
+    # Assert: identical outputs and gradients; far fewer numbers kept for the backward
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert saved["ckpt"] < saved["plain"] / 4
+
+
 def test_compiled_scan_refuses_other_devices_and_dtypes():
     from spektron.models.backbones.selective_scan import selective_scan
 

@@ -51,6 +51,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from spektron.errors import ConfigError
 from spektron.models.backbones import selective_scan as compiled
@@ -84,6 +85,12 @@ class MambaBackboneConfig(BackboneConfig):
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     norm_eps: float = 1e-5
+    # Activation checkpointing per residual layer when gradients are on: keep only each layer's
+    # input and recompute the layer in the backward (same outputs and gradients). Measured at
+    # B 16, L 2048, ~1M parameters, 2-core CPU: live peak 3.3 -> 1.2 GB, peak RSS with glibc
+    # keeping freed memory (every spektron entry point) 3.8 -> 2.7 GB, 1.26x the step time.
+    # Off by default.
+    checkpoint: bool = False
 
     SIZE_KNOBS: ClassVar[dict[str, tuple[int, ...]]] = {
         "n_layers": (1, 2, 3, 4, 5, 6, 8, 10, 12),
@@ -320,6 +327,7 @@ class _Stack(nn.Module):
         )
         self.norm_f = mp.RMSNorm(cfg.d_model, cfg.norm_eps)
         self.scan = cfg.scan
+        self.checkpoint = cfg.checkpoint
         kernel = fused_scan()
         for layer in self.layers:
             layer.mixer.selective_scan_cuda = kernel  # what mambapy sets when use_cuda=True
@@ -343,7 +351,10 @@ class _Stack(nn.Module):
         if scan == "parallel" and L != _next_pow2(L):  # mambapy's scan: powers of two only
             x = F.pad(x, (0, 0, 0, _next_pow2(L) - L))  # (B, L_pad, D), zeros on the right
         for layer in self.layers:
-            x = layer(x)  # (B, L_pad, D)
+            if self.checkpoint and torch.is_grad_enabled():
+                x = checkpoint(layer, x, use_reentrant=False)  # (B, L_pad, D)
+            else:
+                x = layer(x)  # (B, L_pad, D)
         return self.norm_f(x[:, :L])  # (B, L, D)
 
 
