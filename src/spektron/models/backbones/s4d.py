@@ -124,6 +124,15 @@ def _ssm_param(value: torch.Tensor, lr_scale: float) -> nn.Parameter:
     return p
 
 
+def _vandermonde_blocks(length: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Offsets of the √L blocking l = qT + r (T = ⌈√L⌉, Q = ⌈L/T⌉): r = 0..T−1 (T,) and
+    qT = 0, T, .., (Q−1)·T (Q,), in ``like``'s dtype and device."""
+    T = math.isqrt(length - 1) + 1 if length > 1 else 1  # ⌈√L⌉
+    Q = -(-length // T)  # ⌈L / T⌉
+    pos = torch.arange(max(T, Q), device=like.device, dtype=like.dtype)
+    return pos[:T], pos[:Q] * T  # (T,), (Q,)
+
+
 class S4DKernel(nn.Module):
     """Diagonal SSM kernels of ``n_dir`` directions × H channels (ZOH, Vandermonde)."""
 
@@ -192,11 +201,8 @@ class S4DKernel(nn.Module):
         backward (:class:`_ComplexVandermonde`). (Complex tensors and autograd through the
         powers made the kernel ~40 % of an S4D training step at the quick size.)
         """
-        T = math.isqrt(L - 1) + 1 if L > 1 else 1  # ⌈√L⌉
-        Q = -(-L // T)  # ⌈L / T⌉
-        pos = torch.arange(max(T, Q), device=self.log_dt.device, dtype=self.log_dt.dtype)
-        r, qT = pos[:T], pos[:Q] * T  # (T,), (Q,)
         if self.real:
+            r, qT = _vandermonde_blocks(L, self.log_dt)  # (T,), (Q,)
             dtA, _, Bbar, C, _ = self._discrete()
             inner = (C * Bbar).unsqueeze(-2) * torch.exp(dtA.unsqueeze(-2) * r[:, None])
             outer = torch.exp(dtA.unsqueeze(-1) * qT)  # (n_dir, H, N, Q)
@@ -250,10 +256,7 @@ class _ComplexVandermonde(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w_re, w_im, d_re, d_im, length):
-        T = math.isqrt(length - 1) + 1 if length > 1 else 1  # ⌈√L⌉
-        Q = -(-length // T)  # ⌈L / T⌉
-        pos = torch.arange(max(T, Q), device=w_re.device, dtype=w_re.dtype)
-        r, qT = pos[:T, None], pos[:Q, None] * T  # (T, 1), (Q, 1)
+        r, qT = (v[:, None] for v in _vandermonde_blocks(length, w_re))  # (T, 1), (Q, 1)
         d_re, d_im = d_re.unsqueeze(-2), d_im.unsqueeze(-2)  # (..., 1, M)
         mag, ang = torch.exp(d_re * r), d_im * r  # (..., T, M)
         in_re, in_im = mag * torch.cos(ang), mag * torch.sin(ang)  # E_nr
@@ -263,20 +266,18 @@ class _ComplexVandermonde(torch.autograd.Function):
         p = torch.cat((wr * in_re - wi * in_im, -(wr * in_im + wi * in_re)), -1)  # (..., T, 2M)
         k = out @ p.mT  # (..., Q, T): [q, r] = Re Σ_n P_nr E_n,qT
         ctx.save_for_backward(w_re, w_im, in_re, in_im, out)
-        ctx.shape = (T, Q, length)
+        ctx.length = length
         return 2.0 * k.flatten(-2)[..., :length]  # (..., L): l = qT + r
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         w_re, w_im, in_re, in_im, out = ctx.saved_tensors
-        T, Q, length = ctx.shape
-        m = w_re.shape[-1]
-        g = F.pad(grad, (0, Q * T - length)).unflatten(-1, (Q, T))  # (..., Q, T)
-        q_t = torch.arange(Q, device=grad.device, dtype=grad.dtype)[:, None] * T  # (Q, 1)
+        r, q_t = (v[:, None] for v in _vandermonde_blocks(ctx.length, grad))  # (T, 1), (Q, 1)
+        T, Q, m = len(r), len(q_t), w_re.shape[-1]
+        g = F.pad(grad, (0, Q * T - ctx.length)).unflatten(-1, (Q, T))  # (..., Q, T)
         xy = g.mT @ torch.cat((out, q_t * out), -1)  # (..., T, 4M): X (Re, Im), Y (Re, Im)
         x_re, x_im, y_re, y_im = xy.split(m, -1)  # (..., T, M) each
-        r = torch.arange(T, device=grad.device, dtype=grad.dtype)[:, None]  # (T, 1)
         s_re = (in_re * x_re - in_im * x_im).sum(-2)  # (..., M)
         s_im = (in_re * x_im + in_im * x_re).sum(-2)
         z_re, z_im = r * x_re + y_re, r * x_im + y_im  # (..., T, M)
