@@ -781,8 +781,19 @@ class DomainInvariantPLS(RegressorMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> DomainInvariantPLS:
         """Fit on X (n, p) and y (n,) with NaN marking target-domain rows."""
-        _check_int(self.n_components, "n_components")
         _check_nonneg(self.lam, "lam")
+        return self.fit_lambdas(X, y, [self.lam])[0]
+
+    def fit_lambdas(self, X: Any, y: Any, lams: Sequence[float]) -> list[DomainInvariantPLS]:
+        """One fitted model per λ of ``lams``, the first being this one (refitted with
+        ``lam = lams[0]``), the others copies of it: the same models as a ``fit`` per λ, with
+        the row-space basis (an SVD of the stacked data) computed once for all of them."""
+        _check_int(self.n_components, "n_components")
+        lams = [float(lam) for lam in lams]
+        if not lams:
+            raise ConfigError("fit_lambdas needs at least one λ")
+        for lam in lams:
+            _check_nonneg(lam, "lam")
         if self.centering not in ("target", "source"):
             raise ConfigError(f"centering must be 'target' or 'source', got {self.centering!r}")
         # X finite; y may hold NaN (target rows) but not ±inf.
@@ -806,10 +817,16 @@ class DomainInvariantPLS(RegressorMixin, BaseEstimator):
         self.x_mean_target_ = Xt.mean(axis=0) if len(Xt) else self.x_mean_source_.copy()
         self.y_mean_ = float(ys.mean())
         Xs_c, Xt_c = Xs - self.x_mean_source_, Xt - self.x_mean_target_
-        path, disc = _dipls_path(Xs_c, ys - self.y_mean_, Xt_c, int(self.n_components), self.lam)
-        self.coef_path_, self.discrepancy_ = path, disc
-        self.coef_ = path[:, -1].copy()
-        return self
+        basis = _row_space(Xs_c, Xt_c)
+        models = []
+        for i, lam in enumerate(lams):
+            model = self if i == 0 else copy.copy(self)
+            model.lam = lam
+            path, disc = _dipls_path(basis, ys - self.y_mean_, int(self.n_components), lam)
+            model.coef_path_, model.discrepancy_ = path, disc
+            model.coef_ = path[:, -1].copy()
+            models.append(model)
+        return models
 
     def _offset(self) -> np.ndarray:
         return self.x_mean_target_ if self.centering == "target" else self.x_mean_source_
@@ -827,17 +844,23 @@ class DomainInvariantPLS(RegressorMixin, BaseEstimator):
         return self.y_mean_ + (X - self._offset()) @ self.coef_path_
 
 
-def _dipls_path(
-    Xs: np.ndarray, y: np.ndarray, Xt: np.ndarray, n_components: int, lam: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """di-PLS regression vectors (p, A) and discrepancies (A,) from centred source Xs (n_s, p),
-    y (n_s,), target Xt (n_t, p). Vectors beyond the exhausted rank repeat the last one."""
-    p = Xs.shape[1]
-    stacked = np.vstack([Xs, Xt])
-    _, s, vt = np.linalg.svd(stacked, full_matrices=False)
+def _row_space(Xs: np.ndarray, Xt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Q, Zs, Zt): an orthonormal basis Q (p, r) of the row space of the centred source Xs
+    (n_s, p) and target Xt (n_t, p) stacked, and both in it, Zs = Xs Q, Zt = Xt Q."""
+    _, s, vt = np.linalg.svd(np.vstack([Xs, Xt]), full_matrices=False)
     keep = s > _RANK_RTOL * (s[0] if s.size else 0.0)
-    Q = vt[keep].T  # (p, r) orthonormal basis of the row space
-    Zs, Zt = Xs @ Q, Xt @ Q  # (n_s, r), (n_t, r)
+    Q = vt[keep].T  # (p, r)
+    return Q, Xs @ Q, Xt @ Q
+
+
+def _dipls_path(
+    basis: tuple[np.ndarray, np.ndarray, np.ndarray], y: np.ndarray, n_components: int, lam: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """di-PLS regression vectors (p, A) and discrepancies (A,) from centred source and target
+    data in their row space (:func:`_row_space`) and centred y (n_s,). Vectors beyond the
+    exhausted rank repeat the last one."""
+    Q, Zs, Zt = basis
+    p = Q.shape[0]
     y = y.copy()
     r_dim = Q.shape[1]
     path = np.zeros((p, n_components))
@@ -1131,14 +1154,16 @@ def select_dipls_params(
     nan_t = np.full(len(Xt), np.nan)
     scale = dipls_lambda_scale(np.vstack([Xs, Xt]), np.concatenate([ys, nan_t]))
     folds = _splits(cv, len(Xt), random_state)
-    table = np.zeros((len(lambda_factors), max_components))
-    for i, factor in enumerate(lambda_factors):
-        press = np.zeros(max_components)
-        for train, val in folds:
-            model = DomainInvariantPLS(max_components, lam=factor * scale, centering=centering)
-            model.fit(np.vstack([Xs, Xt[train]]), np.concatenate([ys, nan_t[train]]))
-            press += ((model.predict_path(Xt[val]) - yt[val, None]) ** 2).sum(axis=0)
-        table[i] = np.sqrt(press / len(Xt))
+    press = np.zeros((len(lambda_factors), max_components))
+    for train, val in folds:
+        models = DomainInvariantPLS(max_components, centering=centering).fit_lambdas(
+            np.vstack([Xs, Xt[train]]),
+            np.concatenate([ys, nan_t[train]]),
+            [factor * scale for factor in lambda_factors],
+        )
+        for i, model in enumerate(models):
+            press[i] += ((model.predict_path(Xt[val]) - yt[val, None]) ** 2).sum(axis=0)
+    table = np.sqrt(press / len(Xt))
     i_best, a_best = np.unravel_index(int(np.argmin(table)), table.shape)
     return {
         "lam": float(lambda_factors[i_best] * scale),
