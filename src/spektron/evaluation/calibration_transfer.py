@@ -781,7 +781,6 @@ class DomainInvariantPLS(RegressorMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> DomainInvariantPLS:
         """Fit on X (n, p) and y (n,) with NaN marking target-domain rows."""
-        _check_nonneg(self.lam, "lam")
         return self.fit_lambdas(X, y, [self.lam])[0]
 
     def fit_lambdas(self, X: Any, y: Any, lams: Sequence[float]) -> list[DomainInvariantPLS]:
@@ -789,7 +788,6 @@ class DomainInvariantPLS(RegressorMixin, BaseEstimator):
         ``lam = lams[0]``), the others copies of it: the same models as a ``fit`` per λ, with
         the row-space basis (an SVD of the stacked data) computed once for all of them."""
         _check_int(self.n_components, "n_components")
-        lams = [float(lam) for lam in lams]
         if not lams:
             raise ConfigError("fit_lambdas needs at least one λ")
         for lam in lams:
