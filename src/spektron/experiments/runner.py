@@ -192,6 +192,38 @@ def model_config(
     }
 
 
+def seeded_model(spec: dict[str, Any], train: Any) -> tuple[torch.nn.Module, Any]:
+    """A run's model, built from ``spec["model"]`` after seeding torch with the run's seed, and
+    its training config: ``train`` (a ``TrainConfig``) with the run's LR and seed."""
+    from spektron.config import from_dict, to_dict
+    from spektron.models.spektron import Spektron, SpektronConfig
+    from spektron.training.config import TrainConfig
+
+    train_cfg = from_dict(TrainConfig, {**to_dict(train), "lr": spec["lr"], "seed": spec["seed"]})
+    torch.manual_seed(spec["seed"])
+    return Spektron(SpektronConfig.from_json_dict(spec["model"])), train_cfg
+
+
+def run_record(
+    spec: dict[str, Any], dev: torch.device, best: torch.nn.Module, fit: dict[str, Any]
+) -> dict[str, Any]:
+    """The fields a trained run's ``metrics.json`` shares with every other experiment's: the
+    arm, LR and seed, provenance (commit, device, package versions, dataset), the best model's
+    parameter counts, the arm's FLOPs and the trainer's record."""
+    return {
+        "backbone": spec["backbone"],
+        "lr": spec["lr"],
+        "seed": spec["seed"],
+        "git_commit": spec["git_commit"],
+        "device": device_description(dev),
+        "package_versions": spec["package_versions"],
+        "dataset": spec["dataset"],
+        "parameters": best.parameter_counts(),
+        "flops_per_spectrum": spec["flops"],
+        "train": fit,
+    }
+
+
 def arm_flops(model_cfg: dict[str, Any], length: int) -> dict[str, float]:
     """Forward FLOPs of one spectrum (B = 1) through the whole model, on the CPU."""
     from spektron.models.flops import count_flops

@@ -64,14 +64,15 @@ from spektron.experiments.runner import (
     package_versions,
     reuse_line,
     run_folder_finished,
+    run_record,
     run_specs,
     scale_note,
+    seeded_model,
     size_arms,
     sweep_then_seeds,
     threads_for,
 )
 from spektron.training import distributed as D
-from spektron.training.config import TrainConfig
 from spektron.training.convergence import run_convergence
 from spektron.training.data import KIND_CODES, ArrayData
 from spektron.training.tasks import MaskedReconstruction
@@ -290,7 +291,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     interrupted one from its checkpoint.
     """
     from spektron.config import from_dict
-    from spektron.models.spektron import Spektron, SpektronConfig
+    from spektron.models.spektron import Spektron
     from spektron.training.trainer import BEST_NAME, INIT_NAME, Trainer
 
     run_dir = Path(spec["run_dir"])
@@ -305,12 +306,8 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     splits = load_splits(Path(spec["store"]), e1)
     wn = np.asarray(spec["wavenumber"])
     task = MaskedReconstruction(e1.msrp, wn)
-    train_cfg = from_dict(
-        TrainConfig, {**to_dict(e1.train), "lr": spec["lr"], "seed": spec["seed"]}
-    )
-    torch.manual_seed(spec["seed"])
-    mcfg = SpektronConfig.from_json_dict(spec["model"])
-    model = Spektron(mcfg)
+    model, train_cfg = seeded_model(spec, e1.train)
+    mcfg = model.cfg
     if dist.is_main:
         write_json_atomic(
             run_dir / "config.json",
@@ -379,16 +376,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "experiment": "e1",
         "data_label": spec["dataset"]["label"],
-        "backbone": spec["backbone"],
-        "lr": spec["lr"],
-        "seed": spec["seed"],
-        "git_commit": spec["git_commit"],
-        "device": device_description(dist.device),
-        "package_versions": spec["package_versions"],
-        "dataset": spec["dataset"],
-        "parameters": best.parameter_counts(),
-        "flops_per_spectrum": spec["flops"],
-        "train": fit,
+        **run_record(spec, dist.device, best, fit),
         "best_val_masked_mse": fit["best_val"],
         "best_step": fit["best_step"],
         "test_inference_s": infer_s,

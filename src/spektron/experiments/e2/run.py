@@ -67,7 +67,9 @@ from spektron.experiments.runner import (
     measured_step_seconds,
     package_versions,
     reuse_line,
+    run_record,
     run_specs,
+    seeded_model,
     size_arms,
     sweep_then_seeds,
     threads_for,
@@ -76,7 +78,6 @@ from spektron.experiments.runner import (
 from spektron.experiments.runner import model_config as shared_model_config
 from spektron.plotting import FIGURE_LOCK
 from spektron.training import distributed as D
-from spektron.training.config import TrainConfig
 from spektron.training.data import ArrayData, batch_tensor
 from spektron.training.tasks import CrossSpectralPrediction
 from spektron.utils import write_json_atomic
@@ -360,7 +361,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     """Train one (direction, init, backbone, lr, seed) arm into ``spec["run_dir"]`` and score
     it on test and on the symmetric set. Reuses a finished run; resumes an interrupted one."""
     from spektron.config import from_dict
-    from spektron.models.spektron import Spektron, SpektronConfig
+    from spektron.models.spektron import Spektron
     from spektron.training.trainer import BEST_NAME, Trainer
 
     run_dir = Path(spec["run_dir"])
@@ -381,12 +382,8 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         s: load_molecules_cached(store, rows[s], e2.normalization) for s in ("train", "val", "test")
     }
     dname = spec["direction"]
-    train_cfg = from_dict(
-        TrainConfig, {**to_dict(e2.train), "lr": spec["lr"], "seed": spec["seed"]}
-    )
-    torch.manual_seed(spec["seed"])
-    mcfg = SpektronConfig.from_json_dict(spec["model"])
-    model = Spektron(mcfg)
+    model, train_cfg = seeded_model(spec, e2.train)
+    mcfg = model.cfg
     init_info: dict[str, Any] = {"init": spec["init"]}
     if spec["init"] == "pretrained":
         init_info.update(load_pretrained(model, spec["pretrained_checkpoint"]))
@@ -438,16 +435,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "data_label": data_label(cfg.data),
         "direction": dname,
         "init": init_info,
-        "backbone": spec["backbone"],
-        "lr": spec["lr"],
-        "seed": spec["seed"],
-        "git_commit": spec["git_commit"],
-        "device": device_description(dist.device),
-        "package_versions": spec["package_versions"],
-        "dataset": spec["dataset"],
-        "parameters": best.parameter_counts(),
-        "flops_per_spectrum": spec["flops"],
-        "train": fit,
+        **run_record(spec, dist.device, best, fit),
         "best_val_mse": fit["best_val"],
         "best_step": fit["best_step"],
         "test_inference_s": infer_s,

@@ -48,6 +48,7 @@ from spektron.experiments.runner import (
     reuse_line,
     run_folder_finished,
     run_specs,
+    seeded_model,
     threads_for,
 )
 from spektron.plotting import FIGURE_LOCK
@@ -80,8 +81,6 @@ def train_shuffled(spec: dict[str, Any]) -> dict[str, Any]:
     wavenumber encoding alike; masks, objective and recipe are E1's. Reuses a finished run.
     """
     from spektron.config import from_dict
-    from spektron.models.spektron import Spektron, SpektronConfig
-    from spektron.training.config import TrainConfig
     from spektron.training.tasks import MaskedReconstruction
     from spektron.training.trainer import BEST_NAME, Trainer
 
@@ -103,11 +102,7 @@ def train_shuffled(spec: dict[str, Any]) -> dict[str, Any]:
             {"x": d.arrays["x"][:, perm], "row": d.arrays["row"], "kind": d.arrays["kind"]}
         )
 
-    train_cfg = from_dict(
-        TrainConfig, {**to_dict(cfg.e1.train), "lr": spec["lr"], "seed": spec["seed"]}
-    )
-    torch.manual_seed(spec["seed"])
-    model = Spektron(SpektronConfig.from_json_dict(spec["model"]))
+    model, train_cfg = seeded_model(spec, cfg.e1.train)
     fit = Trainer(
         model,
         MaskedReconstruction(cfg.e1.msrp, wn),
