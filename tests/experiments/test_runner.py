@@ -175,3 +175,29 @@ def test_e2_and_e4_arms_take_the_knobs_a_tuned_e1_chose(tmp_path):
     (tmp_path / "summary.json").write_text("{")
     with pytest.raises(ConfigError, match="unreadable E1 summary"):
         with_e1_tuning(e1, tmp_path)
+
+
+def test_load_pretrained_fills_fields_a_checkpoint_predates_and_refuses_other_shapes(tmp_path):
+    # A checkpoint written before the Mamba config gained its `checkpoint` field loads into a
+    # model of the same shape (the field compares as its default); another depth is refused.
+    import torch
+
+    from spektron.errors import CheckpointError
+    from spektron.experiments.runner import load_pretrained
+    from spektron.models.spektron import Spektron, SpektronConfig
+
+    def model(n_layers: int, head: str) -> Spektron:
+        torch.manual_seed(0)
+        cfg = dict(d_model=8, backbone="mamba", head=head)
+        return Spektron(SpektronConfig(**cfg, backbone_config={"n_layers": n_layers}))
+
+    state = model(1, "reconstruction").checkpoint_state()
+    assert state["config"]["backbone_config"] == {"n_layers": 1}
+    # written out in full, as E1 does, but without `checkpoint`
+    state["config"]["backbone_config"] = {"n_layers": 1, "d_state": 16}
+    torch.save(state, tmp_path / "old.pt")
+    target = model(1, "cross_spectral")
+    info = load_pretrained(target, str(tmp_path / "old.pt"))
+    assert info["copied_tensors"] > 0
+    with pytest.raises(CheckpointError, match="pretrained backbone_config"):
+        load_pretrained(model(2, "cross_spectral"), str(tmp_path / "old.pt"))

@@ -577,18 +577,33 @@ def find_checkpoints(
 _SHARED_MODEL_KEYS = ("d_model", "embedding", "backbone", "backbone_config")
 
 
+def _model_shape(cfg: Any) -> dict[str, Any]:
+    """A model config as JSON with its backbone config complete: a field the checkpoint's
+    code did not have yet compares as its default (a checkpoint written before a backbone
+    gained a field still loads into the same model)."""
+    out = cfg.to_json_dict()
+    bb = dataclasses.asdict(cfg.backbone_cfg())
+    bb.pop("d_model", None)  # the model's own field, compared as d_model
+    out["backbone_config"] = json.loads(json.dumps(bb))
+    return out
+
+
 def load_pretrained(model: torch.nn.Module, path: str) -> dict[str, Any]:
     """Copy the embedding and backbone weights of an E1 / ``pretrain`` checkpoint into
     ``model`` (the head stays as initialised). Refuses a checkpoint of another shape.
     Used by E2 and E4 for their pretrained arms."""
-    from spektron.models.spektron import read_checkpoint
+    from spektron.models.spektron import SpektronConfig, read_checkpoint
 
     state = read_checkpoint(path)
-    mine = model.cfg.to_json_dict()
+    try:
+        theirs = _model_shape(SpektronConfig.from_json_dict(state["config"]))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: invalid model config: {e}") from e
+    mine = _model_shape(model.cfg)
     for k in _SHARED_MODEL_KEYS:
-        if state["config"].get(k) != mine.get(k):
+        if theirs.get(k) != mine.get(k):
             raise CheckpointError(
-                f"{path}: pretrained {k} = {state['config'].get(k)!r} differs from this "
+                f"{path}: pretrained {k} = {theirs.get(k)!r} differs from this "
                 f"model's {mine.get(k)!r}; pretrain with the same preset (e1.d_model, e1.stride, "
                 "e1.budget) as the experiment that loads it"
             )
