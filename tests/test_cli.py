@@ -292,3 +292,10 @@ def test_config_show_prints_every_key_with_overrides_applied(capsys):
     assert json.loads(capsys.readouterr().out)["e1"]["n_seeds"] == 3
     assert main(["config", "show", "--set", "train.lr=1"]) == 2
     assert "did you mean e1.train.lr" in capsys.readouterr().err
+
+
+def test_bad_allocator_setting_is_one_line_exit_2(capsys, monkeypatch):
+    monkeypatch.setenv("SPEKTRON_KEEP_FREED_MEMORY", "yes")
+    code, _, err = run_cli(capsys, "-q", "config", "show", "--preset", "smoke")
+    assert code == 2
+    assert err.strip() == "spektron: error: SPEKTRON_KEEP_FREED_MEMORY must be 0 or 1, got 'yes'"

@@ -60,3 +60,20 @@ def test_keep_freed_memory_reuses_large_blocks():
     grows by its size); after keep_freed_memory the freed block is reused as it is."""
     assert _regrowth_mb(keep=False) > 24.0
     assert _regrowth_mb(keep=True) < 4.0
+
+
+def test_tune_cpu_process_keeps_glibcs_allocator_when_told(monkeypatch):
+    import spektron.utils as U
+    from spektron.errors import ConfigError
+
+    calls = []
+    monkeypatch.setattr(U, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.delenv(U.KEEP_FREED_MEMORY_ENV, raising=False)
+    U.tune_cpu_process()
+    assert calls == [1]  # by default
+    monkeypatch.setenv(U.KEEP_FREED_MEMORY_ENV, "0")
+    U.tune_cpu_process()
+    assert calls == [1]  # left as glibc has it
+    monkeypatch.setenv(U.KEEP_FREED_MEMORY_ENV, "maybe")
+    with pytest.raises(ConfigError, match="SPEKTRON_KEEP_FREED_MEMORY must be 0 or 1, got 'maybe'"):
+        U.tune_cpu_process()

@@ -840,7 +840,6 @@ STORE_OUTS = {("data", "simulate"), ("data", "merge"), ("data", "convert-qm9s")}
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
-    tune_cpu_process()
     sub_cmd = (
         getattr(args, "data_cmd", None)
         or getattr(args, "bench_cmd", None)
@@ -849,6 +848,7 @@ def main(argv: list[str] | None = None) -> int:
     key = (args.cmd, sub_cmd)
     handler = COMMANDS[key]
     try:
+        tune_cpu_process()
         # An --out that cannot be written is refused before any work.
         if getattr(args, "out", None) is not None and key not in READ_OUTS:
             check_writable(args.out, "file" if key in FILE_OUTS else "folder")
