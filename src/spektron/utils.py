@@ -157,8 +157,9 @@ def tune_cpu_process() -> None:
     :meth:`Trainer.fit`). With ``SPEKTRON_KEEP_FREED_MEMORY=0`` in the environment the
     allocator keeps glibc's defaults: slower steps, but a resident set that follows the live
     memory, for large models on machines short of memory (with Mamba's ``checkpoint: true``
-    at B 16, L 2048, ~1M parameters: peak RSS ~1.5 GB against ~2.7 GB; README, "Measured
-    speed"). Any other value than 0 or 1 is a :class:`~spektron.errors.ConfigError`.
+    at B 16, L 2048, ~1M parameters: peak RSS 1.4 GB against 3.5 GB, at 1.6x that setting's
+    step time; README, "Measured speed"). Any other value than 0 or 1 is a
+    :class:`~spektron.errors.ConfigError`.
     """
     flush_denormals()
     keep = os.environ.get(KEEP_FREED_MEMORY_ENV, "1").strip()
