@@ -156,6 +156,34 @@ def test_e1_rerun_reuses_finished_runs_and_refuses_changed_settings(e1_run, monk
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_e1_settings_that_train_nothing_do_not_retrain_finished_runs(e1_run, tmp_path, monkeypatch):
+    """More seeds, fewer arms or another bootstrap reuse the finished runs, and so does a folder
+    whose run_spec.json recorded such settings in its identity (written by an older version)."""
+    import shutil
+
+    cfg, out, summary, _, cache = e1_run
+    monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
+    copy = tmp_path / "e1"
+    shutil.copytree(out, copy)
+    old_spec = next((copy / "runs" / "cnn").glob("*/run_spec.json"))
+    stored = json.loads(old_spec.read_text())
+    stored["hashed"]["e1"].update(n_seeds=6, n_bootstrap=9999, backbones=["x"])
+    stored["run_hash"] = "recorded-by-an-older-version"
+    old_spec.write_text(json.dumps(stored))
+    plans = []
+    fewer = _cfg('e1.backbones=["cnn"]', "e1.n_bootstrap=300", "e1.jobs=2")
+    again = run_e1(fewer, copy, progress=False, announce=plans.append)
+    assert plans[0]["reuse"] == f"1 of 1 runs already finished in {copy} (reused), 0 to train"
+    assert (
+        again["backbones"]["cnn"]["test"]["masked_mse"]["per_seed"]
+        == (summary["backbones"]["cnn"]["test"]["masked_mse"]["per_seed"])
+    )
+    stored["hashed"]["e1"]["stride"] = 99  # a setting that does change the run: still refused
+    old_spec.write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match=r"e1\.stride: 99 there"):
+        run_e1(fewer, copy, progress=False)
+
+
 def test_pretrain_leaves_a_checkpoint_for_downstream_use(e1_run, tmp_path, monkeypatch):
     cfg, _, _, _, cache = e1_run
     monkeypatch.setenv("SPEKTRON_CACHE", str(cache))

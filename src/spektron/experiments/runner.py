@@ -282,14 +282,20 @@ def mean_std(values: list[float]) -> dict[str, float]:
 
 
 def claim_run_dir(
-    run_dir: Path, key: str, hashed: dict[str, Any], public: dict[str, Any], dist: D.DistInfo
+    run_dir: Path,
+    key: str,
+    hashed: dict[str, Any],
+    public: dict[str, Any],
+    dist: D.DistInfo,
+    project: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
     """Reuse or claim a run folder: the finished run's ``metrics.json`` when the folder holds
     this run (same ``key``) and it finished; None when it is to be (re)started, after writing
     ``run_spec.json`` (rank 0). A folder holding another run is refused, naming what changed.
+    ``project``: as in :func:`run_folder_finished`.
     """
     spec_path, metrics_path = run_dir / "run_spec.json", run_dir / "metrics.json"
-    if run_folder_finished(run_dir, key, hashed):
+    if run_folder_finished(run_dir, key, hashed, project=project):
         return json.loads(metrics_path.read_text())
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -332,18 +338,22 @@ def run_folder_finished(
     hashed: dict[str, Any],
     spec_name: str = "run_spec.json",
     done_name: str = "metrics.json",
+    project: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> bool:
     """Whether ``run_dir`` holds a finished run with these settings (``spec_name`` records its
     ``run_hash`` and ``hashed`` settings, ``done_name`` marks it finished); ``ConfigError``
-    naming the keys that differ, and both values, when it holds a run with other settings."""
+    naming the keys that differ, and both values, when it holds a run with other settings.
+    ``project`` maps recorded settings onto today's identity (a setting that has since stopped
+    identifying a run dropped): a folder whose projected settings equal ``hashed`` is this run."""
     try:
         stored = json.loads((run_dir / spec_name).read_text())
     except FileNotFoundError:
         return False
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{run_dir / spec_name}: unreadable ({e})") from e
-    if stored.get("run_hash") != key:
-        was = stored.get("hashed")
+    was = stored.get("hashed")
+    same = project is not None and isinstance(was, dict) and project(was) == hashed
+    if stored.get("run_hash") != key and not same:
         what = (
             settings_diff(was, hashed)
             if isinstance(was, dict)
@@ -362,6 +372,7 @@ def check_run_folders(
     seeds: list[int],
     spec_for: Callable[..., dict[str, Any]],
     hashed: Callable[[dict[str, Any]], dict[str, Any]],
+    project: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, int]:
     """Before any work: the run folders :func:`sweep_then_seeds` may use, checked. A folder
     holding a run with other settings is refused (``ConfigError`` naming the keys and both
@@ -373,7 +384,7 @@ def check_run_folders(
         return spec_for(*arm, lr, seed) if isinstance(arm, tuple) else spec_for(arm, lr, seed)
 
     def finished(sp: dict[str, Any]) -> bool:
-        return run_folder_finished(Path(sp["run_dir"]), sp["run_hash"], hashed(sp))
+        return run_folder_finished(Path(sp["run_dir"]), sp["run_hash"], hashed(sp), project=project)
 
     reused = sum(finished(spec(a, lr, seeds[0])) for a in arms for lr in lr_sweep)
     for a in arms:

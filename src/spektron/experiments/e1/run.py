@@ -298,7 +298,9 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     dist = spec.get("dist") or D.DistInfo(device=torch.device(spec["device"]))
     e1 = from_dict(E1Config, spec["e1"], "e1")
     metrics_path = run_dir / "metrics.json"
-    done = claim_run_dir(run_dir, spec["run_hash"], _hashed(spec), _public_spec(spec), dist)
+    done = claim_run_dir(
+        run_dir, spec["run_hash"], _hashed(spec), _public_spec(spec), dist, _identity
+    )
     if done is not None:
         return done
     if spec.get("threads"):
@@ -395,20 +397,41 @@ def _public_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in ("dist", "example_idx", "wavenumber")}
 
 
-# E1 settings read only when the results are gathered (from the runs' histories): changing
-# them re-judges finished runs, it does not retrain them.
-NOT_HASHED = ("convergence_tol", "convergence_window")
+# E1 settings that never change what one run trains or scores: read when the runs are chosen
+# or their results gathered (the arms, the seeds, the LR sweep, the tuning protocol, the
+# baselines, the bootstrap, the convergence rule, the process count). Changing them re-judges
+# or adds runs; it does not retrain a finished one (e.g. 6 → 10 seeds reuses the first 6).
+NOT_HASHED = (
+    "backbones",
+    "n_seeds",
+    "lr_sweep",
+    "tune",
+    "baselines",
+    "pca_candidates",
+    "n_bootstrap",
+    "jobs",
+    "convergence_tol",
+    "convergence_window",
+)
+
+
+def _identity(hashed: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded settings without :data:`NOT_HASHED`: also maps the settings a run folder
+    recorded before a key joined that list onto today's form, so that folder is still reused."""
+    out = json.loads(json.dumps(hashed))
+    if isinstance(out.get("e1"), dict):
+        for k in NOT_HASHED:
+            out["e1"].pop(k, None)
+    return out
 
 
 def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
     """What identifies an E1 run (a finished run is reused only when all of it is unchanged)."""
     keys = ("backbone", "lr", "seed", "model", "e1", "dataset")
-    out = json.loads(json.dumps({k: spec[k] for k in keys}))
+    out = {k: spec[k] for k in keys}
     if spec.get("score_test") is False:
         out["score_test"] = False
-    for k in NOT_HASHED:
-        out["e1"].pop(k, None)
-    return out
+    return _identity(out)
 
 
 def _run_hash(spec: dict[str, Any]) -> str:
@@ -613,7 +636,9 @@ def run_e1(
         for name in e1.backbones:  # every arm's knobs meet the budget, before any trial
             feasible_shapes(e1, name, knob_space(name, e1.tune))
     else:
-        reuse = check_run_folders(list(e1.backbones), e1.lr_sweep, seeds, spec_for, _hashed)
+        reuse = check_run_folders(
+            list(e1.backbones), e1.lr_sweep, seeds, spec_for, _hashed, _identity
+        )
     # The plan's estimate (trials in units of full runs) and the job order.
     est = ctx.estimate_seconds(
         e1.n_seeds + e1.tune.n_trials * e1.tune.steps / e1.train.steps if tuned else runs_per_arm
@@ -646,7 +671,7 @@ def run_e1(
             arms[name]["lr_sweep"] = {}
         final = [spec_for(n, best_lr[n], s) for n in e1.backbones for s in seeds]
         for sp in final:  # refused before training when a folder holds other settings
-            run_folder_finished(Path(sp["run_dir"]), sp["run_hash"], _hashed(sp))
+            run_folder_finished(Path(sp["run_dir"]), sp["run_hash"], _hashed(sp), project=_identity)
         results = run(final, "seeds (tuned)")
     else:
         results, best_lr, lr_vals = sweep_then_seeds(
