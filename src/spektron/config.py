@@ -283,6 +283,12 @@ class E1Config:
     # ``convergence_window`` of the steps. Judged from each run's history, never retrained for.
     convergence_tol: float = 0.02
     convergence_window: float = 0.25
+    # Budget check (0 = off): the first seed of every arm also trains for this many times
+    # ``train.steps`` (same LR, settings and warmup; the cosine over the longer budget). The
+    # budget counts as converged for an arm when that run's best validation masked MSE is
+    # within ``convergence_tol`` of the first seed's. Under a decaying schedule this is the
+    # rule that holds: the last part of a run is its low-LR part, whatever its length.
+    convergence_check: int = 0
     tune: TuneConfig = field(default_factory=TuneConfig)
 
     def __post_init__(self) -> None:
@@ -301,6 +307,11 @@ class E1Config:
             self.convergence_tol > 0 and 0 < self.convergence_window < 1,
             "e1.convergence_tol must be > 0 and e1.convergence_window in (0, 1), got "
             f"{self.convergence_tol}, {self.convergence_window}",
+        )
+        _check(
+            self.convergence_check == 0 or self.convergence_check >= 2,
+            f"e1.convergence_check must be 0 (off) or a step multiple >= 2, got "
+            f"{self.convergence_check}",
         )
         _check(len(self.backbones) > 0, "e1.backbones is empty")
         _check(len(set(self.backbones)) == len(self.backbones), "e1.backbones has duplicates")

@@ -184,6 +184,51 @@ def test_e1_settings_that_train_nothing_do_not_retrain_finished_runs(e1_run, tmp
         run_e1(fewer, copy, progress=False)
 
 
+def test_e1_budget_check_trains_the_first_seed_longer_and_decides_convergence(
+    e1_run, tmp_path, monkeypatch
+):
+    """e1.convergence_check = 2: one more run per arm (first seed, twice the steps) beside the
+    seeds; its best validation value against the first seed's decides convergence, and a rerun
+    reuses it."""
+    import shutil
+
+    cfg, out, summary, _, cache = e1_run
+    monkeypatch.setenv("SPEKTRON_CACHE", str(cache))
+    copy = tmp_path / "e1"
+    shutil.copytree(out, copy)
+    checked = _cfg('e1.backbones=["cnn", "dlinoss"]', "e1.convergence_check=2")
+    plans = []
+    res = run_e1(checked, copy, progress=False, announce=plans.append)
+    steps = cfg.e1.train.steps
+    assert plans[0]["n_training_runs"] == 2 * 2 and "6" in plans[0]["budget_check"]
+    conv = res["convergence"]
+    assert conv["check"] == 2 and "doubling the steps" in conv["rule"]
+    for name in ("cnn", "dlinoss"):
+        chk = res["backbones"][name]["convergence"]["budget_check"]
+        run = copy / chk["run"]
+        assert run.name.endswith(f"_steps{2 * steps}") and (run / "metrics.json").is_file()
+        assert json.loads((run / "config.json").read_text())["train"]["steps"] == 2 * steps
+        assert chk["curve"]["step"][-1] == 2 * steps and chk["steps"] == steps
+        assert chk["val"] == res["backbones"][name]["val_masked_mse"]["mean"]  # one seed
+        assert chk["gain"] == pytest.approx((chk["val"] - chk["check_val"]) / chk["check_val"])
+        assert chk["converged"] == (chk["gain"] < checked.e1.convergence_tol)
+        assert res["backbones"][name]["convergence"]["converged"] == chk["converged"]
+        # The first seed's run is the one the seeds' table reports (reused, not retrained).
+        assert chk["test_masked_mse"] == summary["backbones"][name]["test"]["masked_mse"]["mean"]
+    assert conv["all_converged"] == all(
+        res["backbones"][n]["convergence"]["converged"] for n in ("cnn", "dlinoss")
+    )
+    table = (copy / "table.md").read_text()
+    assert "best val (check)" in table and "First seed's test order" in table
+    assert plans[0]["reuse"] == f"2 of 4 runs already finished in {copy} (reused), 2 to train"
+    done = {p: p.stat().st_mtime_ns for p in copy.glob("runs/*/*_steps*/metrics.json")}
+    again = []
+    run_e1(checked, copy, progress=False, announce=again.append)
+    assert again[0]["reuse"] == f"4 of 4 runs already finished in {copy} (reused), 0 to train"
+    assert len(done) == 2
+    assert {p: p.stat().st_mtime_ns for p in done} == done
+
+
 def test_pretrain_leaves_a_checkpoint_for_downstream_use(e1_run, tmp_path, monkeypatch):
     cfg, _, _, _, cache = e1_run
     monkeypatch.setenv("SPEKTRON_CACHE", str(cache))

@@ -429,15 +429,16 @@ def run_specs(
     """Run training specs through ``fn`` (a module-level function, so a spawn pool can import
     it) in a pool of ``jobs`` processes, or in-process; results by ``spec["run_dir"]``.
 
-    Slowest arms first, so the pool's last jobs are short ones: by ``step_s`` (measured seconds
-    per step of each backbone, as E1 records them) when given, else in
+    Slowest runs first, so the pool's last jobs are short ones: by ``step_s`` (measured seconds
+    per step of each backbone, as E1 records them) × the spec's ``"steps"`` (1 when absent)
+    when given, else in
     the order measured on 2 CPU cores at the quick scale. Specs with a ``"first"`` entry go
     before all others, in the order given (jobs known to be long that are not training runs)."""
     results: dict[str, dict[str, Any]] = {}
     if not specs:
         return results
     if step_s:
-        specs = sorted(specs, key=lambda s: -step_s.get(s.get("backbone"), 0.0))
+        specs = sorted(specs, key=lambda s: -step_s.get(s.get("backbone"), 0.0) * s.get("steps", 1))
     else:
         specs = sorted(specs, key=lambda s: SLOWEST_FIRST.get(s.get("backbone"), -1))
     specs = [s for s in specs if s.get("first")] + [s for s in specs if not s.get("first")]

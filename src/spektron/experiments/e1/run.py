@@ -412,6 +412,7 @@ NOT_HASHED = (
     "jobs",
     "convergence_tol",
     "convergence_window",
+    "convergence_check",
 )
 
 
@@ -530,6 +531,7 @@ class E1Context:
             "example_idx": self.ex_idx.tolist(),
             "progress": progress and self.jobs == 1,
             "run_dir": str(run_dir),
+            "steps": (e1 or self.e1).train.steps,  # the job order's cost (not hashed)
         }
         if e1 is not None:
             spec["e1"] = to_dict(e1)
@@ -588,6 +590,12 @@ def describe_plan(
         "tuning": protocol(e1) if e1.tune.n_trials else None,
         "n_training_runs": runs_per_arm * len(ctx.arms),
         "steps_per_run": e1.train.steps,
+        "budget_check": (
+            f"the first seed of every arm also for {e1.convergence_check * e1.train.steps:,} "
+            "steps (the convergence rule)"
+            if e1.convergence_check
+            else None
+        ),
         "effective_batch": e1.train.batch_size * e1.train.accumulation,
         "grid_points": L,
         "backbone_length": -(-L // e1.stride),
@@ -621,6 +629,7 @@ def run_e1(
     arms, splits, task, wn, ex_idx = ctx.arms, ctx.splits, ctx.task, ctx.wn, ctx.ex_idx
     tuned = e1.tune.n_trials > 0
     runs_per_arm = e1.tune.n_trials + e1.n_seeds if tuned else len(e1.lr_sweep) + e1.n_seeds - 1
+    runs_per_arm += 1 if e1.convergence_check else 0
     seeds = [cfg.seed + i for i in range(e1.n_seeds)]
     jobs = ctx.jobs
     dataset = ctx.dataset
@@ -628,6 +637,13 @@ def run_e1(
     def spec_for(name: str, lr: float, seed: int) -> dict[str, Any]:
         run_dir = out / "runs" / name / f"lr{lr:g}_seed{seed}"
         return ctx.spec(name, lr, seed, run_dir, progress)
+
+    def check_for(name: str, lr: float) -> dict[str, Any]:
+        """The budget check's run: the first seed for ``convergence_check`` × the steps."""
+        steps = e1.convergence_check * e1.train.steps
+        longer = dataclasses.replace(e1, train=dataclasses.replace(e1.train, steps=steps))
+        run_dir = out / "runs" / name / f"lr{lr:g}_seed{seeds[0]}_steps{steps}"
+        return ctx.spec(name, lr, seeds[0], run_dir, progress, e1=longer)
 
     # A folder of runs with other settings is refused here, before anything is written (with
     # tuning, the final runs' settings are known after it: their folders are checked then).
@@ -639,9 +655,21 @@ def run_e1(
         reuse = check_run_folders(
             list(e1.backbones), e1.lr_sweep, seeds, spec_for, _hashed, _identity
         )
+        if e1.convergence_check:  # its LR is known after the sweep: counted at the sweep's
+            for name in e1.backbones:
+                reuse["n_runs"] += 1
+                reuse["n_reused"] += any(
+                    run_folder_finished(
+                        Path(sp["run_dir"]), sp["run_hash"], _hashed(sp), project=_identity
+                    )
+                    for sp in (check_for(name, lr) for lr in e1.lr_sweep)
+                )
     # The plan's estimate (trials in units of full runs) and the job order.
+    n_check = e1.convergence_check  # the budget check's run, in units of a run
     est = ctx.estimate_seconds(
-        e1.n_seeds + e1.tune.n_trials * e1.tune.steps / e1.train.steps if tuned else runs_per_arm
+        e1.n_seeds + e1.tune.n_trials * e1.tune.steps / e1.train.steps + n_check
+        if tuned
+        else len(e1.lr_sweep) + e1.n_seeds - 1 + n_check
     )
     if announce is not None and dist.is_main:
         plan = describe_plan(cfg, ctx, runs_per_arm, est)
@@ -670,6 +698,8 @@ def run_e1(
             arms[name] = ctx.sized_arm(name, with_shape(e1, name, tuning[name]["best"]["shape"]))
             arms[name]["lr_sweep"] = {}
         final = [spec_for(n, best_lr[n], s) for n in e1.backbones for s in seeds]
+        if e1.convergence_check:
+            final += [check_for(n, best_lr[n]) for n in e1.backbones]
         for sp in final:  # refused before training when a folder holds other settings
             run_folder_finished(Path(sp["run_dir"]), sp["run_hash"], _hashed(sp), project=_identity)
         results = run(final, "seeds (tuned)")
@@ -679,11 +709,28 @@ def run_e1(
         )
         for name in e1.backbones:
             arms[name]["lr_sweep"] = lr_vals[name]
+        if e1.convergence_check:
+            results.update(run([check_for(n, best_lr[n]) for n in e1.backbones], "budget check"))
     if not dist.is_main:
         return {}
 
+    checks = (
+        {n: check_for(n, best_lr[n])["run_dir"] for n in e1.backbones}
+        if e1.convergence_check
+        else {}
+    )
     summary = aggregate(
-        cfg, out, arms, best_lr, seeds, results, spec_for, base_summary, base_scores, dataset
+        cfg,
+        out,
+        arms,
+        best_lr,
+        seeds,
+        results,
+        spec_for,
+        base_summary,
+        base_scores,
+        dataset,
+        checks,
     )
     if tuning is not None:
         summary["tuning"] = {"protocol": protocol(e1), "arms": tuning}
@@ -742,8 +789,10 @@ def aggregate(
     base_summary: dict[str, Any],
     base_scores: dict[str, Any],
     dataset: dict[str, Any],
+    checks: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """summary.json: mean ± std over seeds, bootstrap CIs, paired comparisons, quality gate."""
+    """summary.json: mean ± std over seeds, bootstrap CIs, paired comparisons, quality gate;
+    ``checks``: each arm's budget-check run folder (``e1.convergence_check``), by arm."""
     e1 = cfg.e1
     backbones: dict[str, Any] = {}
     per_mol_mean: dict[str, dict[str, np.ndarray]] = {}
@@ -816,6 +865,11 @@ def aggregate(
             "converged": all(c["converged"] for c in conv),
             "per_seed": [{k: v for k, v in c.items() if k != "curve"} for c in conv],
         }
+        if checks:
+            check = _budget_check(e1, runs[0], results[checks[name]], Path(checks[name]))
+            check["run"] = str(Path(checks[name]).relative_to(out))
+            backbones[name]["convergence"]["budget_check"] = check
+            backbones[name]["convergence"]["converged"] = check["converged"]
         backbones[name]["val_curves"] = [c["curve"] for c in conv]
         if runs[0].get("clamped_oscillators"):  # per seed: init, best and final weights
             backbones[name]["clamped_oscillators"] = [r["clamped_oscillators"] for r in runs]
@@ -892,12 +946,10 @@ def aggregate(
         "paired": rows,
         "gap_length": gap_length,
         "convergence": {
-            "rule": (
-                f"best validation masked MSE improved by < {e1.convergence_tol:.0%} (relative) "
-                f"over the last {e1.convergence_window:.0%} of the steps"
-            ),
+            "rule": _convergence_rule(e1),
             "tol": e1.convergence_tol,
             "window": e1.convergence_window,
+            "check": e1.convergence_check,
             "all_converged": all(b["convergence"]["converged"] for b in backbones.values()),
         },
         "quality_gate": {
@@ -906,6 +958,43 @@ def aggregate(
             "per_backbone": gate,
             "criterion": "best validation masked MSE (mean over seeds) below interpolation and PCA",
         },
+    }
+
+
+def _convergence_rule(e1: E1Config) -> str:
+    window = (
+        f"best validation masked MSE improved by < {e1.convergence_tol:.0%} (relative) "
+        f"over the last {e1.convergence_window:.0%} of the steps"
+    )
+    if not e1.convergence_check:
+        return window
+    k, S = e1.convergence_check, e1.train.steps
+    more = "doubling" if k == 2 else f"{k}x"
+    return (
+        f"{more} the steps ({S:,} → {k * S:,}; first seed, same LR and settings, the cosine "
+        f"over the longer budget) improves the best validation masked MSE by < "
+        f"{e1.convergence_tol:.0%} (relative)"
+    )
+
+
+def _budget_check(
+    e1: E1Config, first: dict[str, Any], longer: dict[str, Any], run_dir: Path
+) -> dict[str, Any]:
+    """The budget rule for one arm: its first seed's run against the same run trained for
+    ``e1.convergence_check`` × the steps (both runs' ``metrics.json``); the test values are
+    reported beside it, never used to decide."""
+    val, val_long = first["best_val_masked_mse"], longer["best_val_masked_mse"]
+    gain = (val - val_long) / val_long if val_long > 0 else 0.0
+    return {
+        "steps": e1.train.steps,
+        "check_steps": e1.convergence_check * e1.train.steps,
+        "val": val,
+        "check_val": val_long,
+        "gain": gain,
+        "converged": bool(gain < e1.convergence_tol),
+        "test_masked_mse": first["test"]["masked_mse"]["mean"],
+        "check_test_masked_mse": longer["test"]["masked_mse"]["mean"],
+        "curve": run_convergence(run_dir, "recon")["curve"],
     }
 
 
