@@ -201,6 +201,14 @@ def test_resume_refuses_a_different_recipe_and_corrupt_files(tmp_path):
     _trainer(tmp_path, steps=2).fit()
     with pytest.raises(TrainingError, match="different training config"):
         _trainer(tmp_path, steps=2, lr=5e-3).fit()
+    # A checkpoint written before a field existed resumes when the field is at its default.
+    path = tmp_path / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    del state["train_config"]["eval_batch_size"]
+    torch.save(state, path)
+    assert _trainer(tmp_path, steps=2).fit()["steps"] == 2
+    with pytest.raises(TrainingError, match=r"\['eval_batch_size'\]"):
+        _trainer(tmp_path, steps=2, eval_batch_size=7).fit()
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         _trainer(tmp_path, steps=2).fit()

@@ -172,6 +172,17 @@ def estimate_run_all(
             runs += [trial] * e1.tune.n_trials + [one] * e1.n_seeds
         else:
             runs += [one] * (len(e1.lr_sweep) + e1.n_seeds - 1)
+        if e1.convergence_check:  # the budget check: the first seed for k × the steps
+            k = e1.convergence_check
+            runs.append(
+                _run_seconds(
+                    step,
+                    fwd,
+                    replace(e1.train, steps=k * e1.train.steps),
+                    n_val,
+                    n_test * (1 + len(e1.eval_spans)),
+                )
+            )
     stages["e1"] = _pool_seconds(runs, jobs) + OVERHEAD_S["e1"]
 
     # E2: directions × inits × arms × (LR sweep + other seeds); molecules, not spectra.

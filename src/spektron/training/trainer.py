@@ -208,7 +208,8 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             return False
         state = load_train_checkpoint(self.checkpoint_path, map_location=self.device)
-        saved_cfg = dict(state["train_config"])
+        # A field the checkpoint predates compares as its default (the behaviour before it).
+        saved_cfg = {**asdict(TrainConfig()), **state["train_config"]}
         now = asdict(self.cfg)
         if saved_cfg != now:
             diff = sorted(k for k in now if saved_cfg.get(k) != now[k])
