@@ -168,6 +168,9 @@ def test_e1_settings_that_train_nothing_do_not_retrain_finished_runs(e1_run, tmp
     old_spec = next((copy / "runs" / "cnn").glob("*/run_spec.json"))
     stored = json.loads(old_spec.read_text())
     stored["hashed"]["e1"].update(n_seeds=6, n_bootstrap=9999, backbones=["x"])
+    bb = stored["hashed"]["model"]["backbone_config"]
+    assert bb["dilation_cycle"] == [1, 2, 4, 8]  # the default: a run from before the field
+    del bb["dilation_cycle"]
     stored["run_hash"] = "recorded-by-an-older-version"
     old_spec.write_text(json.dumps(stored))
     plans = []

@@ -201,3 +201,22 @@ def test_load_pretrained_fills_fields_a_checkpoint_predates_and_refuses_other_sh
     assert info["copied_tensors"] > 0
     with pytest.raises(CheckpointError, match="pretrained backbone_config"):
         load_pretrained(model(2, "cross_spectral"), str(tmp_path / "old.pt"))
+
+
+def test_complete_model_config_fills_only_the_fields_a_run_predates():
+    from spektron.experiments.runner import complete_model_config
+
+    full = {
+        "d_model": 8,
+        "backbone": "mamba",
+        "backbone_config": {"n_layers": 1, "d_state": 16, "checkpoint": False},
+    }
+    done = complete_model_config(full)
+    assert done["backbone_config"]["checkpoint"] is False and done["backbone_config"]["expand"]
+    old = {**full, "backbone_config": {k: v for k, v in done["backbone_config"].items()}}
+    del old["backbone_config"]["checkpoint"]
+    assert complete_model_config(old) == done  # written before the field existed
+    assert complete_model_config(done) == done  # today's complete configs are kept as they are
+    other = {**old, "backbone_config": {**old["backbone_config"], "d_state": 4}}
+    assert complete_model_config(other) != done  # a field it has is never overwritten
+    assert complete_model_config({"backbone": "no-such"}) == {"backbone": "no-such"}

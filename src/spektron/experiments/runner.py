@@ -589,6 +589,21 @@ def find_checkpoints(
 _SHARED_MODEL_KEYS = ("d_model", "embedding", "backbone", "backbone_config")
 
 
+def complete_model_config(model: dict[str, Any]) -> dict[str, Any]:
+    """A model config as JSON with the fields its backbone config lacks filled in at their
+    defaults (a run written before a backbone config gained a field, as today's settings
+    name it); the fields it has are kept as they are."""
+    from spektron.models.spektron import SpektronConfig
+
+    try:
+        bb = dataclasses.asdict(SpektronConfig.from_json_dict(model).backbone_cfg())
+    except (ConfigError, TypeError, KeyError):
+        return model  # not a model this code builds: compared as recorded
+    have = model.get("backbone_config") or {}
+    missing = {k: v for k, v in json.loads(json.dumps(bb)).items() if k not in have}
+    return {**model, "backbone_config": {**have, **missing}} if missing else model
+
+
 def _model_shape(cfg: Any) -> dict[str, Any]:
     """A model config as JSON with its backbone config complete: a field the checkpoint's
     code did not have yet compares as its default (a checkpoint written before a backbone

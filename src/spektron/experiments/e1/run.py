@@ -55,6 +55,7 @@ from spektron.experiments.runner import (
     arm_flops,
     check_run_folders,
     claim_run_dir,
+    complete_model_config,
     device_description,
     file_sha256,
     git_commit,
@@ -417,9 +418,13 @@ NOT_HASHED = (
 
 
 def _identity(hashed: dict[str, Any]) -> dict[str, Any]:
-    """A run's recorded settings without :data:`NOT_HASHED`: also maps the settings a run folder
-    recorded before a key joined that list onto today's form, so that folder is still reused."""
+    """A run's recorded settings without :data:`NOT_HASHED` and with its model's backbone
+    config complete: also maps the settings a run folder recorded before a key joined that
+    list, or before its backbone config gained a field, onto today's form, so that folder is
+    still reused."""
     out = json.loads(json.dumps(hashed))
+    if isinstance(out.get("model"), dict):
+        out["model"] = complete_model_config(out["model"])
     if isinstance(out.get("e1"), dict):
         for k in NOT_HASHED:
             out["e1"].pop(k, None)
