@@ -401,6 +401,12 @@ class E2Config:
     external_centrosymmetric: bool = True
     jobs: int = 0  # parallel training processes (CPU); 0 = one per core; 1 on CUDA
     max_train_molecules: int | None = None
+    # The convergence rule, as E1's (e1.convergence_*): judged from each run's validation
+    # history (window) or, when ``convergence_check`` is a step multiple >= 2, from the first
+    # seed of every arm trained again for that many times the steps (the budget check).
+    convergence_tol: float = 0.02
+    convergence_window: float = 0.25
+    convergence_check: int = 0
 
     def __post_init__(self) -> None:
         for name in ("backbones", "directions", "inits", "lr_sweep", "baselines"):
@@ -450,6 +456,16 @@ class E2Config:
         _check(
             self.max_train_molecules is None or self.max_train_molecules > 0,
             f"e2.max_train_molecules must be > 0 or null, got {self.max_train_molecules}",
+        )
+        _check(
+            self.convergence_tol > 0 and 0 < self.convergence_window < 1,
+            "e2.convergence_tol must be > 0 and e2.convergence_window in (0, 1), got "
+            f"{self.convergence_tol}, {self.convergence_window}",
+        )
+        _check(
+            self.convergence_check == 0 or self.convergence_check >= 2,
+            f"e2.convergence_check must be 0 (off) or a step multiple >= 2, got "
+            f"{self.convergence_check}",
         )
 
 

@@ -268,7 +268,9 @@ def test_e2_errors_name_the_problem(e2_run, tmp_path, monkeypatch):
         load_pretrained(other, str(root / "e1" / ckpt / "best.pt"))
 
 
-def test_cli_e2_scratch_only_with_an_extended_lr_sweep(e2_run, tmp_path, capsys, monkeypatch):
+def test_cli_e2_scratch_only_with_an_extended_lr_sweep_and_a_budget_check(
+    e2_run, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("SPEKTRON_CACHE", str(e2_run[5]))
     args = ["-q", "e2", "--preset", "smoke", "--out", str(tmp_path / "e2")]
     for s in [
@@ -278,6 +280,7 @@ def test_cli_e2_scratch_only_with_an_extended_lr_sweep(e2_run, tmp_path, capsys,
         'e2.directions=["ir_to_raman"]',
         "e2.lr_sweep=[1e-3, 3e-3]",
         "e2.lr_extensions=1",
+        "e2.convergence_check=2",
     ]:
         args += ["--set", s]
     assert main(args) == 0
@@ -291,7 +294,19 @@ def test_cli_e2_scratch_only_with_an_extended_lr_sweep(e2_run, tmp_path, capsys,
     table = (tmp_path / "e2" / "table.md").read_text()
     assert "LR sweep (validation MSE, first seed per learning rate" in table
     seed_dirs = sorted(p.name for p in (tmp_path / "e2" / "runs/ir_to_raman/scratch/cnn").iterdir())
-    assert len(seed_dirs) == 3 + len(m["seeds"]) - 1  # the sweep, then the other seeds
+    # the sweep, then the other seeds, and the budget check: the first seed for twice the steps
+    assert len(seed_dirs) == 3 + len(m["seeds"]) - 1 + 1
+    steps = summary["scale"]["steps"]
+    chk = m["convergence"]["budget_check"]
+    assert chk["run"].endswith(f"lr{m['lr']:g}_seed0_steps{2 * steps}")
+    run = tmp_path / "e2" / chk["run"]
+    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 2 * steps
+    assert chk["curve"]["step"][-1] == 2 * steps and chk["val"] == m["val_mse_per_seed"][0]
+    assert chk["converged"] == (chk["gain"] < 0.02) == m["convergence"]["converged"]
+    assert chk[f"test_{PRIMARY_METRIC}"] == m["test"][PRIMARY_METRIC]["per_seed"][0]
+    assert "doubling the steps" in summary["convergence"]["rule"]
+    assert len(m["val_curves"]) == len(m["seeds"]) and "### Convergence" in table
+    assert (tmp_path / "e2" / "figures" / "val_curves_ir_to_raman.png").is_file()
 
 
 def test_loaded_molecules_are_kept_read_only_and_reloaded_when_the_store_changes(e2_run):

@@ -17,6 +17,7 @@ from spektron.errors import DataError
 
 NA = "n/a"  # a value that should exist but is missing or not finite
 NOT_APPLICABLE = "–"  # a column that does not apply to the row (e.g. LR of a baseline)
+ARM_MARKERS = "osD^vP*Xh<>p"  # one marker per arm in the figures, in the arms' order
 
 # ----------------------------------------------------------------------------- reading
 
@@ -173,3 +174,102 @@ def paired_lines(paired: list[Any], unit: str = "test spectra") -> list[str]:
             )
         )
     return lines
+
+
+# ----------------------------------------------------------------------------- convergence
+
+
+def convergence_lines(
+    rule: Any, rows: list[tuple[str, Any]], test_key: str, test_label: str, higher: bool = False
+) -> list[str]:
+    """The convergence section: the rule, then per arm (``rows``: label, its summary's
+    ``convergence`` entry) the budget check when it ran (best validation value at both
+    budgets, the gain, the first seed's test ``test_key`` at both) and the change over the
+    window per seed; then whether the arms' first-seed test order held (``higher``: larger
+    values are better)."""
+    if not isinstance(rule, dict):
+        return []
+    lines = ["", "### Convergence", "", f"Rule: {rule.get('rule', NA)}.", ""]
+    checked = bool(rule.get("check"))
+    window = f"change over the last {finite(rule.get('window')) or 0:.0%} of the steps, per seed"
+    head = ["arm", window, "converged"]
+    if checked:
+        head = ["arm", "best val (steps)", "best val (check)", "gain", "converged"]
+        head += [f"{test_label}, first seed (steps → check)", window]
+    lines += [md_row(head), md_row(["---"] * len(head))]
+    order = []
+    for name, conv in rows:
+        if not isinstance(conv, dict):
+            continue
+        rel = [dig(c, "rel_change") for c in conv.get("per_seed", [])]
+        cells = ", ".join(NA if finite(r) is None else f"{100 * r:.1f} %" for r in rel)
+        verdict = "yes" if conv.get("converged") else "**no**"
+        chk = conv.get("budget_check")
+        if not (checked and isinstance(chk, dict)):
+            lines.append(md_row([name, cells, verdict]))
+            continue
+        short, long = chk.get(f"test_{test_key}"), chk.get(f"check_test_{test_key}")
+        lines.append(
+            md_row(
+                [
+                    name,
+                    f"{fmt_num(chk.get('val'))} ({fmt_int(chk.get('steps'))})",
+                    f"{fmt_num(chk.get('check_val'))} ({fmt_int(chk.get('check_steps'))})",
+                    f"{100 * (finite(chk.get('gain')) or 0):.1f} %",
+                    verdict,
+                    f"{fmt_num(short)} → {fmt_num(long)}",
+                    cells,
+                ]
+            )
+        )
+        if finite(short) is not None and finite(long) is not None:
+            order.append((name, short, long))
+    if len(order) > 1:
+        sign = -1 if higher else 1
+        a = [n for n, _, _ in sorted(order, key=lambda r: sign * r[1])]
+        b = [n for n, _, _ in sorted(order, key=lambda r: sign * r[2])]
+        same = "the same order" if a == b else "a different order"
+        lines += [
+            "",
+            f"First seed's test order, best first: {', '.join(a)} (steps); "
+            f"{', '.join(b)} (check): {same}.",
+        ]
+    if not rule.get("all_converged"):
+        lines += ["", "Not every arm meets the rule: its numbers are those of an unfinished run."]
+    return lines
+
+
+def draw_val_curves(ax: Any, arms: list[tuple[str, dict[str, Any]]], markers: str) -> None:
+    """Validation value vs optimizer step on ``ax`` (log y): per arm (label, summary entry
+    with ``val_curves`` and ``convergence``) every seed, the first marked, and the budget
+    check's run dashed; else the start of the convergence window dotted."""
+    s0, checked = None, False
+    for i, (name, b) in enumerate(arms):
+        for k, curve in enumerate(b.get("val_curves") or []):
+            if not curve.get("step"):
+                continue
+            ax.plot(
+                curve["step"],
+                curve["val"],
+                color=f"C{i % 10}",
+                lw=1.2 if k == 0 else 0.7,
+                alpha=1.0 if k == 0 else 0.6,
+                marker=markers[i % len(markers)] if k == 0 else None,
+                ms=3,
+                label=name if k == 0 else None,
+            )
+        per_seed = dig(b, "convergence", "per_seed") or []
+        if per_seed and finite(dig(per_seed[0], "s0")) is not None:
+            s0 = per_seed[0]["s0"]
+        check = dig(b, "convergence", "budget_check", "curve")
+        if isinstance(check, dict) and check.get("step"):
+            ax.plot(check["step"], check["val"], color=f"C{i % 10}", lw=1.0, ls="--")
+            checked = True
+    if checked:
+        ax.plot([], [], color="0.3", lw=1.0, ls="--", label="budget check (first seed)")
+    elif s0 is not None:
+        ax.axvline(s0, color="0.5", ls=":", lw=1.0, label="convergence window starts")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.grid(alpha=0.3, which="major")
+    ax.legend(fontsize=7, frameon=False)

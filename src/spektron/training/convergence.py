@@ -61,3 +61,36 @@ def run_convergence(
 
     curve = validation_curve(read_history(Path(run_dir) / HISTORY_NAME), term)
     return {"curve": curve, **convergence(curve, tol, window)}
+
+
+def rule_text(tol: float, window: float, check: int, steps: int, metric: str) -> str:
+    """The stated rule: the budget check's when ``check`` (a step multiple ≥ 2), else the
+    window rule's (the last ``window`` of one run's steps)."""
+    if not check:
+        return (
+            f"best {metric} improved by < {tol:.0%} (relative) over the last {window:.0%} of "
+            "the steps"
+        )
+    more = "doubling" if check == 2 else f"{check}x"
+    return (
+        f"{more} the steps ({steps:,} → {check * steps:,}; first seed, same LR and settings, "
+        f"the cosine over the longer budget) improves the best {metric} by < {tol:.0%} "
+        "(relative)"
+    )
+
+
+def budget_check(val: float, check_val: float, steps: int, check: int, tol: float) -> dict:
+    """The budget rule on one arm: the best validation value ``val`` of a run of ``steps``
+    steps against ``check_val`` of the same run trained for ``check`` × the steps:
+
+        gain = (val − check_val) / check_val,    converged ⇔ gain < tol.
+    """
+    gain = (val - check_val) / check_val if check_val > 0 else 0.0
+    return {
+        "steps": steps,
+        "check_steps": check * steps,
+        "val": val,
+        "check_val": check_val,
+        "gain": gain,
+        "converged": bool(gain < tol),
+    }

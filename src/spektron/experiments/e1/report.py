@@ -24,9 +24,12 @@ import numpy as np
 
 from spektron.errors import DataError
 from spektron.experiments.reporting import (
+    ARM_MARKERS,
     NA,
     NOT_APPLICABLE,
+    convergence_lines,
     dig,
+    draw_val_curves,
     finite,
     fmt_ci,
     fmt_int,
@@ -351,7 +354,6 @@ def _cost_axis(ax: Any, xs: list[float]) -> None:
 
 
 BASELINE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
-ARM_MARKERS = "osD^vP*Xh<>p"
 
 
 def plot_metric_vs_cost(summary: dict[str, Any], path_stem: Path) -> list[Path]:
@@ -529,113 +531,18 @@ def _tuning_lines(tuning: Any) -> list[str]:
 
 
 def _convergence_lines(summary: dict[str, Any]) -> list[str]:
-    """Per arm: the budget check (when run) and, per seed, the relative change of the best
-    validation loss over the last part of the steps, against the stated rule."""
-    rule = summary.get("convergence")
-    if not isinstance(rule, dict):
-        return []
-    lines = ["", "### Convergence", "", f"Rule: {rule.get('rule', NA)}.", ""]
-    checked = bool(rule.get("check"))
-    window = f"change over the last {finite(rule.get('window')) or 0:.0%} of the steps, per seed"
-    if checked:
-        head = ["arm", "best val (steps)", "best val (check)", "gain", "converged"]
-        head += ["test masked MSE, seed 1 (steps → check)", window]
-    else:
-        head = ["arm", window, "converged"]
-    lines += [md_row(head), md_row(["---"] * len(head))]
-    for name, b in sorted(summary["backbones"].items()):
-        conv = b.get("convergence")
-        if not isinstance(conv, dict):
-            continue
-        rel = [dig(c, "rel_change") for c in conv.get("per_seed", [])]
-        cells = ", ".join(NA if finite(r) is None else f"{100 * r:.1f} %" for r in rel)
-        verdict = "yes" if conv.get("converged") else "**no**"
-        chk = conv.get("budget_check")
-        if checked and isinstance(chk, dict):
-            lines.append(
-                md_row(
-                    [
-                        name,
-                        f"{fmt_num(chk.get('val'))} ({fmt_int(chk.get('steps'))})",
-                        f"{fmt_num(chk.get('check_val'))} ({fmt_int(chk.get('check_steps'))})",
-                        f"{100 * (finite(chk.get('gain')) or 0):.1f} %",
-                        verdict,
-                        fmt_num(chk.get("test_masked_mse"))
-                        + " → "
-                        + fmt_num(chk.get("check_test_masked_mse")),
-                        cells,
-                    ]
-                )
-            )
-        else:
-            lines.append(md_row([name, cells, verdict]))
-    if checked:
-        lines += _check_ranking_lines(summary)
-    if not rule.get("all_converged"):
-        lines += ["", "Not every arm meets the rule: its numbers are those of an unfinished run."]
-    return lines
-
-
-def _check_ranking_lines(summary: dict[str, Any]) -> list[str]:
-    """Whether the arms' order on the first seed's test masked MSE holds with the longer
-    budget (reported, never used to choose anything)."""
-    pairs = {
-        n: (
-            dig(b, "convergence", "budget_check", "test_masked_mse"),
-            dig(b, "convergence", "budget_check", "check_test_masked_mse"),
-        )
-        for n, b in summary["backbones"].items()
-    }
-    pairs = {n: p for n, p in pairs.items() if all(finite(v) is not None for v in p)}
-    if len(pairs) < 2:
-        return []
-    short = sorted(pairs, key=lambda n: pairs[n][0])
-    long = sorted(pairs, key=lambda n: pairs[n][1])
-    same = "the same" if short == long else "a different"
-    return [
-        "",
-        f"First seed's test order: {' < '.join(short)} (steps); {' < '.join(long)} (check) — "
-        f"{same} order.",
-    ]
+    """Per arm: the budget check (when run) and, per seed, the change over the window."""
+    rows = [(name, b.get("convergence")) for name, b in sorted(summary["backbones"].items())]
+    return convergence_lines(summary.get("convergence"), rows, "masked_mse", "test masked MSE")
 
 
 def plot_val_curves(summary: dict[str, Any], path_stem: Path) -> list[Path]:
     """Validation masked MSE vs optimizer step for every arm and seed (log y), with the start
-    of the convergence window marked."""
+    of the convergence window or the budget check's runs."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    s0, checked = None, False
-    for i, (name, b) in enumerate(sorted(summary["backbones"].items())):
-        for k, curve in enumerate(b.get("val_curves") or []):
-            if not curve.get("step"):
-                continue
-            ax.plot(
-                curve["step"],
-                curve["val"],
-                color=f"C{i % 10}",
-                lw=1.2 if k == 0 else 0.7,
-                alpha=1.0 if k == 0 else 0.6,
-                marker=ARM_MARKERS[i % len(ARM_MARKERS)] if k == 0 else None,
-                ms=3,
-                label=name if k == 0 else None,
-            )
-            per_seed = dig(b, "convergence", "per_seed") or []
-            if per_seed and finite(dig(per_seed[0], "s0")) is not None:
-                s0 = per_seed[0]["s0"]
-        check = dig(b, "convergence", "budget_check", "curve")
-        if isinstance(check, dict) and check.get("step"):
-            ax.plot(check["step"], check["val"], color=f"C{i % 10}", lw=1.0, ls="--")
-            s0 = None  # the budget rule, not the window, decides
-            checked = True
-    if checked:
-        ax.plot([], [], color="0.3", lw=1.0, ls="--", label="budget check (first seed)")
-    if s0 is not None:
-        ax.axvline(s0, color="0.5", ls=":", lw=1.0, label="convergence window starts")
-    ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
+    draw_val_curves(ax, sorted(summary["backbones"].items()), ARM_MARKERS)
     ax.set_ylabel("validation masked MSE (every seed; first seed marked)")
-    ax.grid(alpha=0.3, which="major")
-    ax.legend(fontsize=8, frameon=False)
     rule = dig(summary, "convergence", "rule") or ""
     figure_title(
         fig,

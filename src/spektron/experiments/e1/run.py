@@ -74,7 +74,7 @@ from spektron.experiments.runner import (
     threads_for,
 )
 from spektron.training import distributed as D
-from spektron.training.convergence import run_convergence
+from spektron.training.convergence import budget_check, rule_text, run_convergence
 from spektron.training.data import KIND_CODES, ArrayData
 from spektron.training.tasks import MaskedReconstruction
 from spektron.utils import write_json_atomic
@@ -967,18 +967,12 @@ def aggregate(
 
 
 def _convergence_rule(e1: E1Config) -> str:
-    window = (
-        f"best validation masked MSE improved by < {e1.convergence_tol:.0%} (relative) "
-        f"over the last {e1.convergence_window:.0%} of the steps"
-    )
-    if not e1.convergence_check:
-        return window
-    k, S = e1.convergence_check, e1.train.steps
-    more = "doubling" if k == 2 else f"{k}x"
-    return (
-        f"{more} the steps ({S:,} → {k * S:,}; first seed, same LR and settings, the cosine "
-        f"over the longer budget) improves the best validation masked MSE by < "
-        f"{e1.convergence_tol:.0%} (relative)"
+    return rule_text(
+        e1.convergence_tol,
+        e1.convergence_window,
+        e1.convergence_check,
+        e1.train.steps,
+        "validation masked MSE",
     )
 
 
@@ -988,15 +982,14 @@ def _budget_check(
     """The budget rule for one arm: its first seed's run against the same run trained for
     ``e1.convergence_check`` × the steps (both runs' ``metrics.json``); the test values are
     reported beside it, never used to decide."""
-    val, val_long = first["best_val_masked_mse"], longer["best_val_masked_mse"]
-    gain = (val - val_long) / val_long if val_long > 0 else 0.0
     return {
-        "steps": e1.train.steps,
-        "check_steps": e1.convergence_check * e1.train.steps,
-        "val": val,
-        "check_val": val_long,
-        "gain": gain,
-        "converged": bool(gain < e1.convergence_tol),
+        **budget_check(
+            first["best_val_masked_mse"],
+            longer["best_val_masked_mse"],
+            e1.train.steps,
+            e1.convergence_check,
+            e1.convergence_tol,
+        ),
         "test_masked_mse": first["test"]["masked_mse"]["mean"],
         "check_test_masked_mse": longer["test"]["masked_mse"]["mean"],
         "curve": run_convergence(run_dir, "recon")["curve"],

@@ -20,9 +20,12 @@ from spektron.errors import DataError
 from spektron.evaluation.metrics import match_peaks, pick_peaks
 from spektron.experiments.e2.results import arm_ranking
 from spektron.experiments.reporting import (
+    ARM_MARKERS,
     NA,
     NOT_APPLICABLE,
+    convergence_lines,
     dig,
+    draw_val_curves,
     fmt_int,
     fmt_mean_std,
     fmt_num,
@@ -144,6 +147,15 @@ def format_e2_table(summary: dict[str, Any]) -> str:
         }
         if swept:
             lines += [*lr_sweep_lines(swept, "validation MSE, first seed"), ""]
+        rows = [(f"{m['backbone']} ({m['init']})", m.get("convergence")) for _, m in arms]
+        lines += convergence_lines(
+            summary.get("convergence"),
+            rows,
+            summary.get("primary_metric", ""),
+            f"test {summary.get('primary_metric', '')}",
+            higher=True,
+        )
+        lines += [""]
         lines += _checkpoint_lines(dname, models, summary.get("checkpoints", {}).get(dname))
         lines += _symmetric_lines(dname, arms, base)
         lines += _analysis_lines(summary["error_analysis"].get(dname))
@@ -491,6 +503,38 @@ def plot_error_by_group(summary: dict[str, Any], fig_dir: Path) -> list[Path]:
     return files
 
 
+def plot_val_curves(summary: dict[str, Any], fig_dir: Path) -> list[Path]:
+    """Per direction: validation MSE vs optimizer step of every arm and seed, one panel per
+    init (log y), with the budget check's runs dashed (when run); none for a summary written
+    before the curves were recorded."""
+    models = summary["models"]
+    if not any(m.get("val_curves") for m in models.values()):
+        return []
+    plt = pyplot()
+    files: list[Path] = []
+    rule = dig(summary, "convergence", "rule") or ""
+    for dname in summary["baselines"]:
+        inits = list(dict.fromkeys(m["init"] for m in models.values() if m["direction"] == dname))
+        fig, axes = plt.subplots(1, len(inits), figsize=(6 * len(inits), 4.4), squeeze=False)
+        for ax, init in zip(axes[0], inits, strict=True):
+            arms = sorted(
+                (m["backbone"], m)
+                for m in models.values()
+                if m["direction"] == dname and m["init"] == init
+            )
+            draw_val_curves(ax, arms, ARM_MARKERS)
+            ax.set_title(f"{init}", fontsize=9)
+            ax.set_ylabel("validation MSE (every seed; first seed marked)")
+        figure_title(
+            fig,
+            f"E2 {dname.replace('_', ' ')} validation curves, preset "
+            f"{summary.get('preset', NA)}; rule: {rule}\n{summary['data_label']}",
+        )
+        fig.tight_layout()
+        files += save_figure(fig, fig_dir / f"val_curves_{dname}")
+    return files
+
+
 def build_e2_report(e2_dir: Path) -> dict[str, Any]:
     """Write ``table.md`` and ``figures/`` of E2; returns their paths (as strings)."""
     e2_dir = Path(e2_dir)
@@ -507,5 +551,6 @@ def build_e2_report(e2_dir: Path) -> dict[str, Any]:
     files = plot_examples(examples, summary, fig_dir)
     files += plot_distributions(e2_dir, summary, fig_dir)
     files += plot_error_by_group(summary, fig_dir)
+    files += plot_val_curves(summary, fig_dir)
     log.info("E2 report: %s and %d figure files in %s", table, len(files), fig_dir)
     return {"table": str(table), "figures": [str(p) for p in files]}

@@ -362,6 +362,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     it on test and on the symmetric set. Reuses a finished run; resumes an interrupted one."""
     from spektron.config import from_dict
     from spektron.models.spektron import Spektron
+    from spektron.training.config import TrainConfig
     from spektron.training.trainer import BEST_NAME, Trainer
 
     run_dir = Path(spec["run_dir"])
@@ -382,7 +383,9 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         s: load_molecules_cached(store, rows[s], e2.normalization) for s in ("train", "val", "test")
     }
     dname = spec["direction"]
-    model, train_cfg = seeded_model(spec, e2.train)
+    # The run's own recipe: E2's, or the budget check's longer one (e2.convergence_check).
+    recipe = from_dict(TrainConfig, spec["e2_train"], "e2_train")
+    model, train_cfg = seeded_model(spec, recipe)
     mcfg = model.cfg
     init_info: dict[str, Any] = {"init": spec["init"]}
     if spec["init"] == "pretrained":
@@ -399,7 +402,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "pretrained_checkpoint": spec.get("pretrained_checkpoint") or "",
         # The scale it was trained at: predict warns about a smoke-preset model.
         "preset": cfg.preset,
-        "train_steps": e2.train.steps,
+        "train_steps": recipe.steps,
     }
     if dist.is_main:
         write_json_atomic(
@@ -610,6 +613,7 @@ def run_e2(
             "threads": threads_for(jobs) if dist.device.type == "cpu" else 0,
             "progress": progress and jobs == 1,
             "run_dir": str(run_dir),
+            "steps": e2.train.steps,  # the job order's cost (not hashed)
         }
         if init == "pretrained":
             ckpts = pretrained[name]
@@ -618,6 +622,17 @@ def run_e2(
             if path not in sha_cache:
                 sha_cache[path] = file_sha256(Path(path))
             spec["pretrained_sha256"] = sha_cache[path]
+        spec["run_hash"] = _run_hash(spec)
+        return spec
+
+    def check_for(c: tuple[str, str, str], lr: float) -> dict[str, Any]:
+        """The budget check's run of arm ``c``: its first seed for ``convergence_check`` × the
+        steps (the cosine over the longer budget)."""
+        steps = e2.convergence_check * e2.train.steps
+        spec = spec_for(*c, lr, seeds[0])
+        spec["run_dir"] = f"{spec['run_dir']}_steps{steps}"
+        spec["e2_train"] = to_dict(replace(e2.train, steps=steps))
+        spec["steps"] = steps  # the job order's cost (not hashed)
         spec["run_hash"] = _run_hash(spec)
         return spec
 
@@ -642,6 +657,14 @@ def run_e2(
                 ),
                 "reuse": reuse_line(reuse, out),
                 "steps_per_run": e2.train.steps,
+                **(
+                    {
+                        "budget_check": f"the first seed of every arm also for "
+                        f"{e2.convergence_check * e2.train.steps:,} steps (the convergence rule)"
+                    }
+                    if e2.convergence_check
+                    else {}
+                ),
                 "effective_batch": e2.train.batch_size * e2.train.accumulation,
                 "molecules": dataset["n_molecules"],
                 "parallel_runs": jobs,
@@ -667,6 +690,11 @@ def run_e2(
     results, best_lr, lr_vals = sweep_then_seeds(
         combos, e2.lr_sweep, seeds, spec_for, run, "best_val_mse", e2.lr_extensions
     )
+    checks: dict[tuple[str, str, str], str] = {}
+    if e2.convergence_check:
+        check_specs = {c: check_for(c, best_lr[c]) for c in combos}
+        results.update(run(list(check_specs.values()), "budget check"))
+        checks = {c: sp["run_dir"] for c, sp in check_specs.items()}
     if not dist.is_main:
         return {}
     from spektron.experiments.e2.analysis import aggregate
@@ -686,6 +714,7 @@ def run_e2(
         sym,
         dataset,
         wn,
+        checks,
     )
     summary["device"] = device_description(dist.device)
     summary["wall_time_s"] = time.perf_counter() - t_start
