@@ -92,3 +92,29 @@ def test_the_estimate_covers_the_stages_asked_for_and_e2_lr_extensions(monkeypat
     combos = len(two.e2.directions) * len(two.e2.inits) * len(two.e2.backbones)
     one_run = (e2_two - plan.OVERHEAD_S["e2"]) / (combos * (2 + two.e2.n_seeds - 1))
     assert e2_ext - e2_two == pytest.approx(combos * one_run)
+
+
+def test_the_budget_checks_add_one_longer_run_per_arm(monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setattr(plan, "_time_model", lambda *a, **k: (1.0, 0.5))
+    monkeypatch.setattr(plan, "PROCESS_START_S", 0.0)
+    monkeypatch.setattr(plan.os, "cpu_count", lambda: 1)  # one job: the runs add up
+    over = ["e1.jobs=1", "e2.jobs=1"]
+    base = preset_config("smoke", over)
+    chk = preset_config("smoke", [*over, "e1.convergence_check=3", "e2.convergence_check=2"])
+    a = plan.estimate_run_all(base, data_cached=True, include=("e1", "e2"))["stages_s"]
+    b = plan.estimate_run_all(chk, data_cached=True, include=("e1", "e2"))["stages_s"]
+    n = base.data.n_molecules
+    n_val, n_test = int(0.05 * n * 2), int(0.106 * n * 2)
+    e1, e2 = base.e1, base.e2
+    spans = 1 + len(e1.eval_spans)
+    one1 = plan._run_seconds(
+        1.0, 0.5, replace(e1.train, steps=3 * e1.train.steps), n_val, n_test * spans
+    )
+    assert b["e1"] - a["e1"] == pytest.approx(len(e1.backbones) * one1)
+    one2 = plan._run_seconds(
+        1.0, 0.5, replace(e2.train, steps=2 * e2.train.steps), n_val // 2, n_test // 2
+    )
+    combos = len(e2.directions) * len(e2.inits) * len(e2.backbones)
+    assert b["e2"] - a["e2"] == pytest.approx(combos * one2)

@@ -197,6 +197,10 @@ def estimate_run_all(
         if len(e2.lr_sweep) > 1:  # LR extensions: expected for half of the arms
             per_arm += 0.5 * e2.lr_extensions
         runs += [one] * round(len(e2.directions) * len(e2.inits) * per_arm)
+        if e2.convergence_check:  # the budget check: each arm's first seed for k × the steps
+            longer = replace(e2.train, steps=e2.convergence_check * e2.train.steps)
+            check = _run_seconds(step, fwd, longer, n_val // 2, n_test // 2)
+            runs += [check] * (len(e2.directions) * len(e2.inits))
     stages["e2"] = _pool_seconds(runs, jobs) + OVERHEAD_S["e2"]
 
     # E3: the shuffled-order D-LinOSS controls, E1's recipe.
