@@ -781,6 +781,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 }
             },
             "eval_spans": [8, 32, 128, 256],
+            # The convergence rule's budget check: every arm's first seed also for 2 × steps.
+            "convergence_check": 2,
             "tune": {
                 "n_trials": 8,
                 "steps": 300,
@@ -806,6 +808,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "backbones": list(STUDY_BACKBONES),
             "lr_sweep": [1e-3, 3e-3, 1e-2],
             "lr_extensions": 1,
+            "convergence_check": 2,
             "train": {
                 "steps": 400,
                 "batch_size": 8,
