@@ -36,6 +36,20 @@ def _check_subset(values: tuple, allowed: tuple, name: str, non_empty: bool = Fa
     )
 
 
+def _check_convergence(cfg: Any, section: str) -> None:
+    """The convergence rule's settings of an experiment section (tol, window, check)."""
+    _check(
+        cfg.convergence_tol > 0 and 0 < cfg.convergence_window < 1,
+        f"{section}.convergence_tol must be > 0 and {section}.convergence_window in (0, 1), "
+        f"got {cfg.convergence_tol}, {cfg.convergence_window}",
+    )
+    _check(
+        cfg.convergence_check == 0 or cfg.convergence_check >= 2,
+        f"{section}.convergence_check must be 0 (off) or a step multiple >= 2, got "
+        f"{cfg.convergence_check}",
+    )
+
+
 @dataclass
 class GridConfig:
     """Uniform wavenumber grid of the model (cm⁻¹)."""
@@ -303,16 +317,7 @@ class E1Config:
             and len(set(self.eval_spans)) == len(self.eval_spans),
             f"e1.eval_spans must be distinct span lengths >= 1 (points), got {self.eval_spans}",
         )
-        _check(
-            self.convergence_tol > 0 and 0 < self.convergence_window < 1,
-            "e1.convergence_tol must be > 0 and e1.convergence_window in (0, 1), got "
-            f"{self.convergence_tol}, {self.convergence_window}",
-        )
-        _check(
-            self.convergence_check == 0 or self.convergence_check >= 2,
-            f"e1.convergence_check must be 0 (off) or a step multiple >= 2, got "
-            f"{self.convergence_check}",
-        )
+        _check_convergence(self, "e1")
         _check(len(self.backbones) > 0, "e1.backbones is empty")
         _check(len(set(self.backbones)) == len(self.backbones), "e1.backbones has duplicates")
         _check(self.n_seeds >= 1, f"e1.n_seeds must be >= 1, got {self.n_seeds}")
@@ -457,16 +462,7 @@ class E2Config:
             self.max_train_molecules is None or self.max_train_molecules > 0,
             f"e2.max_train_molecules must be > 0 or null, got {self.max_train_molecules}",
         )
-        _check(
-            self.convergence_tol > 0 and 0 < self.convergence_window < 1,
-            "e2.convergence_tol must be > 0 and e2.convergence_window in (0, 1), got "
-            f"{self.convergence_tol}, {self.convergence_window}",
-        )
-        _check(
-            self.convergence_check == 0 or self.convergence_check >= 2,
-            f"e2.convergence_check must be 0 (off) or a step multiple >= 2, got "
-            f"{self.convergence_check}",
-        )
+        _check_convergence(self, "e2")
 
 
 @dataclass
