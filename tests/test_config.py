@@ -127,3 +127,18 @@ def test_per_arm_settings_are_a_free_mapping_set_key_by_key():
         preset_config("quick", ["e1.arm_overrides.dlinoss=3", "e1.arm_overrides.dlinoss.r_min=1"])
     with pytest.raises(ConfigError, match=r"did you mean e1\.arm_overrides\?"):
         preset_config("quick", ["e1.arm_override={}"])
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("e1.convergence_check=1", r"e1\.convergence_check must be 0 \(off\) or a step multiple"),
+        ("e2.convergence_check=-2", r"e2\.convergence_check must be 0 \(off\) or a step multiple"),
+        ("e2.convergence_window=1", r"e2\.convergence_tol must be > 0 and e2\.convergence_window"),
+        ("e1.convergence_tol=0", r"e1\.convergence_tol must be > 0 and e1\.convergence_window"),
+    ],
+)
+def test_convergence_settings_are_checked_per_section(override, match):
+    with pytest.raises(ConfigError, match=match):
+        preset_config("study", [override])
+    assert preset_config("study").e2.convergence_check == 2
