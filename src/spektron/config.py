@@ -799,11 +799,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             },
         },
         "e2": {
-            # Every arm's LR chosen on validation (first seed) from the same grid, extended once
-            # beyond an end that is chosen; the other two seeds at the chosen LR.
+            # Every arm's LR chosen on validation (first seed) from the same grid, extended
+            # beyond an end that is chosen, at most twice (after one extension S4D and
+            # S4D-Real still chose the new end, 0.033); the other two seeds at the chosen LR.
             "backbones": list(STUDY_BACKBONES),
             "lr_sweep": [1e-3, 3e-3, 1e-2],
-            "lr_extensions": 1,
+            "lr_extensions": 2,
             "convergence_check": 2,
             "train": {
                 "steps": 400,
