@@ -144,6 +144,8 @@ def test_e1_rerun_reuses_finished_runs_and_refuses_changed_settings(e1_run, monk
     again = run_e1(cfg, out, progress=False, announce=plans.append)
     for name, b in summary["backbones"].items():
         assert again["backbones"][name]["test"] == b["test"]
+    # The first call's wall time is kept beside this one's.
+    assert again["earlier_wall_times_s"] == [summary["wall_time_s"]]
     n = len(cfg.e1.backbones) * cfg.e1.n_seeds
     assert plans[0]["reuse"] == f"{n} of {n} runs already finished in {out} (reused), 0 to train"
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}

@@ -290,6 +290,11 @@ def provenance(
             "in_summaries": {
                 n: s.get("wall_time_s", s.get("runtime_s")) for n, s in summaries.items()
             },
+            # Per experiment, every call that wrote its summary (earlier calls first).
+            "in_summaries_all_calls": {
+                n: [*s.get("earlier_wall_times_s", []), s.get("wall_time_s", s.get("runtime_s"))]
+                for n, s in summaries.items()
+            },
         },
         "experiments": experiments,
         "derived": derived,

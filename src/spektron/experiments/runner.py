@@ -399,6 +399,19 @@ def reuse_line(counts: dict[str, int], out: Path) -> str:
     return f"{k} of {n} runs already finished in {out} (reused), {n - k} to train"
 
 
+def wall_times(out: Path, seconds: float, key: str = "wall_time_s") -> dict[str, Any]:
+    """This call's wall time (``key``) and, under ``earlier_wall_times_s``, those of the
+    earlier calls whose ``summary.json`` in ``out`` this call replaces (a staged or resumed
+    experiment, or one that only gathered finished runs again, keeps its history)."""
+    earlier: list[float] = []
+    try:
+        prev = json.loads((Path(out) / "summary.json").read_text())
+        earlier = [*prev.get("earlier_wall_times_s", []), float(prev[key])]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no earlier summary, or one that recorded no wall time
+    return {key: seconds, "earlier_wall_times_s": earlier}
+
+
 def measured_step_seconds(e1_dir: str | Path | None) -> dict[str, float] | None:
     """Seconds per optimizer step of each arm as a finished E1 measured them (its
     ``summary.json``), for other experiments' job order; None when not recorded."""

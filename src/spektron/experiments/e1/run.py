@@ -72,6 +72,7 @@ from spektron.experiments.runner import (
     size_arms,
     sweep_then_seeds,
     threads_for,
+    wall_times,
 )
 from spektron.training import distributed as D
 from spektron.training.convergence import budget_check, rule_text, run_convergence
@@ -743,7 +744,7 @@ def run_e1(
             summary["backbones"][name]["tuned"] = tuning[name]["best"]
     summary["device"] = device_description(dist.device)
     summary["measured_step_s"] = step_s
-    summary["wall_time_s"] = time.perf_counter() - t_start
+    summary.update(wall_times(out, time.perf_counter() - t_start))
     write_json_atomic(out / "summary.json", summary)
     test_mask = evals["test"][1]
     model_preds = {

@@ -73,6 +73,7 @@ from spektron.experiments.runner import (
     size_arms,
     sweep_then_seeds,
     threads_for,
+    wall_times,
     with_e1_tuning,
 )
 from spektron.experiments.runner import model_config as shared_model_config
@@ -717,7 +718,7 @@ def run_e2(
         checks,
     )
     summary["device"] = device_description(dist.device)
-    summary["wall_time_s"] = time.perf_counter() - t_start
+    summary.update(wall_times(out, time.perf_counter() - t_start))
     write_json_atomic(out / "summary.json", summary)
     from spektron.experiments.e2.report import build_e2_report
 

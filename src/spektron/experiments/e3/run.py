@@ -50,6 +50,7 @@ from spektron.experiments.runner import (
     run_specs,
     seeded_model,
     threads_for,
+    wall_times,
 )
 from spektron.plotting import FIGURE_LOCK
 from spektron.training import distributed as D
@@ -292,7 +293,7 @@ def run_e3(
         "git_commit": git_commit(),
         "package_versions": package_versions(),
     }
-    summary["wall_time_s"] = time.perf_counter() - t0
+    summary.update(wall_times(out, time.perf_counter() - t0))
     write_json_atomic(out / "summary.json", summary)
     from spektron.experiments.e3.report import build_e3_report
 

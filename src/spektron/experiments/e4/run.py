@@ -53,6 +53,7 @@ from spektron.experiments.runner import (
     settings_diff,
     size_arms,
     threads_for,
+    wall_times,
     with_e1_tuning,
 )
 from spektron.plotting import FIGURE_LOCK
@@ -352,7 +353,7 @@ def run_e4(
                 "arms": aggregate_arms(mine),
             }
         summary["pairs"][pair_key(p)] = {"classical": classical[p], "deep": deep}
-    summary["runtime_s"] = time.perf_counter() - t_start
+    summary.update(wall_times(out, time.perf_counter() - t_start, "runtime_s"))
     summary["runtime_parts_s"] = {
         "classical_and_master_stages": t_classical,
         "probes_and_standards": t_deep,
