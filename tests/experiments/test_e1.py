@@ -107,6 +107,8 @@ def test_e1_run_folders_hold_provenance_and_loadable_checkpoints(e1_run):
     assert m["schema_version"] == 1 and m["dataset"]["sha256"]
     assert m["metric_directions"]["masked_mse"] == "lower"
     assert m["train"]["peak_memory_mb"] >= 0 and m["train"]["samples_per_s"] > 0
+    # The summary's FLOPs are those of the code that trained the run, as its metrics record.
+    assert summary["backbones"]["dlinoss"]["flops_total"] == m["flops_per_spectrum"]["total"]
     model = Spektron.from_checkpoint(run / "best.pt")
     assert model.cfg.backbone == "dlinoss"
     init = torch.load(run / "init.pt", weights_only=True)

@@ -836,8 +836,9 @@ def aggregate(
             "parameters": runs[0]["parameters"],
             "backbone_config": arms[name]["backbone_config"],
             "overrides": arms[name].get("overrides", {}),
-            "flops_matmul": arms[name]["flops"]["matmul"],
-            "flops_total": arms[name]["flops"]["total"],
+            # The FLOPs of the code that trained the runs (their samples/s are that code's too).
+            "flops_matmul": runs[0].get("flops_per_spectrum", arms[name]["flops"])["matmul"],
+            "flops_total": runs[0].get("flops_per_spectrum", arms[name]["flops"])["total"],
             "lr": best_lr[name],
             "lr_sweep": arms[name]["lr_sweep"],
             "seeds": seeds,

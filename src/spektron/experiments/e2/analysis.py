@@ -134,7 +134,8 @@ def aggregate(
             "init": init,
             "backbone": bb,
             "n_params": arms[bb]["n_params"],
-            "flops_total": arms[bb]["flops"]["total"],
+            # The FLOPs of the code that trained the runs (their timings are that code's too).
+            "flops_total": runs[0].get("flops_per_spectrum", arms[bb]["flops"])["total"],
             "lr": best_lr[c],
             "lr_sweep": lr_vals[c],
             "lr_edge": lr_edge(best_lr[c], lr_vals[c]),
