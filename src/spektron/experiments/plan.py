@@ -166,23 +166,16 @@ def estimate_run_all(
         m = e1_model_config(e1, b, arms[b]["backbone_config"])
         step, fwd = timer(m, e1.train.batch_size, e1.train.eval_batch_size, L, grid)
         # Test scoring once more per gap length of the gap-length axis.
-        one = _run_seconds(step, fwd, e1.train, n_val, n_test * (1 + len(e1.eval_spans)))
+        scored = n_test * (1 + len(e1.eval_spans))
+        one = _run_seconds(step, fwd, e1.train, n_val, scored)
         if e1.tune.n_trials:  # the trials (short runs, validation only), then every seed
             trial = _run_seconds(step, fwd, replace(e1.train, steps=e1.tune.steps), n_val, 0)
             runs += [trial] * e1.tune.n_trials + [one] * e1.n_seeds
         else:
             runs += [one] * (len(e1.lr_sweep) + e1.n_seeds - 1)
         if e1.convergence_check:  # the budget check: the first seed for k × the steps
-            k = e1.convergence_check
-            runs.append(
-                _run_seconds(
-                    step,
-                    fwd,
-                    replace(e1.train, steps=k * e1.train.steps),
-                    n_val,
-                    n_test * (1 + len(e1.eval_spans)),
-                )
-            )
+            longer = replace(e1.train, steps=e1.convergence_check * e1.train.steps)
+            runs.append(_run_seconds(step, fwd, longer, n_val, scored))
     stages["e1"] = _pool_seconds(runs, jobs) + OVERHEAD_S["e1"]
 
     # E2: directions × inits × arms × (LR sweep + other seeds); molecules, not spectra.

@@ -412,6 +412,47 @@ def wall_times(out: Path, seconds: float, key: str = "wall_time_s") -> dict[str,
     return {key: seconds, "earlier_wall_times_s": earlier}
 
 
+def arm_convergence(
+    section: Any,
+    out: Path,
+    dirs: list[Path],
+    runs: list[dict[str, Any]],
+    term: str,
+    val_key: str,
+    test_key: str,
+    check_dir: str | None = None,
+    check_run: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An arm's ``convergence`` and ``val_curves`` entries under the rule of ``section`` (an
+    experiment's config: ``convergence_tol``, ``_window``, ``_check``, ``train``): every
+    seed's validation curve (history term ``term``; ``dirs``/``runs``: the seeds' folders and
+    metrics) with the window rule, and the budget check when its run is given (``check_dir``,
+    ``check_run``: its folder and metrics), which then decides. ``val_key``: a run's best
+    validation value; ``test_key``: the test metric shown beside it, never used to decide."""
+    from spektron.training.convergence import budget_check, run_convergence
+
+    tol, window = section.convergence_tol, section.convergence_window
+    conv = [run_convergence(d, term, tol, window) for d in dirs]
+    entry: dict[str, Any] = {
+        "convergence": {
+            "converged": all(c["converged"] for c in conv),
+            "per_seed": [{k: v for k, v in c.items() if k != "curve"} for c in conv],
+        },
+        "val_curves": [c["curve"] for c in conv],
+    }
+    if check_dir is not None and check_run is not None:
+        first = runs[0]
+        steps, k = section.train.steps, section.convergence_check
+        check = budget_check(first[val_key], check_run[val_key], steps, k, tol)
+        check["test_" + test_key] = first["test"][test_key]["mean"]
+        check["check_test_" + test_key] = check_run["test"][test_key]["mean"]
+        check["curve"] = run_convergence(Path(check_dir), term)["curve"]
+        check["run"] = str(Path(check_dir).relative_to(out))
+        entry["convergence"]["budget_check"] = check
+        entry["convergence"]["converged"] = check["converged"]
+    return entry
+
+
 def measured_step_seconds(e1_dir: str | Path | None) -> dict[str, float] | None:
     """Seconds per optimizer step of each arm as a finished E1 measured them (its
     ``summary.json``), for other experiments' job order; None when not recorded."""

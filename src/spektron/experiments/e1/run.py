@@ -52,6 +52,7 @@ from spektron.experiments.e1.tuning import (
     with_shape,
 )
 from spektron.experiments.runner import (
+    arm_convergence,
     arm_flops,
     check_run_folders,
     claim_run_dir,
@@ -75,7 +76,7 @@ from spektron.experiments.runner import (
     wall_times,
 )
 from spektron.training import distributed as D
-from spektron.training.convergence import budget_check, rule_text, run_convergence
+from spektron.training.convergence import rule_text
 from spektron.training.data import KIND_CODES, ArrayData
 from spektron.training.tasks import MaskedReconstruction
 from spektron.utils import write_json_atomic
@@ -697,6 +698,7 @@ def run_e1(
         return run_specs(specs, jobs, dist, progress, f"E1 {what}", train_one, step_s=step_s)
 
     tuning = None
+    check_specs: dict[str, dict[str, Any]] = {}  # the budget check's runs, by arm
     if tuned:
         tuning = tune_e1(ctx, out, seeds[0], run)
         best_lr = {n: tuning[n]["best"]["lr"] for n in e1.backbones}
@@ -705,7 +707,8 @@ def run_e1(
             arms[name]["lr_sweep"] = {}
         final = [spec_for(n, best_lr[n], s) for n in e1.backbones for s in seeds]
         if e1.convergence_check:
-            final += [check_for(n, best_lr[n]) for n in e1.backbones]
+            check_specs = {n: check_for(n, best_lr[n]) for n in e1.backbones}
+            final += list(check_specs.values())
         for sp in final:  # refused before training when a folder holds other settings
             run_folder_finished(Path(sp["run_dir"]), sp["run_hash"], _hashed(sp), project=_identity)
         results = run(final, "seeds (tuned)")
@@ -716,15 +719,12 @@ def run_e1(
         for name in e1.backbones:
             arms[name]["lr_sweep"] = lr_vals[name]
         if e1.convergence_check:
-            results.update(run([check_for(n, best_lr[n]) for n in e1.backbones], "budget check"))
+            check_specs = {n: check_for(n, best_lr[n]) for n in e1.backbones}
+            results.update(run(list(check_specs.values()), "budget check"))
     if not dist.is_main:
         return {}
 
-    checks = (
-        {n: check_for(n, best_lr[n])["run_dir"] for n in e1.backbones}
-        if e1.convergence_check
-        else {}
-    )
+    checks = {n: sp["run_dir"] for n, sp in check_specs.items()}
     summary = aggregate(
         cfg,
         out,
@@ -864,20 +864,20 @@ def aggregate(
                     "per_seed": per_seed,
                     "ci": bootstrap_ci(gap_avg[name][ell], n_boot=e1.n_bootstrap),
                 }
-        conv = [
-            run_convergence(Path(d), "recon", e1.convergence_tol, e1.convergence_window)
-            for d in dirs
-        ]
-        backbones[name]["convergence"] = {
-            "converged": all(c["converged"] for c in conv),
-            "per_seed": [{k: v for k, v in c.items() if k != "curve"} for c in conv],
-        }
-        if checks:
-            check = _budget_check(e1, runs[0], results[checks[name]], Path(checks[name]))
-            check["run"] = str(Path(checks[name]).relative_to(out))
-            backbones[name]["convergence"]["budget_check"] = check
-            backbones[name]["convergence"]["converged"] = check["converged"]
-        backbones[name]["val_curves"] = [c["curve"] for c in conv]
+        check_dir = (checks or {}).get(name)
+        backbones[name].update(
+            arm_convergence(
+                e1,
+                out,
+                [Path(d) for d in dirs],
+                runs,
+                "recon",
+                "best_val_masked_mse",
+                "masked_mse",
+                check_dir,
+                results.get(check_dir) if check_dir else None,
+            )
+        )
         if runs[0].get("clamped_oscillators"):  # per seed: init, best and final weights
             backbones[name]["clamped_oscillators"] = [r["clamped_oscillators"] for r in runs]
     # Paired comparisons on the same test molecules (seed-averaged per-molecule masked MSE):
@@ -976,26 +976,6 @@ def _convergence_rule(e1: E1Config) -> str:
         e1.train.steps,
         "validation masked MSE",
     )
-
-
-def _budget_check(
-    e1: E1Config, first: dict[str, Any], longer: dict[str, Any], run_dir: Path
-) -> dict[str, Any]:
-    """The budget rule for one arm: its first seed's run against the same run trained for
-    ``e1.convergence_check`` × the steps (both runs' ``metrics.json``); the test values are
-    reported beside it, never used to decide."""
-    return {
-        **budget_check(
-            first["best_val_masked_mse"],
-            longer["best_val_masked_mse"],
-            e1.train.steps,
-            e1.convergence_check,
-            e1.convergence_tol,
-        ),
-        "test_masked_mse": first["test"]["masked_mse"]["mean"],
-        "check_test_masked_mse": longer["test"]["masked_mse"]["mean"],
-        "curve": run_convergence(run_dir, "recon")["curve"],
-    }
 
 
 def _mask_text(e1: E1Config) -> str:

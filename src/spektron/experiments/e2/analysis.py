@@ -33,8 +33,8 @@ from spektron.experiments.e2.results import (
     best_seed_checkpoint,
     read_per_molecule,
 )
-from spektron.experiments.runner import lr_edge, mean_std, scale_note
-from spektron.training.convergence import budget_check, rule_text, run_convergence
+from spektron.experiments.runner import arm_convergence, lr_edge, mean_std, scale_note
+from spektron.training.convergence import rule_text
 from spektron.training.trainer import BEST_NAME
 
 SCHEMA_VERSION = 1
@@ -153,7 +153,20 @@ def aggregate(
         entry["best_checkpoint"] = best_seed_checkpoint(
             entry["checkpoints"], entry["val_mse_per_seed"]
         )
-        entry.update(_convergence(e2, out, dirs, runs, results, (checks or {}).get(c)))
+        check_dir = (checks or {}).get(c)
+        entry.update(
+            arm_convergence(
+                e2,
+                out,
+                dirs,
+                runs,
+                "mse",
+                "best_val_mse",
+                PRIMARY_METRIC,
+                check_dir,
+                results.get(check_dir) if check_dir else None,
+            )
+        )
         bp = base_pm[dname]
         entry["skill"] = {
             ref: skill(
@@ -296,42 +309,6 @@ def aggregate(
         "paired": paired,
         "error_analysis": analysis,
     }
-
-
-def _convergence(
-    e2: Any,
-    out: Path,
-    dirs: list[Path],
-    runs: list[dict[str, Any]],
-    results: dict[str, dict[str, Any]],
-    check_dir: str | None,
-) -> dict[str, Any]:
-    """An arm's validation curves (every seed) and the convergence rule on them: the budget
-    check's, when its run is given, else the window rule's on every seed."""
-    conv = [run_convergence(d, "mse", e2.convergence_tol, e2.convergence_window) for d in dirs]
-    entry: dict[str, Any] = {
-        "convergence": {
-            "converged": all(c["converged"] for c in conv),
-            "per_seed": [{k: v for k, v in c.items() if k != "curve"} for c in conv],
-        },
-        "val_curves": [c["curve"] for c in conv],
-    }
-    if check_dir is not None:
-        longer = results[check_dir]
-        check = budget_check(
-            runs[0]["best_val_mse"],
-            longer["best_val_mse"],
-            e2.train.steps,
-            e2.convergence_check,
-            e2.convergence_tol,
-        )
-        check["test_" + PRIMARY_METRIC] = runs[0]["test"][PRIMARY_METRIC]["mean"]
-        check["check_test_" + PRIMARY_METRIC] = longer["test"][PRIMARY_METRIC]["mean"]
-        check["curve"] = run_convergence(Path(check_dir), "mse")["curve"]
-        check["run"] = str(Path(check_dir).relative_to(out))
-        entry["convergence"]["budget_check"] = check
-        entry["convergence"]["converged"] = check["converged"]
-    return entry
 
 
 def error_analysis(
